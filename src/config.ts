@@ -1,0 +1,75 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const urlWithProtocol = (protocols: RegExp) => z.url({ protocol: protocols });
+
+/**
+ * The one schema for Terapi's environment. Nothing else reads process.env.
+ * Secrets have no defaults: absent means "generate and keep in the data directory" (embedded mode)
+ * or "refuse to start" (external database), never a value baked into the code.
+ */
+export const configSchema = z
+  .object({
+    PORT: z.coerce.number().int().min(0).max(65_535).default(3003),
+    HOST: z.string().min(1).max(255).default('127.0.0.1'),
+    DATABASE_URL: urlWithProtocol(/^postgres(ql)?$/).optional(),
+    DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(20),
+    REDIS_URL: urlWithProtocol(/^rediss?$/).optional(),
+    TERAPI_DATA_DIR: z.string().min(1).max(4096).default('./.terapi'),
+    TERAPI_SECRET_KEY: z
+      .string()
+      .regex(/^[A-Za-z0-9_\-.]{24,200}$/, 'must be 24-200 characters of letters, digits, _ - .')
+      .optional(),
+    TERAPI_ENCRYPTION_KEY: z.string().min(1).max(10_000).optional(),
+    TERAPI_SERVER_URL: urlWithProtocol(/^https?$/).optional(),
+    TERAPI_ADMIN_KEY: z.string().regex(/^\S{32,200}$/, 'must be 32-200 characters without spaces').optional(),
+    TERAPI_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+    TERAPI_METADATA_LIMIT_BYTES: z.coerce.number().int().min(256).max(10 * 1024 * 1024).default(64 * 1024),
+    TERAPI_ALLOW_PROVIDER_URL_OVERRIDES: bool.default(false),
+    TERAPI_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
+    TERAPI_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_PRETTY: bool.default(false),
+  })
+  .transform((c) => ({
+    port: c.PORT,
+    host: c.HOST,
+    databaseUrl: c.DATABASE_URL,
+    databasePoolSize: c.DATABASE_POOL_SIZE,
+    redisUrl: c.REDIS_URL,
+    dataDir: path.resolve(c.TERAPI_DATA_DIR),
+    secretKey: c.TERAPI_SECRET_KEY,
+    encryptionKey: c.TERAPI_ENCRYPTION_KEY,
+    serverUrl: (c.TERAPI_SERVER_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ''),
+    adminKey: c.TERAPI_ADMIN_KEY,
+    bodyLimitBytes: c.TERAPI_BODY_LIMIT_BYTES,
+    metadataLimitBytes: c.TERAPI_METADATA_LIMIT_BYTES,
+    allowProviderUrlOverrides: c.TERAPI_ALLOW_PROVIDER_URL_OVERRIDES,
+    shutdownTimeoutMs: c.TERAPI_SHUTDOWN_TIMEOUT_MS,
+    keyCacheTtlMs: c.TERAPI_KEY_CACHE_TTL_MS,
+    logLevel: c.LOG_LEVEL,
+    logPretty: c.LOG_PRETTY,
+  }));
+
+export type Config = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+/** Parses an environment (process.env by default); a bad value throws naming the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset" — docker-compose passes `VAR=` for undefined variables.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(environment)'}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+/** Names of every variable the schema reads (used by the docker-compose test and the README check). */
+export const configVariables = Object.keys(configSchema.in.shape);

@@ -1,0 +1,154 @@
+import { and, asc, eq, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
+import type { DbOrTx } from '../db/client.js';
+import { connections, integrations } from '../db/schema/index.js';
+
+export type ConnectionRow = typeof connections.$inferSelect;
+/** A connection with the integration facts every response needs. */
+export type ConnectionWithIntegration = ConnectionRow & { providerConfigKey: string; provider: string };
+
+const columns = {
+  id: connections.id,
+  environmentId: connections.environmentId,
+  integrationId: connections.integrationId,
+  connectionId: connections.connectionId,
+  credentialsType: connections.credentialsType,
+  credentialsEnc: connections.credentialsEnc,
+  credentialsExpiresAt: connections.credentialsExpiresAt,
+  refreshable: connections.refreshable,
+  connectionConfig: connections.connectionConfig,
+  metadata: connections.metadata,
+  tags: connections.tags,
+  endUserId: connections.endUserId,
+  endUser: connections.endUser,
+  error: connections.error,
+  lastRefreshedAt: connections.lastRefreshedAt,
+  lastFetchedAt: connections.lastFetchedAt,
+  createdAt: connections.createdAt,
+  updatedAt: connections.updatedAt,
+  providerConfigKey: integrations.uniqueKey,
+  provider: integrations.provider,
+};
+
+/** One indexed lookup: (environment, integration key) → (integration, connection id). */
+export async function findConnection(
+  db: DbOrTx,
+  environmentId: string,
+  providerConfigKey: string,
+  connectionId: string,
+): Promise<ConnectionWithIntegration | undefined> {
+  const [row] = await db
+    .select(columns)
+    .from(connections)
+    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+    .where(
+      and(
+        eq(integrations.environmentId, environmentId),
+        eq(integrations.uniqueKey, providerConfigKey),
+        eq(connections.connectionId, connectionId),
+      ),
+    )
+    .limit(1);
+  return row;
+}
+
+export interface ConnectionFilter {
+  providerConfigKey?: string;
+  connectionId?: string;
+  endUserId?: string;
+  search?: string;
+  afterId?: number;
+  limit: number;
+}
+
+/** Keyset page ordered by internal id (creation order), so pages never skip or repeat. */
+export async function listConnections(db: DbOrTx, environmentId: string, f: ConnectionFilter): Promise<ConnectionWithIntegration[]> {
+  const conditions: (SQL | undefined)[] = [eq(connections.environmentId, environmentId)];
+  if (f.providerConfigKey !== undefined) conditions.push(eq(integrations.uniqueKey, f.providerConfigKey));
+  if (f.connectionId !== undefined) conditions.push(eq(connections.connectionId, f.connectionId));
+  if (f.endUserId !== undefined) conditions.push(eq(connections.endUserId, f.endUserId));
+  if (f.search) conditions.push(ilike(connections.connectionId, `%${f.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`));
+  if (f.afterId !== undefined) conditions.push(gt(connections.id, f.afterId));
+  return db
+    .select(columns)
+    .from(connections)
+    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+    .where(and(...conditions))
+    .orderBy(asc(connections.id))
+    .limit(f.limit);
+}
+
+export type ConnectionUpsert = Pick<typeof connections.$inferInsert, 'environmentId' | 'integrationId' | 'connectionId'> &
+  Partial<
+    Pick<
+      typeof connections.$inferInsert,
+      'credentialsType' | 'credentialsEnc' | 'credentialsExpiresAt' | 'refreshable' | 'connectionConfig' | 'metadata' | 'tags' | 'endUser' | 'endUserId'
+    >
+  >;
+
+/** Inserts or updates by (integration, connection id); fields left undefined keep their stored value. */
+export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { credentialsType: ConnectionRow['credentialsType'] }) {
+  const set: Record<string, unknown> = { updatedAt: sql`now()` };
+  for (const key of [
+    'credentialsType',
+    'credentialsEnc',
+    'credentialsExpiresAt',
+    'refreshable',
+    'connectionConfig',
+    'metadata',
+    'tags',
+    'endUser',
+    'endUserId',
+  ] as const) {
+    if (values[key] !== undefined) set[key] = values[key];
+  }
+  // New credentials clear a previous auth error: the connection works again.
+  if (values.credentialsEnc !== undefined) set.error = null;
+  const [row] = await db
+    .insert(connections)
+    .values(values)
+    .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
+    .returning({ id: connections.id, inserted: sql<boolean>`(xmax = 0)` });
+  return row!;
+}
+
+export async function deleteConnection(db: DbOrTx, environmentId: string, integrationId: number, connectionId: string): Promise<boolean> {
+  const rows = await db
+    .delete(connections)
+    .where(
+      and(eq(connections.environmentId, environmentId), eq(connections.integrationId, integrationId), eq(connections.connectionId, connectionId)),
+    )
+    .returning({ id: connections.id });
+  return rows.length > 0;
+}
+
+/**
+ * Replaces or merges (top-level keys) the metadata of several connections of one integration;
+ * rows whose result would exceed `limitBytes` are not changed. Returns the ids that were updated.
+ */
+export async function writeMetadata(
+  db: DbOrTx,
+  environmentId: string,
+  integrationId: number,
+  connectionIds: string[],
+  metadata: Record<string, unknown>,
+  mode: 'replace' | 'merge',
+  limitBytes: number,
+): Promise<{ connectionId: string; metadata: Record<string, unknown> }[]> {
+  const next = mode === 'merge' ? sql`${connections.metadata} || ${JSON.stringify(metadata)}::jsonb` : sql`${JSON.stringify(metadata)}::jsonb`;
+  return db
+    .update(connections)
+    .set({ metadata: next, updatedAt: sql`now()` })
+    .where(
+      and(
+        eq(connections.environmentId, environmentId),
+        eq(connections.integrationId, integrationId),
+        inArray(connections.connectionId, connectionIds),
+        sql`octet_length((${next})::text) <= ${limitBytes}`,
+      ),
+    )
+    .returning({ connectionId: connections.connectionId, metadata: connections.metadata });
+}
+
+export async function touchLastFetched(db: DbOrTx, id: number): Promise<void> {
+  await db.update(connections).set({ lastFetchedAt: sql`now()` }).where(eq(connections.id, id));
+}

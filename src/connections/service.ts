@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../db/client.js';
+import type { EndUser } from '../db/schema/index.js';
+import { findIntegration } from '../integrations/repository.js';
+import { notFound as integrationNotFound } from '../integrations/service.js';
+import { decodeCursor, encodeCursor } from '../lib/cursor.js';
+import { NotFoundError, ValidationError } from '../lib/errors.js';
+import { jsonBytes } from '../lib/schemas.js';
+import type { Vault } from '../lib/vault.js';
+import type { Catalog } from '../providers/catalog.js';
+import type { Provider } from '../providers/schema.js';
+import { normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
+import * as repo from './repository.js';
+
+export interface ConnectionInput {
+  providerConfigKey: string;
+  connectionId?: string;
+  credentials?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+  connectionConfig?: Record<string, unknown>;
+  tags?: Record<string, string>;
+  endUser?: EndUser;
+}
+
+export interface ListQuery {
+  providerConfigKey?: string;
+  connectionId?: string;
+  endUserId?: string;
+  search?: string;
+  limit: number;
+  cursor?: string;
+}
+
+export type ConnectionView = repo.ConnectionWithIntegration;
+export type ConnectionService = ReturnType<typeof createConnectionService>;
+
+const CONFIG_LIMIT = 16 * 1024;
+const credentialsContext = (c: { environmentId: string; integrationId: number; connectionId: string }) =>
+  `connection.credentials:${c.environmentId}:${c.integrationId}:${c.connectionId}`;
+
+export function createConnectionService(deps: { db: Db; vault: Vault; catalog: Catalog; metadataLimitBytes: number }) {
+  const { db, vault, catalog, metadataLimitBytes } = deps;
+
+  const notFound = (key: string, id: string) => new NotFoundError(`Connection "${id}" not found for integration "${key}"`);
+
+  function checkMetadata(metadata: Record<string, unknown> | undefined) {
+    if (metadata && jsonBytes(metadata) > metadataLimitBytes) {
+      throw ValidationError.field('metadata', `must be at most ${metadataLimitBytes} bytes of JSON`);
+    }
+  }
+
+  async function requireIntegration(environmentId: string, key: string, asField: boolean) {
+    const integration = await findIntegration(db, environmentId, key);
+    if (!integration) {
+      if (asField) throw ValidationError.field('provider_config_key', `no integration "${key}" in this environment`);
+      throw integrationNotFound(key);
+    }
+    const provider = catalog.get(integration.provider);
+    if (!provider) throw new Error(`integration ${key} names provider ${integration.provider}, which is not in the catalog`);
+    return { integration, provider };
+  }
+
+  async function requireConnection(environmentId: string, key: string, connectionId: string) {
+    const row = await repo.findConnection(db, environmentId, key, connectionId);
+    if (!row) throw notFound(key, connectionId);
+    return row;
+  }
+
+  return {
+    /** Imports credentials for a connection; creates it or updates the existing one (as Nango does). */
+    async upsert(environmentId: string, input: ConnectionInput): Promise<{ connection: ConnectionView; created: boolean }> {
+      checkMetadata(input.metadata);
+      if (input.connectionConfig && jsonBytes(input.connectionConfig) > CONFIG_LIMIT) {
+        throw ValidationError.field('connection_config', `must be at most ${CONFIG_LIMIT} bytes of JSON`);
+      }
+      const { integration, provider } = await requireIntegration(environmentId, input.providerConfigKey, true);
+      const connectionId = input.connectionId ?? randomUUID();
+      const existing = input.connectionId ? await repo.findConnection(db, environmentId, input.providerConfigKey, connectionId) : undefined;
+
+      if (!input.credentials && !existing && provider.auth_mode !== 'OAUTH2_CC') {
+        throw ValidationError.field('credentials', `required to create a ${provider.auth_mode} connection for "${provider.name}"`);
+      }
+      if (input.connectionConfig !== undefined || !existing) {
+        validateConnectionConfig(provider, input.connectionConfig ?? {});
+      }
+      const normalized = input.credentials
+        ? normalizeCredentials(provider, input.credentials)
+        : !existing
+          ? normalizeCredentials(provider, {})
+          : undefined;
+
+      const ids = { environmentId, integrationId: integration.id, connectionId };
+      // Encrypt before the write: if encryption is unavailable, nothing is stored.
+      const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
+      const row = await repo.upsertConnection(db, {
+        ...ids,
+        credentialsType: normalized?.stored.type ?? existing!.credentialsType,
+        credentialsEnc,
+        credentialsExpiresAt: normalized ? normalized.expiresAt : undefined,
+        refreshable: normalized?.refreshable,
+        connectionConfig: input.connectionConfig,
+        metadata: input.metadata,
+        tags: input.tags,
+        endUser: input.endUser,
+        endUserId: input.endUser?.id,
+      });
+      return { connection: await requireConnection(environmentId, input.providerConfigKey, connectionId), created: row.inserted };
+    },
+
+    get: (environmentId: string, key: string, connectionId: string) => requireConnection(environmentId, key, connectionId),
+
+    /** The connection with its decrypted credentials (token-handout routes only). */
+    async getWithCredentials(environmentId: string, key: string, connectionId: string) {
+      const connection = await requireConnection(environmentId, key, connectionId);
+      await repo.touchLastFetched(db, connection.id);
+      return { connection, credentials: decryptCredentials(connection) };
+    },
+
+    async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {
+      const afterId = q.cursor ? decodeCursor(q.cursor, ['number'] as const)[0] : undefined;
+      const rows = await repo.listConnections(db, environmentId, {
+        providerConfigKey: q.providerConfigKey,
+        connectionId: q.connectionId,
+        endUserId: q.endUserId,
+        search: q.search,
+        afterId,
+        limit: q.limit + 1,
+      });
+      const items = rows.slice(0, q.limit);
+      return { items, nextCursor: rows.length > q.limit ? encodeCursor([items[items.length - 1]!.id]) : null };
+    },
+
+    async delete(environmentId: string, key: string, connectionId: string): Promise<void> {
+      const { integration } = await requireIntegration(environmentId, key, false);
+      if (!(await repo.deleteConnection(db, environmentId, integration.id, connectionId))) throw notFound(key, connectionId);
+    },
+
+    /**
+     * Replaces or merges metadata on one or more connections of an integration, all or nothing:
+     * an unknown connection id or a result over the size limit changes no row.
+     */
+    async writeMetadata(
+      environmentId: string,
+      key: string,
+      connectionIds: string[],
+      metadata: Record<string, unknown>,
+      mode: 'replace' | 'merge',
+    ) {
+      checkMetadata(metadata);
+      const { integration } = await requireIntegration(environmentId, key, false);
+      const unique = [...new Set(connectionIds)];
+      return db.transaction(async (tx) => {
+        const updated = await repo.writeMetadata(tx, environmentId, integration.id, unique, metadata, mode, metadataLimitBytes);
+        if (updated.length !== unique.length) {
+          const done = new Set(updated.map((u) => u.connectionId));
+          const missing = unique.filter((id) => !done.has(id));
+          // Tell "does not exist" from "would be too large": one cheap lookup, then roll back.
+          const exists = await repo.findConnection(tx, environmentId, key, missing[0]!);
+          if (!exists) throw notFound(key, missing[0]!);
+          throw ValidationError.field('metadata', `merged metadata of "${missing[0]}" would exceed ${metadataLimitBytes} bytes of JSON`);
+        }
+        return updated;
+      });
+    },
+
+    providerOf(connection: ConnectionView): Provider | undefined {
+      return catalog.get(connection.provider);
+    },
+  };
+
+  function decryptCredentials(c: ConnectionView): StoredCredentials | null {
+    return c.credentialsEnc ? vault.decryptJson<StoredCredentials>(c.credentialsEnc, credentialsContext(c)) : null;
+  }
+}

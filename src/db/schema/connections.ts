@@ -1,0 +1,61 @@
+import { sql } from 'drizzle-orm';
+import { bigint, boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { environments, timestamps } from './environments.js';
+import { integrations } from './integrations.js';
+
+export type CredentialsType = 'OAUTH2' | 'OAUTH2_CC' | 'API_KEY' | 'BASIC';
+
+export interface EndUser {
+  id: string;
+  email?: string;
+  display_name?: string;
+  organization?: { id: string; display_name?: string };
+}
+
+/** Why a connection needs attention (a failed refresh, revoked access); shown in listings. */
+export interface ConnectionError {
+  type: 'auth' | 'sync';
+  code: string;
+  message: string;
+  at: string;
+}
+
+/**
+ * One end user's authorized account on an integration. `environment_id` is repeated from the
+ * integration so that every query can be scoped by tenant without a join.
+ */
+export const connections = pgTable(
+  'connections',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    environmentId: uuid('environment_id')
+      .notNull()
+      .references(() => environments.id, { onDelete: 'cascade' }),
+    integrationId: bigint('integration_id', { mode: 'number' })
+      .notNull()
+      .references(() => integrations.id, { onDelete: 'cascade' }),
+    connectionId: text('connection_id').notNull(),
+    credentialsType: text('credentials_type').$type<CredentialsType>().notNull(),
+    /** Vault ciphertext of the credentials JSON (tokens, keys, raw token response). */
+    credentialsEnc: text('credentials_enc'),
+    /** Plain copies of what the refresh scheduler needs; never secret. */
+    credentialsExpiresAt: timestamp('credentials_expires_at', { withTimezone: true }),
+    refreshable: boolean('refreshable').notNull().default(false),
+    connectionConfig: jsonb('connection_config').$type<Record<string, unknown>>().notNull().default({}),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    tags: jsonb('tags').$type<Record<string, string>>().notNull().default({}),
+    endUserId: text('end_user_id'),
+    endUser: jsonb('end_user').$type<EndUser>(),
+    error: jsonb('error').$type<ConnectionError>(),
+    lastRefreshedAt: timestamp('last_refreshed_at', { withTimezone: true }),
+    lastFetchedAt: timestamp('last_fetched_at', { withTimezone: true }),
+    ...timestamps,
+  },
+  (t) => [
+    uniqueIndex('connections_integration_connection_id_key').on(t.integrationId, t.connectionId),
+    index('connections_environment_id_idx').on(t.environmentId, t.id),
+    index('connections_environment_connection_id_idx').on(t.environmentId, t.connectionId),
+    index('connections_environment_end_user_idx').on(t.environmentId, t.endUserId),
+    index('connections_refresh_due_idx').on(t.credentialsExpiresAt).where(sql`${t.refreshable}`),
+  ],
+);

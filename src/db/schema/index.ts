@@ -1,0 +1,3 @@
+export * from './environments.js';
+export * from './integrations.js';
+export * from './connections.js';

@@ -1,0 +1,51 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { AppError, type FieldIssue } from '../lib/errors.js';
+
+const contextName: Record<string, string> = { querystring: 'query', params: 'path', body: 'body', headers: 'header' };
+
+/** One error handler: typed service errors, validation errors and framework errors become `{ error, message }`. */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof AppError) {
+      if (err.statusCode >= 500) req.log.error({ err }, err.message);
+      const body: Record<string, unknown> = { error: err.code, message: err.message };
+      if (err.details !== undefined) body.details = err.details;
+      return reply.code(err.statusCode).send(body);
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const where = contextName[err.validationContext ?? ''] ?? err.validationContext ?? 'request';
+      const details: FieldIssue[] = err.validation.map((v) => {
+        const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
+        return { field: path || where, message: v.message ?? 'is invalid' };
+      });
+      const message = `Invalid ${where}: ${details.map((d) => `${d.field}: ${d.message}`).join('; ')}`;
+      return reply.code(400).send({ error: 'invalid_request', message, details });
+    }
+    if (isResponseSerializationError(err)) {
+      req.log.error({ err, issues: err.cause.issues }, 'response does not match its schema');
+      return reply.code(500).send({ error: 'internal_error', message: `Internal error (request ${req.id})` });
+    }
+    switch (err.code) {
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return reply.code(400).send({ error: 'invalid_json', message: `Malformed JSON body: ${err.message}` });
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return reply.code(413).send({ error: 'payload_too_large', message: 'Request body is larger than the server accepts' });
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return reply.code(415).send({ error: 'unsupported_media_type', message: 'Send the body as application/json' });
+    }
+    if (err instanceof SyntaxError && /JSON/.test(err.message)) {
+      return reply.code(400).send({ error: 'invalid_json', message: `Malformed JSON body: ${err.message}` });
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ error: 'bad_request', message: err.message });
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.code(500).send({ error: 'internal_error', message: `Internal error (request ${req.id})` });
+  });
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: 'not_found', message: `No route ${req.method} ${req.url.split('?')[0]}` }),
+  );
+}

@@ -1,0 +1,61 @@
+import { and, asc, eq, getTableColumns, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../db/client.js';
+import { connections, integrations } from '../db/schema/index.js';
+
+export type IntegrationRow = typeof integrations.$inferSelect;
+export type IntegrationWithCount = IntegrationRow & { connectionCount: number };
+export type NewIntegration = typeof integrations.$inferInsert;
+
+const connectionCount = sql<number>`(SELECT count(*) FROM ${connections} WHERE ${connections.integrationId} = ${integrations.id})::int`;
+
+export async function insertIntegration(db: DbOrTx, values: NewIntegration): Promise<IntegrationRow> {
+  const [row] = await db.insert(integrations).values(values).returning();
+  return row!;
+}
+
+export async function listIntegrations(db: DbOrTx, environmentId: string): Promise<IntegrationWithCount[]> {
+  return db
+    .select({ ...getTableColumns(integrations), connectionCount })
+    .from(integrations)
+    .where(eq(integrations.environmentId, environmentId))
+    .orderBy(asc(integrations.createdAt), asc(integrations.id));
+}
+
+export async function findIntegration(db: DbOrTx, environmentId: string, uniqueKey: string): Promise<IntegrationWithCount | undefined> {
+  const [row] = await db
+    .select({ ...getTableColumns(integrations), connectionCount })
+    .from(integrations)
+    .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, uniqueKey)));
+  return row;
+}
+
+export async function updateIntegration(
+  db: DbOrTx,
+  environmentId: string,
+  uniqueKey: string,
+  values: Partial<NewIntegration>,
+): Promise<IntegrationRow | undefined> {
+  const [row] = await db
+    .update(integrations)
+    .set({ ...values, updatedAt: sql`now()` })
+    .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, uniqueKey)))
+    .returning();
+  return row;
+}
+
+/** Deletes the integration; its connections go with it in the same statement (ON DELETE CASCADE). */
+export async function deleteIntegration(db: DbOrTx, environmentId: string, uniqueKey: string): Promise<boolean> {
+  const rows = await db
+    .delete(integrations)
+    .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, uniqueKey)))
+    .returning({ id: integrations.id });
+  return rows.length > 0;
+}
+
+export async function listInstalledProviders(db: DbOrTx, environmentId: string): Promise<string[]> {
+  const rows = await db
+    .selectDistinct({ provider: integrations.provider })
+    .from(integrations)
+    .where(eq(integrations.environmentId, environmentId));
+  return rows.map((r) => r.provider);
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { buildApp } from './app.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
+import { type Database, openDatabase } from './db/client.js';
+import { bootstrapDefaultEnvironment } from './environments/bootstrap.js';
+import { createKeyCache } from './environments/key-cache.js';
+import { findEnvironmentByKeyHash } from './environments/repository.js';
+import { createEnvironmentService } from './environments/service.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { createVault, generateKeySpec, parseEncryptionKeys, type Vault } from './lib/vault.js';
+import { loadCatalog } from './providers/catalog.js';
+import { startServer } from './server.js';
+import { version } from './version.js';
+
+const roles = ['serve', 'api', 'worker', 'migrate'] as const;
+type Role = (typeof roles)[number];
+
+const usage = `terapi ${version} — self-hostable embedded integrations
+
+Usage: terapi [role]
+
+Roles:
+  serve     API and background workers in one process (default)
+  api       the HTTP API only (run several behind a load balancer)
+  worker    background workers only (run several next to the API)
+  migrate   apply database migrations and exit
+
+Configuration comes from environment variables; see README.md.`;
+
+/** Embedded mode keeps its encryption key in the data directory; an external database requires one. */
+async function loadVault(config: Config): Promise<Vault> {
+  if (config.encryptionKey) return createVault(parseEncryptionKeys(config.encryptionKey));
+  if (config.databaseUrl) {
+    throw new ConfigError(
+      'TERAPI_ENCRYPTION_KEY is required when DATABASE_URL is set: secrets must be encrypted with a key you keep outside the database.\n' +
+        'Generate one with `openssl rand -base64 32` and set TERAPI_ENCRYPTION_KEY to it.',
+    );
+  }
+  const file = path.join(config.dataDir, 'encryption-key');
+  let spec = (await readFile(file, 'utf8').catch(() => '')).trim();
+  if (!spec) {
+    spec = generateKeySpec();
+    await writeFile(file, `${spec}\n`, { mode: 0o600, flag: 'wx' }).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+      spec = (await readFile(file, 'utf8')).trim();
+    });
+  }
+  await chmod(file, 0o600);
+  return createVault(parseEncryptionKeys(spec));
+}
+
+async function openAndMigrate(config: Config, log: Logger): Promise<Database> {
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    poolSize: config.databasePoolSize,
+    pgliteDir: path.join(config.dataDir, 'pgdata'),
+    onError: (err) => log.error({ err }, 'database connection error'),
+  });
+  await database.migrate();
+  return database;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const arg = argv[0] ?? 'serve';
+  if (arg === '--help' || arg === '-h' || arg === 'help') {
+    process.stdout.write(`${usage}\n`);
+    return;
+  }
+  if (arg === '--version' || arg === '-v') {
+    process.stdout.write(`${version}\n`);
+    return;
+  }
+  if (!roles.includes(arg as Role)) {
+    process.stderr.write(`Unknown role "${arg}".\n\n${usage}\n`);
+    process.exit(2);
+  }
+  const role = arg as Role;
+  const config = loadConfig();
+  const log = createLogger({ level: config.logLevel, pretty: config.logPretty });
+  if (!config.databaseUrl) await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+
+  const vault = await loadVault(config);
+  const database = await openAndMigrate(config, log);
+  const dbLabel = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite (${path.join(config.dataDir, 'pgdata')})`;
+  if (role === 'migrate') {
+    log.info({ database: database.kind }, 'migrations applied');
+    await database.close();
+    return;
+  }
+
+  if (role === 'worker') {
+    // Background jobs (syncs, actions, webhooks, token refresh) land in this role; until then it
+    // only holds its database connection so that orchestration files can already run it.
+    log.info('worker role started; no background queues are registered in this version');
+    const stop = async () => {
+      await database.close();
+      process.exit(0);
+    };
+    process.once('SIGTERM', () => void stop());
+    process.once('SIGINT', () => void stop());
+    return;
+  }
+
+  const catalog = loadCatalog();
+  const keyCache = createKeyCache({ ttlMs: 0, load: (hash) => findEnvironmentByKeyHash(database.db, hash) });
+  const boot = await bootstrapDefaultEnvironment({
+    db: database.db,
+    environments: createEnvironmentService({ db: database.db, keyCache }),
+    configuredKey: config.secretKey,
+    keyFileDir: config.databaseUrl ? undefined : config.dataDir,
+  });
+
+  const app = await buildApp({ config, database, vault, catalog, logger: log });
+  const address = await startServer(app, {
+    host: config.host,
+    port: config.port,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    log,
+    onShutdown: () => database.close(),
+  });
+
+  const keyLine =
+    boot.source === 'TERAPI_SECRET_KEY'
+      ? `${boot.secretKey!.slice(0, 14)}… (from TERAPI_SECRET_KEY)`
+      : boot.secretKey
+        ? `${boot.secretKey}${boot.source === 'generated' && config.databaseUrl ? '  (shown once: store it now)' : ''}`
+        : 'rotated by an operator; use the key you received (or POST /admin/environments/{id}/rotate-secret-key)';
+  process.stdout.write(
+    [
+      '',
+      `  Terapi ${version} (${role}) listening on ${address}`,
+      `  database:    ${dbLabel}`,
+      `  secret key:  ${keyLine}`,
+      `  API docs:    ${address}/docs`,
+      `  try:         curl -H "Authorization: Bearer <secret key>" ${address}/providers`,
+      '',
+      '',
+    ].join('\n'),
+  );
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError || (err instanceof Error && err.message.startsWith('TERAPI_'))) {
+    process.stderr.write(`terapi: ${err.message}\n`);
+  } else {
+    process.stderr.write(`terapi: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  }
+  process.exit(1);
+});
