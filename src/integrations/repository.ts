@@ -6,7 +6,8 @@ export type IntegrationRow = typeof integrations.$inferSelect;
 export type IntegrationWithCount = IntegrationRow & { connectionCount: number };
 export type NewIntegration = typeof integrations.$inferInsert;
 
-const connectionCount = sql<number>`(SELECT count(*) FROM ${connections} WHERE ${connections.integrationId} = ${integrations.id})::int`;
+// Qualified by hand: inside a subquery drizzle renders bare column names, and "id" would bind to connections.
+const connectionCount = sql<number>`(SELECT count(*) FROM ${connections} c WHERE c.integration_id = "integrations"."id")::int`;
 
 export async function insertIntegration(db: DbOrTx, values: NewIntegration): Promise<IntegrationRow> {
   const [row] = await db.insert(integrations).values(values).returning();

@@ -1,0 +1,143 @@
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import pg from 'pg';
+import { type AppConfig, buildApp } from '../../src/app.js';
+import { type Database, openDatabase } from '../../src/db/client.js';
+import { createKeyCache } from '../../src/environments/key-cache.js';
+import { findEnvironmentByKeyHash } from '../../src/environments/repository.js';
+import { createEnvironmentService, type EnvironmentService } from '../../src/environments/service.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { createVault, type Vault } from '../../src/lib/vault.js';
+import { loadCatalog } from '../../src/providers/catalog.js';
+
+/** Set by CI for the Postgres pass; unset means the embedded PGlite database. */
+const serverUrl = process.env.DATABASE_URL;
+
+export const usingPostgres = Boolean(serverUrl);
+
+export interface TestDatabase {
+  database: Database;
+  /** Connection string of this test file's own database (Postgres pass only). */
+  url?: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh, migrated database for one test file: its own Postgres database, or an in-memory PGlite. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  if (!serverUrl) {
+    const database = await openDatabase({});
+    await database.migrate();
+    return { database, drop: () => database.close() };
+  }
+  const name = `terapi_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const database = await openDatabase({ databaseUrl: url.toString(), poolSize: 10 });
+  await database.migrate();
+  return {
+    database,
+    url: url.toString(),
+    async drop() {
+      await database.close();
+      const client = new pg.Client({ connectionString: serverUrl });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export const testVault = (): Vault => createVault([{ id: 'test', key: randomBytes(32) }]);
+
+export const ADMIN_KEY = `admin_${randomBytes(24).toString('hex')}`;
+
+export const defaultTestConfig: AppConfig = {
+  bodyLimitBytes: 1024 * 1024,
+  metadataLimitBytes: 64 * 1024,
+  allowProviderUrlOverrides: false,
+  adminKey: ADMIN_KEY,
+  keyCacheTtlMs: 60_000,
+};
+
+export interface TestEnvironment {
+  id: string;
+  accountId: string;
+  key: string;
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  db: TestDatabase;
+  vault: Vault;
+  environments: EnvironmentService;
+  /** The first environment of the first account. */
+  env: TestEnvironment;
+  /** Every log line the app wrote (JSON strings). */
+  logs: string[];
+  /** A second environment in its own account. */
+  newEnvironment(name?: string): Promise<TestEnvironment>;
+  /** app.inject with the environment's key (the default one unless given). */
+  call(opts: InjectOptions & { key?: string | null }): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  config?: Partial<AppConfig>;
+  vault?: Vault;
+  /** Share another test app's database (for multi-process behaviour on one database). */
+  db?: TestDatabase;
+}
+
+/** The real app on a real database, with a fresh account and environment. */
+export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
+  const db = opts.db ?? (await createTestDatabase());
+  const vault = opts.vault ?? testVault();
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const logger = createLogger({ level: 'info', destination });
+  const app = await buildApp({
+    config: { ...defaultTestConfig, ...opts.config },
+    database: db.database,
+    vault,
+    catalog: loadCatalog(),
+    logger,
+  });
+  await app.ready();
+  const keyCache = createKeyCache({ ttlMs: 0, load: (h) => findEnvironmentByKeyHash(db.database.db, h) });
+  const environments = createEnvironmentService({ db: db.database.db, keyCache });
+
+  const newEnvironment = async (name = 'dev'): Promise<TestEnvironment> => {
+    const account = await environments.createAccount(`acct ${randomBytes(4).toString('hex')}`);
+    const { env, secretKey } = await environments.createEnvironment(account.id, name);
+    return { id: env.id, accountId: account.id, key: secretKey };
+  };
+  const env = await newEnvironment();
+
+  return {
+    app,
+    db,
+    vault,
+    environments,
+    env,
+    logs,
+    newEnvironment,
+    call({ key, headers, ...rest }) {
+      const token = key === undefined ? env.key : key;
+      return app.inject({ ...rest, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
+    },
+    async close() {
+      await app.close();
+      if (!opts.db) await db.drop();
+    },
+  };
+}
