@@ -140,8 +140,26 @@ export function normalizeCredentials(provider: Provider, input: Record<string, u
   }
 }
 
-/** Checks the provider's declared connection-config fields (e.g. a Zendesk subdomain). */
-export function validateConnectionConfig(provider: Provider, config: Record<string, unknown>, filledLater: readonly string[] = []): void {
+/**
+ * Checks the provider's declared connection-config fields (e.g. a Zendesk subdomain), and that
+ * every value the API base URL needs is there (e.g. Salesforce's instance_url on an import, which
+ * the OAuth flow would otherwise take from the token response). `filledLater` names fields the
+ * caller will fill itself.
+ */
+export function validateConnectionConfig(
+  provider: Provider,
+  config: Record<string, unknown>,
+  opts: { filledLater?: readonly string[]; apiBaseUrl?: string } = {},
+): void {
+  const filledLater = opts.filledLater ?? [];
+  for (const m of (opts.apiBaseUrl ?? '').matchAll(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g)) {
+    const field = m[1]!;
+    if (provider.connection_config?.[field] || filledLater.includes(field)) continue;
+    const value = config[field];
+    if (typeof value !== 'string' || !/^https?:\/\/[^\s/]+/.test(value)) {
+      throw ValidationError.field(`connection_config.${field}`, `required by ${provider.display_name} API calls (an https URL)`);
+    }
+  }
   for (const [field, def] of Object.entries(provider.connection_config ?? {})) {
     const value = config[field];
     if (value === undefined || value === null || value === '') {

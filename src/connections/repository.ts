@@ -149,6 +149,11 @@ export async function writeMetadata(
     .returning({ connectionId: connections.connectionId, metadata: connections.metadata });
 }
 
-export async function touchLastFetched(db: DbOrTx, id: number): Promise<void> {
-  await db.update(connections).set({ lastFetchedAt: sql`now()` }).where(eq(connections.id, id));
+export async function touchLastFetched(db: DbOrTx, id: number): Promise<Date | null> {
+  const [row] = await db
+    .update(connections)
+    .set({ lastFetchedAt: sql`now()` })
+    .where(eq(connections.id, id))
+    .returning({ lastFetchedAt: connections.lastFetchedAt });
+  return row?.lastFetchedAt ?? null;
 }

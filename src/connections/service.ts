@@ -81,7 +81,8 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
         throw ValidationError.field('credentials', `required to create a ${provider.auth_mode} connection for "${provider.name}"`);
       }
       if (input.connectionConfig !== undefined || !existing) {
-        validateConnectionConfig(provider, input.connectionConfig ?? {});
+        const merged = { ...existing?.connectionConfig, ...input.connectionConfig };
+        validateConnectionConfig(provider, merged, { apiBaseUrl: integration.urlOverrides.api_base_url ?? provider.api_base_url });
       }
       const normalized = input.credentials
         ? normalizeCredentials(provider, input.credentials)
@@ -112,8 +113,9 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
     /** The connection with its decrypted credentials (token-handout routes only). */
     async getWithCredentials(environmentId: string, key: string, connectionId: string) {
       const connection = await requireConnection(environmentId, key, connectionId);
-      await repo.touchLastFetched(db, connection.id);
-      return { connection, credentials: decryptCredentials(connection) };
+      const credentials = decryptCredentials(connection);
+      connection.lastFetchedAt = await repo.touchLastFetched(db, connection.id);
+      return { connection, credentials };
     },
 
     async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {

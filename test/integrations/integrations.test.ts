@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/client.js';
 import { createVault } from '../../src/lib/vault.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 
@@ -53,8 +54,8 @@ describe('integrations (seed 001 shapes)', () => {
     }
     expect((await t.call({ method: 'GET', url: '/integration/gh-count' })).json().connection_count).toBe(3);
     expect((await t.call({ method: 'DELETE', url: '/v1/integrations/gh-count' })).statusCode).toBe(204);
-    const left = await t.db.database.db.execute(sql`SELECT count(*)::int AS n FROM connections`);
-    expect((left.rows[0] as { n: number }).n).toBe(0);
+    const [left] = await queryRows<{ n: number }>(t.db.database.db, sql`SELECT count(*)::int AS n FROM connections`);
+    expect(left!.n).toBe(0);
     expect((await t.call({ method: 'GET', url: '/connection?provider_config_key=gh-count' })).json().connections).toEqual([]);
   });
 
@@ -70,8 +71,11 @@ describe('integrations (seed 001 shapes)', () => {
       },
     });
     expect(r.statusCode).toBe(200);
-    const rows = await t.db.database.db.execute(sql`SELECT params::text AS params, secrets_enc FROM integrations WHERE unique_key = 'stripe-live'`);
-    const row = rows.rows[0] as { params: string; secrets_enc: string };
+    const [row] = await queryRows<{ params: string; secrets_enc: string }>(
+      t.db.database.db,
+      sql`SELECT params::text AS params, secrets_enc FROM integrations WHERE unique_key = 'stripe-live'`,
+    );
+    if (!row) throw new Error('integration row missing');
     expect(row.params).toContain('2024-09-30');
     expect(row.secrets_enc).toMatch(/^v1:test:/);
     expect(row.secrets_enc).not.toContain('whsec_plaintext_marker');
