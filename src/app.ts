@@ -22,6 +22,7 @@ import { healthRoutes } from './health/routes.js';
 import { adminAuth, environmentAuth } from './http/auth.js';
 import { registerErrorHandling } from './http/errors.js';
 import { terapiFamily, v1Family } from './http/families.js';
+import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
 import { integrationRoutes } from './integrations/routes.js';
 import { createIntegrationService } from './integrations/service.js';
@@ -97,7 +98,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       security: [{ SecretKeyAuth: [] }],
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (doc) => tidyOpenApi(jsonSchemaTransformObject(doc)),
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -1,0 +1,4 @@
+import { openApiFile, writeOpenApi } from './openapi.js';
+
+await writeOpenApi();
+process.stdout.write(`wrote ${openApiFile}\n`);

@@ -1,0 +1,34 @@
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { buildApp } from './app.js';
+import { openDatabase } from './db/client.js';
+import { createLogger } from './lib/logger.js';
+import { createVault } from './lib/vault.js';
+import { loadCatalog } from './providers/catalog.js';
+
+export const openApiFile = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));
+
+/** The OpenAPI document as generated from the route schemas (what `openapi/openapi.json` must equal). */
+export async function renderOpenApi(): Promise<string> {
+  // The document depends only on route schemas; an empty in-memory database satisfies buildApp.
+  const database = await openDatabase({});
+  const app = await buildApp({
+    config: { bodyLimitBytes: 1, metadataLimitBytes: 1, allowProviderUrlOverrides: false, adminKey: undefined, keyCacheTtlMs: 0 },
+    database,
+    vault: createVault([]),
+    catalog: loadCatalog(),
+    logger: createLogger({ level: 'silent' }),
+  });
+  try {
+    await app.ready();
+    return `${JSON.stringify(app.swagger(), null, 2)}\n`;
+  } finally {
+    await app.close();
+    await database.close();
+  }
+}
+
+/** `npm run openapi`: regenerate the committed document. */
+export async function writeOpenApi(): Promise<void> {
+  await writeFile(openApiFile, await renderOpenApi());
+}
