@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/app.js';
+
+/** Runs `terapi` the way `npm start` does, as a real process. */
+function terapi(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+    cwd: path.resolve(import.meta.dirname, '..'),
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const listening = async (): Promise<{ url: string; key: string | undefined }> => {
+    for (let i = 0; i < 600; i++) {
+      const m = /listening on (http:\/\/[\d.:]+)/.exec(stdout);
+      if (m) return { url: m[1]!, key: /secret key:\s+(terapi_sk_\S+)/.exec(stdout)?.[1] };
+      if (child.exitCode !== null) throw new Error(`terapi exited ${child.exitCode}: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`terapi did not start: ${stdout} ${stderr}`);
+  };
+  return { child, exited, listening, out: () => stdout, err: () => stderr };
+}
+
+async function stop(child: ChildProcess, exited: Promise<number | null>) {
+  child.kill('SIGTERM');
+  return exited;
+}
+
+let dataDir: string;
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'terapi-cli-'));
+});
+afterAll(async () => rm(dataDir, { recursive: true, force: true }));
+
+describe('terapi serve (embedded)', () => {
+  it('starts with no setup, prints a working key, keeps data and key across restarts, stops on SIGTERM', async () => {
+    const env = { PORT: '0', TERAPI_DATA_DIR: dataDir };
+    const first = terapi(['serve'], env);
+    const { url, key } = await first.listening();
+    expect(key).toMatch(/^terapi_sk_/);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    const created = await fetch(`${url}/integration`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ provider_config_key: 'gh', provider: 'github' }),
+    });
+    expect(created.status).toBe(200);
+    expect(await stop(first.child, first.exited)).toBe(0);
+    await expect(fetch(`${url}/health`)).rejects.toThrow();
+
+    for (const file of ['secret-key', 'encryption-key']) {
+      expect((await stat(path.join(dataDir, file))).mode & 0o777, file).toBe(0o600);
+    }
+
+    const second = terapi([], env);
+    const again = await second.listening();
+    expect(again.key).toBe(key);
+    const list = await fetch(`${again.url}/integration`, { headers: { authorization: `Bearer ${key}` } });
+    expect((await list.json()).integrations.map((i: { unique_key: string }) => i.unique_key)).toEqual(['gh']);
+    expect(await stop(second.child, second.exited)).toBe(0);
+  }, 120_000);
+
+  it('uses TERAPI_SECRET_KEY when set', async () => {
+    const key = `pinned_${randomBytes(16).toString('hex')}`;
+    const dir = await mkdtemp(path.join(tmpdir(), 'terapi-cli-'));
+    const p = terapi(['serve'], { PORT: '0', TERAPI_DATA_DIR: dir, TERAPI_SECRET_KEY: key });
+    try {
+      const { url } = await p.listening();
+      expect(p.out()).toContain('from TERAPI_SECRET_KEY');
+      expect(p.out()).not.toContain(key);
+      expect((await fetch(`${url}/integration`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    } finally {
+      await stop(p.child, p.exited);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('startup refusals', () => {
+  it('names a bad variable and exits 1', async () => {
+    const p = terapi(['serve'], { PORT: 'abc', TERAPI_DATA_DIR: dataDir });
+    expect(await p.exited).toBe(1);
+    expect(p.err()).toContain('PORT');
+  });
+
+  it('refuses an external database without an encryption key', async () => {
+    const p = terapi(['serve'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres', TERAPI_DATA_DIR: dataDir });
+    expect(await p.exited).toBe(1);
+    expect(p.err()).toContain('TERAPI_ENCRYPTION_KEY is required');
+  });
+
+  it('rejects an unknown role', async () => {
+    const p = terapi(['fly'], {});
+    expect(await p.exited).toBe(2);
+    expect(p.err()).toContain('Unknown role');
+  });
+});
+
+describe.runIf(usingPostgres)('terapi on Postgres (DATABASE_URL)', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  it('migrates, then serves with the key it printed once', async () => {
+    const env = {
+      DATABASE_URL: db.url!,
+      TERAPI_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      TERAPI_DATA_DIR: dataDir,
+      PORT: '0',
+    };
+    const migrate = terapi(['migrate'], env);
+    expect(await migrate.exited).toBe(0);
+    const p = terapi(['api'], env);
+    try {
+      const { url, key } = await p.listening();
+      expect(p.out()).toContain('shown once');
+      const ready = await (await fetch(`${url}/ready`)).json();
+      expect(ready).toEqual({ status: 'ready', database: 'postgres' });
+      expect((await fetch(`${url}/providers`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    } finally {
+      expect(await stop(p.child, p.exited)).toBe(0);
+    }
+  }, 120_000);
+});
