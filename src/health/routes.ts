@@ -7,7 +7,9 @@ const tags = ['Operations'];
 
 /** Liveness and readiness for load balancers and orchestrators (no authentication). */
 export const healthRoutes: FastifyPluginAsyncZod<{ database: Database }> = async (app, { database }) => {
+  // Probes run every few seconds; their request logs would drown everything else.
   app.get('/health', {
+    logLevel: 'warn',
     schema: {
       operationId: 'health',
       tags,
@@ -19,6 +21,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database }> = async
   });
 
   app.get('/ready', {
+    logLevel: 'warn',
     schema: {
       operationId: 'ready',
       tags,
