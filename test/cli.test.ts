@@ -65,7 +65,8 @@ describe('terapi serve (embedded)', () => {
     const again = await second.listening();
     expect(again.key).toBe(key);
     const list = await fetch(`${again.url}/integration`, { headers: { authorization: `Bearer ${key}` } });
-    expect((await list.json()).integrations.map((i: { unique_key: string }) => i.unique_key)).toEqual(['gh']);
+    const body = (await list.json()) as { integrations: { unique_key: string }[] };
+    expect(body.integrations.map((i) => i.unique_key)).toEqual(['gh']);
     expect(await stop(second.child, second.exited)).toBe(0);
   }, 120_000);
 
