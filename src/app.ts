@@ -16,7 +16,8 @@ import { connectionRoutes } from './connections/routes.js';
 import { createConnectionService } from './connections/service.js';
 import type { Database } from './db/client.js';
 import { createKeyCache } from './environments/key-cache.js';
-import { CACHE_CHANNEL, findEnvironmentByKeyHash } from './environments/repository.js';
+import { findEnvironmentByKeyHash } from './environments/repository.js';
+import { createNotificationHub } from './db/notifications.js';
 import { createEnvironmentService } from './environments/service.js';
 import { healthRoutes } from './health/routes.js';
 import { adminAuth, environmentAuth } from './http/auth.js';
@@ -65,10 +66,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   const keyCache = createKeyCache({ ttlMs: config.keyCacheTtlMs, load: (hash) => findEnvironmentByKeyHash(db, hash) });
-  const unlisten = await database.listen(CACHE_CHANNEL, (payload) => {
-    if (payload.startsWith('env:')) keyCache.invalidateEnvironment(payload.slice(4));
+  const hub = await createNotificationHub(database);
+  hub.subscribe((kind, id) => {
+    if (kind === 'env') keyCache.invalidateEnvironment(id);
   });
-  app.addHook('onClose', async () => unlisten());
+  app.addHook('onClose', async () => hub.close());
 
   const environments = createEnvironmentService({ db, keyCache });
   const integrations = createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides });

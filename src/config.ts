@@ -32,6 +32,16 @@ export const configSchema = z
     TERAPI_ALLOW_PROVIDER_URL_OVERRIDES: bool.default(false),
     TERAPI_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
     TERAPI_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
+    TERAPI_EGRESS_ALLOW_PRIVATE: bool.default(false),
+    TERAPI_EGRESS_ALLOWED_HOSTS: z
+      .string()
+      .max(10_000)
+      .regex(/^[a-zA-Z0-9.,\-\s]*$/, 'must be a comma-separated list of host names')
+      .default(''),
+    TERAPI_EGRESS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    TERAPI_CONNECT_SESSION_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
+    TERAPI_REFRESH_MARGIN_SECONDS: z.coerce.number().int().min(0).max(86_400).default(900),
+    TERAPI_REFRESH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_PRETTY: bool.default(false),
   })
@@ -51,6 +61,14 @@ export const configSchema = z
     allowProviderUrlOverrides: c.TERAPI_ALLOW_PROVIDER_URL_OVERRIDES,
     shutdownTimeoutMs: c.TERAPI_SHUTDOWN_TIMEOUT_MS,
     keyCacheTtlMs: c.TERAPI_KEY_CACHE_TTL_MS,
+    egress: {
+      allowPrivateNetworks: c.TERAPI_EGRESS_ALLOW_PRIVATE,
+      allowedHosts: c.TERAPI_EGRESS_ALLOWED_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+      timeoutMs: c.TERAPI_EGRESS_TIMEOUT_MS,
+    },
+    connectSessionTtlSeconds: c.TERAPI_CONNECT_SESSION_TTL_SECONDS,
+    refreshMarginSeconds: c.TERAPI_REFRESH_MARGIN_SECONDS,
+    refreshIntervalSeconds: c.TERAPI_REFRESH_INTERVAL_SECONDS,
     logLevel: c.LOG_LEVEL,
     logPretty: c.LOG_PRETTY,
   }));

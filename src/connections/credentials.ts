@@ -173,3 +173,7 @@ export function validateConnectionConfig(
     }
   }
 }
+
+/** Vault context binding a credentials ciphertext to its connection row. */
+export const credentialsContext = (c: { environmentId: string; integrationId: number; connectionId: string }) =>
+  `connection.credentials:${c.environmentId}:${c.integrationId}:${c.connectionId}`;

@@ -22,6 +22,10 @@ const columns = {
   endUser: connections.endUser,
   error: connections.error,
   lastRefreshedAt: connections.lastRefreshedAt,
+  refreshLockOwner: connections.refreshLockOwner,
+  refreshLockUntil: connections.refreshLockUntil,
+  refreshRetryAt: connections.refreshRetryAt,
+  refreshFailures: connections.refreshFailures,
   lastFetchedAt: connections.lastFetchedAt,
   createdAt: connections.createdAt,
   updatedAt: connections.updatedAt,
@@ -49,6 +53,16 @@ export async function findConnection(
     )
     .limit(1);
   return row;
+}
+
+/** Connections by internal id, for background work that is not scoped by a request's tenant. */
+export async function findConnectionsById(db: DbOrTx, ids: number[]): Promise<ConnectionWithIntegration[]> {
+  if (!ids.length) return [];
+  return db
+    .select(columns)
+    .from(connections)
+    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+    .where(inArray(connections.id, ids));
 }
 
 export interface ConnectionFilter {

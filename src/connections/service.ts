@@ -9,7 +9,7 @@ import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
-import { normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
+import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
 import * as repo from './repository.js';
 
 export interface ConnectionInput {
@@ -35,8 +35,6 @@ export type ConnectionView = repo.ConnectionWithIntegration;
 export type ConnectionService = ReturnType<typeof createConnectionService>;
 
 const CONFIG_LIMIT = 16 * 1024;
-const credentialsContext = (c: { environmentId: string; integrationId: number; connectionId: string }) =>
-  `connection.credentials:${c.environmentId}:${c.integrationId}:${c.connectionId}`;
 
 export function createConnectionService(deps: { db: Db; vault: Vault; catalog: Catalog; metadataLimitBytes: number }) {
   const { db, vault, catalog, metadataLimitBytes } = deps;

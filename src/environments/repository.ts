@@ -1,5 +1,6 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
+import { notifyChange } from '../db/notifications.js';
 import { accounts, environments } from '../db/schema/index.js';
 
 export interface EnvironmentRef {
@@ -101,7 +102,5 @@ export async function setSecretKey(
 /** Tells every Terapi process (including this one) that cached facts about these environments are stale. */
 export async function notifyEnvironmentsChanged(db: DbOrTx, ids: string[]): Promise<void> {
   // NOTIFY inside the transaction is delivered only on commit, so no process can re-cache the old state after it.
-  for (const id of ids) await db.execute(sql`SELECT pg_notify(${CACHE_CHANNEL}, ${`env:${id}`})`);
+  for (const id of ids) await notifyChange(db, 'env', id);
 }
-
-export const CACHE_CHANNEL = 'terapi_cache';

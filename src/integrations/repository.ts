@@ -30,6 +30,14 @@ export async function findIntegration(db: DbOrTx, environmentId: string, uniqueK
   return row;
 }
 
+export async function findIntegrationById(db: DbOrTx, environmentId: string, id: number): Promise<IntegrationRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(integrations)
+    .where(and(eq(integrations.environmentId, environmentId), eq(integrations.id, id)));
+  return row;
+}
+
 export async function updateIntegration(
   db: DbOrTx,
   environmentId: string,

@@ -61,3 +61,10 @@ export class ServiceUnavailableError extends AppError {
     super(503, code, message);
   }
 }
+
+/** The provider side is broken for this connection (revoked grant, failed upstream call). */
+export class FailedDependencyError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(424, code, message, details);
+  }
+}

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { environments, timestamps } from './environments.js';
 import { integrations } from './integrations.js';
 
@@ -48,6 +48,12 @@ export const connections = pgTable(
     endUser: jsonb('end_user').$type<EndUser>(),
     error: jsonb('error').$type<ConnectionError>(),
     lastRefreshedAt: timestamp('last_refreshed_at', { withTimezone: true }),
+    /** Refresh lease: at most one process refreshes a connection; an expired lease is free again. */
+    refreshLockOwner: text('refresh_lock_owner'),
+    refreshLockUntil: timestamp('refresh_lock_until', { withTimezone: true }),
+    /** After a transient refresh failure, no new attempt before this time (unless forced). */
+    refreshRetryAt: timestamp('refresh_retry_at', { withTimezone: true }),
+    refreshFailures: integer('refresh_failures').notNull().default(0),
     lastFetchedAt: timestamp('last_fetched_at', { withTimezone: true }),
     ...timestamps,
   },

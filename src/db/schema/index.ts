@@ -1,3 +1,5 @@
 export * from './environments.js';
 export * from './integrations.js';
 export * from './connections.js';
+export * from './connect.js';
+export * from './events.js';

@@ -1,0 +1,195 @@
+import * as oidc from 'openid-client';
+import type { UrlOverrides } from '../db/schema/index.js';
+import { ValidationError } from '../lib/errors.js';
+import { withRetries } from '../lib/egress.js';
+import type { Provider } from '../providers/schema.js';
+import { normalizeTokenBody } from './token-response.js';
+
+/** Everything needed to talk to one integration's authorization server. */
+export interface OAuthContext {
+  provider: Provider;
+  clientId: string;
+  clientSecret: string | undefined;
+  authorizationUrl: string | undefined;
+  tokenUrl: string;
+  refreshUrl: string | undefined;
+}
+
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string | undefined;
+  expiresAt: Date | undefined;
+  tokenType: string;
+  scope: string | undefined;
+  /** The provider's response as sent (including fields such as id_token or instance_url). */
+  raw: Record<string, unknown>;
+}
+
+/**
+ * Why a token request failed. `invalid_grant` means the grant is dead (revoked, expired, rotated
+ * away) and the user must re-authorize; `transient` may succeed later (5xx, 429, timeouts, network);
+ * `rejected` is any other refusal (bad client credentials, HTML error pages, malformed responses).
+ */
+export class OAuthError extends Error {
+  constructor(
+    readonly kind: 'invalid_grant' | 'rejected' | 'transient',
+    message: string,
+    readonly providerError?: { status?: number; error?: string; error_description?: string },
+  ) {
+    super(message);
+    this.name = 'OAuthError';
+  }
+}
+
+const DEAD_GRANT_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'access_denied']);
+
+/** Fills `${connectionConfig.x}` placeholders of a catalog URL. */
+export function fillTemplate(template: string, connectionConfig: Record<string, unknown>): string {
+  return template.replace(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g, (_, field: string) => {
+    const value = connectionConfig[field];
+    if (typeof value !== 'string' || !value) throw ValidationError.field(`connection_config.${field}`, 'is required to reach this provider');
+    return value.replace(/\/+$/, '');
+  });
+}
+
+/** The OAuth endpoints of an integration: integration overrides first, then the catalog. */
+export function resolveEndpoints(
+  provider: Provider,
+  overrides: UrlOverrides,
+  connectionConfig: Record<string, unknown>,
+): Pick<OAuthContext, 'authorizationUrl' | 'tokenUrl' | 'refreshUrl'> {
+  const authorization = overrides.authorization_url ?? provider.authorization_url;
+  const token = overrides.token_url ?? provider.token_url;
+  if (!token) throw ValidationError.field('token_url', `integration of "${provider.name}" has no token URL`);
+  return {
+    authorizationUrl: authorization ? fillTemplate(authorization, connectionConfig) : undefined,
+    tokenUrl: fillTemplate(token, connectionConfig),
+    refreshUrl: provider.refresh_url && !overrides.token_url ? fillTemplate(provider.refresh_url, connectionConfig) : undefined,
+  };
+}
+
+export type OAuthClient = ReturnType<typeof createOAuthClient>;
+
+/**
+ * openid-client configured per integration, with every HTTP request going through the egress
+ * client (policy, timeouts, retries honouring Retry-After) and token responses repaired by
+ * `normalizeTokenBody` before openid-client validates them.
+ */
+export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: boolean; retries?: number }) {
+  const retries = deps.retries ?? 2;
+
+  function configure(ctx: OAuthContext, tokenUrl: string, capture: { raw?: Record<string, unknown> }, retry: boolean) {
+    const server: oidc.ServerMetadata = {
+      issuer: new URL(tokenUrl).origin,
+      token_endpoint: tokenUrl,
+      ...(ctx.authorizationUrl && { authorization_endpoint: ctx.authorizationUrl }),
+    };
+    const method = ctx.provider.token_request_auth_method ?? 'client_secret_post';
+    const auth = !ctx.clientSecret ? oidc.None() : method === 'client_secret_basic' ? oidc.ClientSecretBasic(ctx.clientSecret) : oidc.ClientSecretPost(ctx.clientSecret);
+    const config = new oidc.Configuration(server, ctx.clientId, undefined, auth);
+    if (deps.allowInsecure && tokenUrl.startsWith('http:')) oidc.allowInsecureRequests(config);
+    config[oidc.customFetch] = async (url, options) => {
+      const send = () =>
+        deps.fetch(url, {
+          method: options.method,
+          headers: { ...Object.fromEntries(new Headers(options.headers)), accept: 'application/json' },
+          body: options.body as RequestInit['body'],
+          signal: options.signal,
+          redirect: 'manual',
+        });
+      const response = retry ? await withRetries(send, { retries }) : await send();
+      const text = await response.text();
+      const normalized = normalizeTokenBody(ctx.provider, text, response.headers.get('content-type') ?? '');
+      if (!normalized) {
+        throw new OAuthError(
+          response.status >= 500 || response.status === 429 ? 'transient' : 'rejected',
+          `The provider's token endpoint answered ${response.status} with a body that is not a token response`,
+          { status: response.status },
+        );
+      }
+      capture.raw = normalized.raw;
+      return new Response(JSON.stringify(normalized.body), {
+        status: response.status,
+        headers: { 'content-type': 'application/json', ...(response.headers.get('www-authenticate') ? { 'www-authenticate': response.headers.get('www-authenticate')! } : {}) },
+      });
+    };
+    return config;
+  }
+
+  async function grant(
+    ctx: OAuthContext,
+    tokenUrl: string,
+    retry: boolean,
+    run: (config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>,
+  ): Promise<TokenSet> {
+    const capture: { raw?: Record<string, unknown> } = {};
+    let response: oidc.TokenEndpointResponse;
+    try {
+      response = await run(configure(ctx, tokenUrl, capture, retry));
+    } catch (err) {
+      throw classify(err);
+    }
+    return {
+      accessToken: response.access_token,
+      refreshToken: response.refresh_token,
+      expiresAt: typeof response.expires_in === 'number' ? new Date(Date.now() + response.expires_in * 1000) : undefined,
+      tokenType: response.token_type,
+      scope: response.scope,
+      raw: capture.raw ?? {},
+    };
+  }
+
+  return {
+    buildAuthorizationUrl(ctx: OAuthContext, params: Record<string, string>): URL {
+      if (!ctx.authorizationUrl) throw ValidationError.field('authorization_url', `integration of "${ctx.provider.name}" has no authorization URL`);
+      return oidc.buildAuthorizationUrl(configure(ctx, ctx.tokenUrl, {}, false), params);
+    },
+
+    /** Exchanges an authorization code; codes are single-use, so only a 429/503 is retried. */
+    exchangeCode(ctx: OAuthContext, p: { code: string; state: string; redirectUri: string; codeVerifier: string | undefined }) {
+      const callback = new URL(p.redirectUri);
+      callback.searchParams.set('code', p.code);
+      callback.searchParams.set('state', p.state);
+      return grant(ctx, ctx.tokenUrl, false, (config) =>
+        oidc.authorizationCodeGrant(
+          config,
+          callback,
+          { expectedState: p.state, ...(p.codeVerifier && { pkceCodeVerifier: p.codeVerifier }) },
+          ctx.provider.token_params,
+        ),
+      );
+    },
+
+    refresh(ctx: OAuthContext, refreshToken: string) {
+      return grant(ctx, ctx.refreshUrl ?? ctx.tokenUrl, true, (config) => oidc.refreshTokenGrant(config, refreshToken));
+    },
+
+    clientCredentials(ctx: OAuthContext, scopes: string[]) {
+      const separator = ctx.provider.scope_separator ?? ' ';
+      return grant(ctx, ctx.tokenUrl, true, (config) =>
+        oidc.clientCredentialsGrant(config, scopes.length ? { scope: scopes.join(separator) } : undefined),
+      );
+    },
+  };
+}
+
+function classify(err: unknown): OAuthError {
+  if (err instanceof OAuthError) return err;
+  if (err instanceof oidc.ResponseBodyError) {
+    const providerError = { status: err.status, error: err.error, error_description: err.error_description };
+    const description = err.error_description ? `: ${err.error_description}` : '';
+    if (DEAD_GRANT_ERRORS.has(err.error)) return new OAuthError('invalid_grant', `The provider refused the grant (${err.error}${description})`, providerError);
+    if (err.status >= 500 || err.status === 429 || err.error === 'temporarily_unavailable' || err.error === 'server_error') {
+      return new OAuthError('transient', `The provider's token endpoint failed (${err.status} ${err.error})`, providerError);
+    }
+    return new OAuthError('rejected', `The provider rejected the token request (${err.error}${description})`, providerError);
+  }
+  const e = err as { code?: string; name?: string; message?: string; cause?: unknown };
+  if (e?.code === 'egress_denied') return new OAuthError('rejected', e.message ?? 'egress denied');
+  if (e?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || e?.code === 'OAUTH_INVALID_RESPONSE') {
+    const status = (e.cause as { status?: number } | undefined)?.status;
+    return new OAuthError(status && status >= 500 ? 'transient' : 'rejected', `The provider sent an invalid token response (${e.message})`);
+  }
+  // Network failures, timeouts, aborted requests.
+  return new OAuthError('transient', `Could not reach the provider's token endpoint (${e?.message ?? 'network error'})`);
+}

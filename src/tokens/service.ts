@@ -1,0 +1,252 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Db } from '../db/client.js';
+import { type NotificationHub, notifyChange } from '../db/notifications.js';
+import type { ConnectionError } from '../db/schema/index.js';
+import { credentialsContext, type StoredCredentials } from '../connections/credentials.js';
+import { type ConnectionWithIntegration, findConnection, findConnectionsById } from '../connections/repository.js';
+import { recordEvent } from '../events/repository.js';
+import { findIntegrationById } from '../integrations/repository.js';
+import { FailedDependencyError, NotFoundError, ServiceUnavailableError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Vault } from '../lib/vault.js';
+import { type OAuthClient, type OAuthContext, OAuthError, resolveEndpoints, type TokenSet } from '../oauth/client.js';
+import type { Catalog } from '../providers/catalog.js';
+import type { Provider } from '../providers/schema.js';
+import * as repo from './repository.js';
+
+export interface TokenResult {
+  connection: ConnectionWithIntegration;
+  credentials: StoredCredentials;
+}
+
+export type TokenService = ReturnType<typeof createTokenService>;
+
+const LEASE_MS = 30_000;
+const POLL_MS = 250;
+const MAX_BACKOFF_MS = 60 * 60_000;
+
+/**
+ * Hands out always-fresh credentials. Refreshes happen at most once at a time per connection
+ * across every process (a lease row in Postgres, see `acquireRefreshLease`), concurrent callers in
+ * one process share one promise, and callers elsewhere wait for the lease holder's result.
+ */
+export function createTokenService(deps: {
+  db: Db;
+  vault: Vault;
+  catalog: Catalog;
+  oauth: OAuthClient;
+  hub: NotificationHub;
+  log: Logger;
+  marginSeconds: number;
+}) {
+  const { db, vault, catalog, oauth, hub, log } = deps;
+  const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const inflight = new Map<number, Promise<StoredCredentials>>();
+
+  const decrypt = (c: Pick<ConnectionWithIntegration, 'environmentId' | 'integrationId' | 'connectionId'>, enc: string | null) =>
+    enc ? vault.decryptJson<StoredCredentials>(enc, credentialsContext(c)) : undefined;
+
+  const providerOf = (c: ConnectionWithIntegration): Provider => {
+    const p = catalog.get(c.provider);
+    if (!p) throw new Error(`provider ${c.provider} is not in the catalog`);
+    return p;
+  };
+
+  const needsReauth = (c: { connectionId: string; providerConfigKey: string }, error: ConnectionError) =>
+    new FailedDependencyError(
+      'connection_needs_reauthorization',
+      `Connection "${c.connectionId}" of "${c.providerConfigKey}" must be re-authorized by its user: ${error.message}`,
+      { error },
+    );
+
+  /** Refresh when the token expires within the margin (never more than half its lifetime). */
+  function isStale(c: ConnectionWithIntegration, creds: StoredCredentials, now: number): boolean {
+    if (creds.type !== 'OAUTH2' && creds.type !== 'OAUTH2_CC') return false;
+    if (!creds.access_token) return true;
+    if (!creds.expires_at) return false;
+    const expires = Date.parse(creds.expires_at);
+    const issued = (c.lastRefreshedAt ?? c.updatedAt).getTime();
+    const configured = (providerOf(c).token_expiration_buffer_seconds ?? deps.marginSeconds) * 1000;
+    const margin = expires > issued ? Math.min(configured, (expires - issued) / 2) : configured;
+    return expires - margin <= now;
+  }
+
+  async function oauthContext(c: ConnectionWithIntegration, creds: StoredCredentials): Promise<OAuthContext> {
+    const integration = await findIntegrationById(db, c.environmentId, c.integrationId);
+    if (!integration) throw new NotFoundError(`Integration "${c.providerConfigKey}" not found`);
+    const provider = providerOf(c);
+    const ccClient = creds.type === 'OAUTH2_CC' ? creds : undefined;
+    const clientId = ccClient?.client_id ?? integration.oauthClientId;
+    if (!clientId) {
+      throw new FailedDependencyError('integration_incomplete', `Integration "${c.providerConfigKey}" has no OAuth client id to refresh tokens with`);
+    }
+    const clientSecret =
+      ccClient?.client_secret ??
+      (integration.oauthClientSecretEnc ? vault.decrypt(integration.oauthClientSecretEnc, `integration.client_secret:${c.environmentId}`) : undefined);
+    return { provider, clientId, clientSecret, ...resolveEndpoints(provider, integration.urlOverrides, c.connectionConfig) };
+  }
+
+  function merge(previous: StoredCredentials, tokens: TokenSet): StoredCredentials {
+    if (previous.type === 'OAUTH2') {
+      return {
+        type: 'OAUTH2',
+        access_token: tokens.accessToken,
+        // Providers that do not rotate omit the refresh token: keep the one we have.
+        ...((tokens.refreshToken ?? previous.refresh_token) && { refresh_token: tokens.refreshToken ?? previous.refresh_token }),
+        ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }),
+        token_type: tokens.tokenType,
+        ...((tokens.scope ?? previous.scope) && { scope: tokens.scope ?? previous.scope }),
+        raw: tokens.raw,
+      };
+    }
+    return { ...previous, type: 'OAUTH2_CC', access_token: tokens.accessToken, ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }), raw: tokens.raw } as StoredCredentials;
+  }
+
+  async function callProvider(c: ConnectionWithIntegration, creds: StoredCredentials): Promise<TokenSet> {
+    const ctx = await oauthContext(c, creds);
+    if (creds.type === 'OAUTH2') {
+      if (!creds.refresh_token) throw new OAuthError('invalid_grant', 'The connection has no refresh token');
+      return oauth.refresh(ctx, creds.refresh_token);
+    }
+    return oauth.clientCredentials(ctx, ctx.provider.default_scopes ?? []);
+  }
+
+  /** One refresh attempt while holding the lease; the lease is released on every path. */
+  async function refreshHoldingLease(c: ConnectionWithIntegration, current: StoredCredentials): Promise<StoredCredentials> {
+    let tokens: TokenSet;
+    try {
+      tokens = await callProvider(c, current);
+    } catch (err) {
+      const e = err instanceof OAuthError ? err : new OAuthError('transient', (err as Error).message);
+      const dead = e.kind === 'invalid_grant';
+      const at = new Date();
+      const failures = c.refreshFailures + 1;
+      const retryAt = dead ? undefined : new Date(at.getTime() + Math.min(2 ** failures * 15_000, MAX_BACKOFF_MS));
+      const error: ConnectionError = { type: 'auth', code: dead ? 'refresh_revoked' : 'refresh_failed', message: e.message, at: at.toISOString() };
+      await db.transaction(async (tx) => {
+        await repo.saveRefreshFailure(tx, c.id, owner, dead ? { error } : { retryAt });
+        await recordEvent(tx, {
+          environmentId: c.environmentId,
+          type: 'auth',
+          operation: 'refresh',
+          success: false,
+          providerConfigKey: c.providerConfigKey,
+          connectionId: c.connectionId,
+          payload: { error, provider_error: e.providerError ?? null, needs_reauthorization: dead },
+        });
+        await notifyChange(tx, 'conn', c.id);
+      });
+      log.warn({ connectionId: c.connectionId, providerConfigKey: c.providerConfigKey, kind: e.kind, status: e.providerError?.status }, 'token refresh failed');
+      if (dead) throw needsReauth(c, error);
+      return unusable(c, current, retryAt!);
+    }
+    const next = merge(current, tokens);
+    const metadataFields = providerOf(c).token_response_metadata ?? [];
+    const fromResponse = Object.fromEntries(metadataFields.filter((f) => typeof tokens.raw[f] === 'string').map((f) => [f, tokens.raw[f]]));
+    // The provider has already invalidated the old refresh token if it rotates: this write must
+    // not be lost, so it is retried before giving up.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await db.transaction(async (tx) => {
+          await repo.saveRefreshed(tx, c.id, owner, {
+            credentialsEnc: vault.encryptJson(next, credentialsContext(c)),
+            credentialsExpiresAt: next.type === 'OAUTH2' || next.type === 'OAUTH2_CC' ? (next.expires_at ? new Date(next.expires_at) : null) : null,
+            refreshable: next.type === 'OAUTH2_CC' || (next.type === 'OAUTH2' && Boolean(next.refresh_token)),
+            ...(Object.keys(fromResponse).length && { connectionConfig: { ...c.connectionConfig, ...fromResponse } }),
+          });
+          await notifyChange(tx, 'conn', c.id);
+        });
+        return next;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        log.error({ err, connectionId: c.connectionId, attempt }, 'could not store refreshed credentials; retrying');
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  }
+
+  /** After a transient failure: the current token if it still works, else 503 with a retry time. */
+  function unusable(c: ConnectionWithIntegration, current: StoredCredentials, retryAt: Date): StoredCredentials {
+    const expires = 'expires_at' in current && current.expires_at ? Date.parse(current.expires_at) : Infinity;
+    if ('access_token' in current && current.access_token && expires > Date.now()) return current;
+    throw new ServiceUnavailableError(
+      'refresh_unavailable',
+      `The provider could not refresh the token of connection "${c.connectionId}" right now; retry after ${retryAt.toISOString()}`,
+    );
+  }
+
+  async function refreshAcrossProcesses(c: ConnectionWithIntegration, seen: string | null, force: boolean): Promise<StoredCredentials> {
+    const deadline = Date.now() + LEASE_MS * 2 + 5_000;
+    while (Date.now() < deadline) {
+      const lease = await repo.acquireRefreshLease(db, c.id, owner, LEASE_MS);
+      const state = lease ?? (await repo.readRefreshState(db, c.id));
+      if (!state) throw new NotFoundError(`Connection "${c.connectionId}" was deleted`);
+      // Someone refreshed (or re-authorized) since we read: their credentials are the answer.
+      if (state.credentialsEnc !== seen) {
+        if (lease) await repo.releaseLease(db, c.id, owner);
+        if (state.error) throw needsReauth(c, state.error);
+        return decrypt(c, state.credentialsEnc)!;
+      }
+      if (lease) {
+        if (state.error && !force) {
+          await repo.releaseLease(db, c.id, owner);
+          throw needsReauth(c, state.error);
+        }
+        return refreshHoldingLease({ ...c, ...state }, decrypt(c, state.credentialsEnc)!);
+      }
+      if (state.error && !force) throw needsReauth(c, state.error);
+      const wait = Math.max(0, Math.min(POLL_MS, (state.refreshLockUntil?.getTime() ?? 0) - Date.now()));
+      await hub.waitFor('conn', String(c.id), wait || 10);
+    }
+    throw new ServiceUnavailableError('refresh_unavailable', `Timed out waiting for the token refresh of connection "${c.connectionId}"`);
+  }
+
+  async function fresh(c: ConnectionWithIntegration, force: boolean): Promise<StoredCredentials> {
+    const creds = decrypt(c, c.credentialsEnc);
+    if (!creds) throw new FailedDependencyError('connection_has_no_credentials', `Connection "${c.connectionId}" has no credentials yet`);
+    if (creds.type === 'API_KEY' || creds.type === 'BASIC') return creds;
+    if (c.error && !force) throw needsReauth(c, c.error);
+    const now = Date.now();
+    if (!force && !isStale(c, creds, now)) return creds;
+    const canRefresh = creds.type === 'OAUTH2_CC' || Boolean(creds.type === 'OAUTH2' && creds.refresh_token);
+    if (!canRefresh) {
+      if (creds.expires_at && Date.parse(creds.expires_at) <= now) {
+        throw new FailedDependencyError('token_expired', `The token of connection "${c.connectionId}" expired and the provider gave no refresh token`);
+      }
+      return creds;
+    }
+    if (!force && c.refreshRetryAt && c.refreshRetryAt.getTime() > now) return unusable(c, creds, c.refreshRetryAt);
+    const running = inflight.get(c.id);
+    if (running) return running;
+    const promise = refreshAcrossProcesses(c, c.credentialsEnc, force).finally(() => inflight.delete(c.id));
+    inflight.set(c.id, promise);
+    return promise;
+  }
+
+  return {
+    owner,
+    /** The connection's credentials, refreshed first when they expire soon or when forced. */
+    async getToken(environmentId: string, providerConfigKey: string, connectionId: string, opts: { force?: boolean } = {}): Promise<TokenResult> {
+      const connection = await findConnection(db, environmentId, providerConfigKey, connectionId);
+      if (!connection) throw new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
+      return { connection, credentials: await fresh(connection, opts.force ?? false) };
+    },
+
+    /** Background refresh of one connection by internal id; failures are recorded, not thrown. */
+    async refreshById(id: number): Promise<'refreshed' | 'skipped' | 'failed'> {
+      const [row] = await findConnectionsById(db, [id]);
+      if (!row) return 'skipped';
+      try {
+        const before = row.credentialsEnc;
+        await fresh(row, true);
+        const after = await repo.readRefreshState(db, id);
+        return after?.credentialsEnc !== before ? 'refreshed' : 'skipped';
+      } catch (err) {
+        log.debug({ err, connectionId: row.connectionId }, 'background refresh failed');
+        return 'failed';
+      }
+    },
+  };
+}
+
