@@ -77,14 +77,17 @@ function toNango(c: ConnectionView, credentials: Record<string, unknown>): z.out
 function nangoCredentials(c: StoredCredentials | null, withRefreshToken: boolean): Record<string, unknown> {
   if (!c) return {};
   switch (c.type) {
-    case 'OAUTH2':
+    case 'OAUTH2': {
+      // The raw token response carries the refresh token too; it leaves only when asked for.
+      const { refresh_token: _omitted, ...rawWithoutRefresh } = c.raw;
       return {
         type: 'OAUTH2',
         access_token: c.access_token,
         ...(withRefreshToken && c.refresh_token && { refresh_token: c.refresh_token }),
         ...(c.expires_at && { expires_at: c.expires_at }),
-        raw: c.raw,
+        raw: withRefreshToken ? c.raw : rawWithoutRefresh,
       };
+    }
     case 'OAUTH2_CC':
       return { type: 'OAUTH2_CC', token: c.access_token ?? null, expires_at: c.expires_at ?? null, client_id: c.client_id ?? null, raw: c.raw };
     case 'API_KEY':

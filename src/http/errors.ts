@@ -41,11 +41,21 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.code(err.statusCode).send({ error: 'bad_request', message: err.message });
     }
-    req.log.error({ err }, 'unhandled error');
+    req.log.error({ err: withoutQueryParams(err) }, 'unhandled error');
     return reply.code(500).send({ error: 'internal_error', message: `Internal error (request ${req.id})` });
   });
 
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ error: 'not_found', message: `No route ${req.method} ${req.url.split('?')[0]}` }),
   );
+}
+
+/** Database errors quote the failed query's parameters; keep them out of the logs. */
+function withoutQueryParams(err: Error): Error {
+  const at = err.message.indexOf('\nparams:');
+  if (at < 0) return err;
+  const copy = new Error(err.message.slice(0, at), { cause: (err as { cause?: unknown }).cause });
+  copy.name = err.name;
+  copy.stack = `${copy.name}: ${copy.message}`;
+  return copy;
 }
