@@ -27,6 +27,10 @@ import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
 import { integrationRoutes } from './integrations/routes.js';
 import { createIntegrationService } from './integrations/service.js';
+import { createEgressFetch } from './lib/egress.js';
+import { createOAuthClient } from './oauth/client.js';
+import { tokenRoutes } from './tokens/routes.js';
+import { createTokenService } from './tokens/service.js';
 import type { Logger } from './lib/logger.js';
 import type { Vault } from './lib/vault.js';
 import type { Catalog } from './providers/catalog.js';
@@ -35,7 +39,15 @@ import { version } from './version.js';
 
 export type AppConfig = Pick<
   Config,
-  'bodyLimitBytes' | 'metadataLimitBytes' | 'allowProviderUrlOverrides' | 'adminKey' | 'keyCacheTtlMs'
+  | 'bodyLimitBytes'
+  | 'metadataLimitBytes'
+  | 'allowProviderUrlOverrides'
+  | 'adminKey'
+  | 'keyCacheTtlMs'
+  | 'egress'
+  | 'refreshMarginSeconds'
+  | 'connectSessionTtlSeconds'
+  | 'serverUrl'
 >;
 
 export interface AppDeps {
@@ -75,6 +87,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const environments = createEnvironmentService({ db, keyCache });
   const integrations = createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides });
   const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes });
+  const egressFetch = createEgressFetch({
+    policy: { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts },
+    timeoutMs: config.egress.timeoutMs,
+    userAgent: `Terapi/${version}`,
+  });
+  const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
+  const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: deps.logger, marginSeconds: config.refreshMarginSeconds });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -115,7 +134,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await api.register(connectionRoutes, { connections, family });
     }
     await api.register(nangoIntegrationRoutes, { integrations });
-    await api.register(nangoConnectionRoutes, { connections });
+    await api.register(nangoConnectionRoutes, { connections, tokens });
+    await api.register(tokenRoutes, { tokens });
   });
 
   await app.register(async (admin) => {

@@ -13,7 +13,17 @@ export async function renderOpenApi(): Promise<string> {
   // The document depends only on route schemas; an empty in-memory database satisfies buildApp.
   const database = await openDatabase({});
   const app = await buildApp({
-    config: { bodyLimitBytes: 1, metadataLimitBytes: 1, allowProviderUrlOverrides: false, adminKey: undefined, keyCacheTtlMs: 0 },
+    config: {
+      bodyLimitBytes: 1,
+      metadataLimitBytes: 1,
+      allowProviderUrlOverrides: false,
+      adminKey: undefined,
+      keyCacheTtlMs: 0,
+      egress: { allowPrivateNetworks: false, allowedHosts: [], timeoutMs: 1 },
+      refreshMarginSeconds: 0,
+      connectSessionTtlSeconds: 60,
+      serverUrl: 'http://localhost:3003',
+    },
     database,
     vault: createVault([]),
     catalog: loadCatalog(),

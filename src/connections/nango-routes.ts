@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { booleanQuery, connectionIdSchema, cursorQuery, errors, isoDate, jsonObject, limitQuery, providerConfigKey } from '../lib/schemas.js';
 import type { StoredCredentials } from './credentials.js';
 import { connectionExtras, connectionParams, credentialsInput, keyQuery } from './schemas.js';
+import type { TokenService } from '../tokens/service.js';
 import type { ConnectionService, ConnectionView } from './service.js';
 
 const tags = ['Nango-compatible'];
@@ -74,8 +75,7 @@ function toNango(c: ConnectionView, credentials: Record<string, unknown>): z.out
 }
 
 /** Credentials the way Nango's connection GET returns them (its clients read their token here). */
-function nangoCredentials(c: StoredCredentials | null, withRefreshToken: boolean): Record<string, unknown> {
-  if (!c) return {};
+function nangoCredentials(c: StoredCredentials, withRefreshToken: boolean): Record<string, unknown> {
   switch (c.type) {
     case 'OAUTH2': {
       // The raw token response carries the refresh token too; it leaves only when asked for.
@@ -103,7 +103,10 @@ const credentialState = (c: ConnectionView) => ({
 });
 
 /** Nango's `/connections` and `/connection/metadata` API. */
-export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: ConnectionService }> = async (app, { connections: svc }) => {
+export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: ConnectionService; tokens: TokenService }> = async (
+  app,
+  { connections: svc, tokens },
+) => {
   app.get('/connections', {
     schema: {
       operationId: 'nangoListConnections',
@@ -139,16 +142,19 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
       tags,
       summary: 'Get a connection with its credentials (Nango-compatible)',
       description:
-        'Returns the connection and its credentials, as Nango does. The refresh token is included only with `refresh_token=true`.',
+        'Returns the connection and its credentials, as Nango does. The token is refreshed first when it expires soon (or with `force_refresh=true`). The refresh token is included only with `refresh_token=true`.',
       params: connectionParams,
       querystring: keyQuery.extend({
+        force_refresh: booleanQuery.optional().describe('Refresh the OAuth token first, even if it is still valid'),
         refresh_token: booleanQuery.optional().describe('Include the refresh token in the response'),
       }),
-      response: { 200: nangoConnection, ...errors(400, 401, 404, 503) },
+      response: { 200: nangoConnection, ...errors(400, 401, 404, 424, 503) },
     },
     handler: async (req) => {
-      const { connection, credentials } = await svc.getWithCredentials(req.environment.id, req.query.provider_config_key, req.params.connection_id);
-      return toNango(connection, nangoCredentials(credentials, req.query.refresh_token ?? false));
+      const { connection, credentials } = await tokens.getToken(req.environment.id, req.query.provider_config_key, req.params.connection_id, {
+        force: req.query.force_refresh ?? false,
+      });
+      return toNango(await svc.markFetched(connection), nangoCredentials(credentials, req.query.refresh_token ?? false));
     },
   });
 

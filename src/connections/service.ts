@@ -9,7 +9,7 @@ import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
-import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
+import { credentialsContext, normalizeCredentials, validateConnectionConfig } from './credentials.js';
 import * as repo from './repository.js';
 
 export interface ConnectionInput {
@@ -108,12 +108,9 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
 
     get: (environmentId: string, key: string, connectionId: string) => requireConnection(environmentId, key, connectionId),
 
-    /** The connection with its decrypted credentials (token-handout routes only). */
-    async getWithCredentials(environmentId: string, key: string, connectionId: string) {
-      const connection = await requireConnection(environmentId, key, connectionId);
-      const credentials = decryptCredentials(connection);
-      connection.lastFetchedAt = await repo.touchLastFetched(db, connection.id);
-      return { connection, credentials };
+    /** Stamps `last_fetched_at` (Nango's connection GET reports when credentials were last read). */
+    async markFetched(connection: ConnectionView): Promise<ConnectionView> {
+      return { ...connection, lastFetchedAt: await repo.touchLastFetched(db, connection.id) };
     },
 
     async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {
@@ -167,8 +164,4 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
       return catalog.get(connection.provider);
     },
   };
-
-  function decryptCredentials(c: ConnectionView): StoredCredentials | null {
-    return c.credentialsEnc ? vault.decryptJson<StoredCredentials>(c.credentialsEnc, credentialsContext(c)) : null;
-  }
 }

@@ -64,7 +64,7 @@ export class ServiceUnavailableError extends AppError {
 
 /** The provider side is broken for this connection (revoked grant, failed upstream call). */
 export class FailedDependencyError extends AppError {
-  constructor(code: string, message: string, details?: unknown) {
-    super(424, code, message, details);
+  constructor(code: string, message: string) {
+    super(424, code, message);
   }
 }

@@ -57,7 +57,6 @@ export function createTokenService(deps: {
     new FailedDependencyError(
       'connection_needs_reauthorization',
       `Connection "${c.connectionId}" of "${c.providerConfigKey}" must be re-authorized by its user: ${error.message}`,
-      { error },
     );
 
   /** Refresh when the token expires within the margin (never more than half its lifetime). */

@@ -62,6 +62,11 @@ export const defaultTestConfig: AppConfig = {
   allowProviderUrlOverrides: false,
   adminKey: ADMIN_KEY,
   keyCacheTtlMs: 60_000,
+  // Fake providers and the OAuth server fixture listen on loopback.
+  egress: { allowPrivateNetworks: true, allowedHosts: [], timeoutMs: 10_000 },
+  refreshMarginSeconds: 900,
+  connectSessionTtlSeconds: 1800,
+  serverUrl: 'http://127.0.0.1:3003',
 };
 
 export interface TestEnvironment {
