@@ -77,6 +77,24 @@ describe('GET /auth/token', () => {
   });
 });
 
+describe('refresh lease', () => {
+  it('a lease left by a dead process expires, and the next request refreshes', async () => {
+    const tokens = await obtainTokens(server);
+    await importConnection(t, 'fixture', 'orphan', tokens, past());
+    // A process that took the lease and died: nobody will release it.
+    await t.db.database.db.execute(
+      sql`UPDATE connections SET refresh_lock_owner = 'dead-process', refresh_lock_until = now() + interval '1500 milliseconds' WHERE connection_id = 'orphan'`,
+    );
+    server.resetCounters();
+    const started = Date.now();
+    const r = await token('orphan');
+    expect(r.statusCode).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(server.grants.refresh_token).toBe(1);
+    expect(await tokenWorks(server, r.json().access_token)).toBe(true);
+  });
+});
+
 describe('refresh failures', () => {
   it('a revoked refresh token marks the connection and later reads answer 424 without calling the provider', async () => {
     const tokens = await obtainTokens(server);
