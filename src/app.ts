@@ -13,12 +13,6 @@ import { adminRoutes } from './admin/routes.js';
 import type { Config } from './config.js';
 import { nangoConnectionRoutes } from './connections/nango-routes.js';
 import { connectionRoutes } from './connections/routes.js';
-import { createConnectionService } from './connections/service.js';
-import type { Database } from './db/client.js';
-import { createKeyCache } from './environments/key-cache.js';
-import { findEnvironmentByKeyHash } from './environments/repository.js';
-import { createNotificationHub } from './db/notifications.js';
-import { createEnvironmentService } from './environments/service.js';
 import { healthRoutes } from './health/routes.js';
 import { adminAuth, environmentAuth } from './http/auth.js';
 import { registerErrorHandling } from './http/errors.js';
@@ -26,42 +20,24 @@ import { terapiFamily, v1Family } from './http/families.js';
 import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
 import { integrationRoutes } from './integrations/routes.js';
-import { createIntegrationService } from './integrations/service.js';
-import { createEgressFetch } from './lib/egress.js';
-import { createOAuthClient } from './oauth/client.js';
 import { tokenRoutes } from './tokens/routes.js';
-import { createTokenService } from './tokens/service.js';
-import type { Logger } from './lib/logger.js';
-import type { Vault } from './lib/vault.js';
-import type { Catalog } from './providers/catalog.js';
+import { connectPageRoutes } from './connect/page-routes.js';
+import { connectSessionRoutes, connectSessionSelfRoutes } from './connect/routes.js';
 import { providerRoutes } from './providers/routes.js';
 import { version } from './version.js';
+import { createServices, type ServiceDeps, type Services, type ServicesConfig } from './services.js';
 
-export type AppConfig = Pick<
-  Config,
-  | 'bodyLimitBytes'
-  | 'metadataLimitBytes'
-  | 'allowProviderUrlOverrides'
-  | 'adminKey'
-  | 'keyCacheTtlMs'
-  | 'egress'
-  | 'refreshMarginSeconds'
-  | 'connectSessionTtlSeconds'
-  | 'serverUrl'
->;
+export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey'>;
 
-export interface AppDeps {
+export interface AppDeps extends ServiceDeps {
   config: AppConfig;
-  database: Database;
-  vault: Vault;
-  catalog: Catalog;
-  logger: Logger;
+  /** Services already wired by the caller (`serve` shares them with background work). */
+  services?: Services;
 }
 
 /** Builds the HTTP application; never listens (server.ts does, tests inject). */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const { config, database, vault, catalog } = deps;
-  const db = database.db;
+  const { config, database, catalog } = deps;
 
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -77,23 +53,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
 
-  const keyCache = createKeyCache({ ttlMs: config.keyCacheTtlMs, load: (hash) => findEnvironmentByKeyHash(db, hash) });
-  const hub = await createNotificationHub(database);
-  hub.subscribe((kind, id) => {
-    if (kind === 'env') keyCache.invalidateEnvironment(id);
-  });
-  app.addHook('onClose', async () => hub.close());
-
-  const environments = createEnvironmentService({ db, keyCache });
-  const integrations = createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides });
-  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes });
-  const egressFetch = createEgressFetch({
-    policy: { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts },
-    timeoutMs: config.egress.timeoutMs,
-    userAgent: `Terapi/${version}`,
-  });
-  const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
-  const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: deps.logger, marginSeconds: config.refreshMarginSeconds });
+  const services = deps.services ?? (await createServices(deps));
+  if (!deps.services) app.addHook('onClose', async () => services.close());
+  const { keyCache, environments, integrations, connections, tokens, sessions, flows } = services;
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -114,6 +76,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             description: "Secret key from Terapi environment settings. Passed as 'Bearer {secret_key}'",
           },
           AdminKeyAuth: { type: 'http', scheme: 'bearer', description: 'TERAPI_ADMIN_KEY of the server' },
+          ConnectSessionAuth: { type: 'http', scheme: 'bearer', description: 'A connect session token (from POST /connect/sessions)' },
         },
       },
       security: [{ SecretKeyAuth: [] }],
@@ -125,10 +88,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes, { database });
+  await app.register(connectSessionSelfRoutes, { sessions });
+  await app.register(connectPageRoutes, { sessions, flows, serverUrl: config.serverUrl });
 
   await app.register(async (api) => {
     api.addHook('onRequest', environmentAuth(keyCache));
-    await api.register(providerRoutes, { catalog, db });
+    await api.register(providerRoutes, { catalog, db: services.db });
     for (const family of [terapiFamily, v1Family]) {
       await api.register(integrationRoutes, { integrations, family });
       await api.register(connectionRoutes, { connections, family });
@@ -136,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await api.register(nangoIntegrationRoutes, { integrations });
     await api.register(nangoConnectionRoutes, { connections, tokens });
     await api.register(tokenRoutes, { tokens });
+    await api.register(connectSessionRoutes, { sessions });
   });
 
   await app.register(async (admin) => {

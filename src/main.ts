@@ -5,13 +5,12 @@ import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { bootstrapDefaultEnvironment } from './environments/bootstrap.js';
-import { createKeyCache } from './environments/key-cache.js';
-import { findEnvironmentByKeyHash } from './environments/repository.js';
-import { createEnvironmentService } from './environments/service.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createVault, generateKeySpec, parseEncryptionKeys, type Vault } from './lib/vault.js';
 import { loadCatalog } from './providers/catalog.js';
 import { startServer } from './server.js';
+import { createServices } from './services.js';
+import { createBackgroundRefresher } from './tokens/refresher.js';
 import { version } from './version.js';
 
 const roles = ['serve', 'api', 'worker', 'migrate'] as const;
@@ -90,35 +89,53 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
+  const catalog = loadCatalog();
+  const services = await createServices({ config, database, vault, catalog, logger: log });
+  const refresher = createBackgroundRefresher({
+    db: database.db,
+    catalog,
+    tokens: services.tokens,
+    log,
+    marginSeconds: config.refreshMarginSeconds,
+    intervalSeconds: config.refreshIntervalSeconds,
+  });
+  const shutdownWork = async () => {
+    await refresher.stop();
+    await services.close();
+    await database.close();
+  };
+
   if (role === 'worker') {
-    // Background jobs (syncs, actions, webhooks, token refresh) land in this role; until then it
-    // only holds its database connection so that orchestration files can already run it.
-    log.info('worker role started; no background queues are registered in this version');
-    const stop = async () => {
-      await database.close();
+    refresher.start();
+    log.info({ refreshIntervalSeconds: config.refreshIntervalSeconds }, 'worker started: background token refresh');
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      log.info({ signal }, 'worker stopping: finishing the current refresh batch');
+      await shutdownWork();
       process.exit(0);
     };
-    process.once('SIGTERM', () => void stop());
-    process.once('SIGINT', () => void stop());
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
     return;
   }
 
-  const catalog = loadCatalog();
-  const keyCache = createKeyCache({ ttlMs: 0, load: (hash) => findEnvironmentByKeyHash(database.db, hash) });
   const boot = await bootstrapDefaultEnvironment({
     db: database.db,
-    environments: createEnvironmentService({ db: database.db, keyCache }),
+    environments: services.environments,
     configuredKey: config.secretKey,
     keyFileDir: config.databaseUrl ? undefined : config.dataDir,
   });
 
-  const app = await buildApp({ config, database, vault, catalog, logger: log });
+  const app = await buildApp({ config, database, vault, catalog, logger: log, services });
+  if (role === 'serve') refresher.start();
   const address = await startServer(app, {
     host: config.host,
     port: config.port,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log,
-    onShutdown: () => database.close(),
+    onShutdown: shutdownWork,
   });
 
   const keyLine =

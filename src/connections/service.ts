@@ -9,7 +9,9 @@ import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
-import { credentialsContext, normalizeCredentials, validateConnectionConfig } from './credentials.js';
+import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
+import { notifyChange } from '../db/notifications.js';
+import { recordEvent } from '../events/repository.js';
 import * as repo from './repository.js';
 
 export interface ConnectionInput {
@@ -107,6 +109,53 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
     },
 
     get: (environmentId: string, key: string, connectionId: string) => requireConnection(environmentId, key, connectionId),
+
+    /**
+     * Stores credentials obtained by an authorization flow (OAuth callback, Connect page form):
+     * creates or overrides the connection, clears any auth error, and records the `auth` event in
+     * the same transaction.
+     */
+    async saveAuthorized(p: {
+      environmentId: string;
+      integrationId: number;
+      providerConfigKey: string;
+      provider: string;
+      connectionId: string;
+      stored: StoredCredentials;
+      expiresAt: Date | null;
+      refreshable: boolean;
+      connectionConfig: Record<string, unknown>;
+      endUser: EndUser;
+      tags: Record<string, string>;
+    }): Promise<{ connection: ConnectionView; created: boolean }> {
+      const ids = { environmentId: p.environmentId, integrationId: p.integrationId, connectionId: p.connectionId };
+      const credentialsEnc = vault.encryptJson(p.stored, credentialsContext(ids));
+      const created = await db.transaction(async (tx) => {
+        const row = await repo.upsertConnection(tx, {
+          ...ids,
+          credentialsType: p.stored.type,
+          credentialsEnc,
+          credentialsExpiresAt: p.expiresAt,
+          refreshable: p.refreshable,
+          connectionConfig: p.connectionConfig,
+          endUser: p.endUser,
+          endUserId: p.endUser.id,
+          tags: p.tags,
+        });
+        await recordEvent(tx, {
+          environmentId: p.environmentId,
+          type: 'auth',
+          operation: row.inserted ? 'creation' : 'override',
+          success: true,
+          providerConfigKey: p.providerConfigKey,
+          connectionId: p.connectionId,
+          payload: { provider: p.provider, auth_mode: p.stored.type, end_user: p.endUser, tags: p.tags },
+        });
+        await notifyChange(tx, 'conn', row.id);
+        return row.inserted;
+      });
+      return { connection: await requireConnection(p.environmentId, p.providerConfigKey, p.connectionId), created };
+    },
 
     /** Stamps `last_fetched_at` (Nango's connection GET reports when credentials were last read). */
     async markFetched(connection: ConnectionView): Promise<ConnectionView> {

@@ -25,12 +25,34 @@ export const redactPaths = [
   'credentials',
 ];
 
+/** Query parameters that carry one-time credentials (connect links, OAuth callbacks). */
+const sensitiveQuery = /([?&](?:session_token|connect_session_token|code|state|token)=)[^&#]*/gi;
+
+export const redactUrl = (url: string): string => url.replace(sensitiveQuery, '$1[redacted]');
+
+interface LoggedRequest {
+  method?: string;
+  url?: string;
+  host?: string;
+  hostname?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
+}
+
 export function createLogger(opts: { level: string; pretty?: boolean; destination?: DestinationStream }): Logger {
   const options: pino.LoggerOptions = {
     level: opts.level,
     base: { service: 'terapi' },
     redact: { paths: redactPaths, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    serializers: {
+      req: (req: LoggedRequest) => ({
+        method: req.method,
+        url: req.url ? redactUrl(req.url) : req.url,
+        host: req.host ?? req.hostname,
+        remoteAddress: req.ip,
+      }),
+    },
   };
   if (opts.destination) return pino(options, opts.destination);
   if (opts.pretty) return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });

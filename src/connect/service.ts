@@ -1,0 +1,92 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Db } from '../db/client.js';
+import type { EndUser, IntegrationDefaults } from '../db/schema/index.js';
+import { findConnection } from '../connections/repository.js';
+import { listIntegrations } from '../integrations/repository.js';
+import { NotFoundError, UnauthorizedError, ValidationError } from '../lib/errors.js';
+import * as repo from './repository.js';
+
+export interface ConnectSessionInput {
+  endUser: EndUser & { tags?: Record<string, string> };
+  organization?: { id: string; display_name?: string };
+  allowedIntegrations?: string[];
+  integrationsConfigDefaults?: Record<string, IntegrationDefaults>;
+  tags?: Record<string, string>;
+  redirectUrl?: string;
+  allowedOrigin?: string;
+}
+
+export type ConnectSession = repo.ConnectSessionRow;
+export type ConnectSessionService = ReturnType<typeof createConnectSessionService>;
+
+const TOKEN_PREFIX = 'terapi_cs_';
+export const hashSessionToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/** Connect sessions: short-lived tokens that let one end user connect accounts on the Connect page. */
+export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; serverUrl: string }) {
+  const { db } = deps;
+
+  async function checkKeys(environmentId: string, keys: string[], field: string) {
+    const existing = new Set((await listIntegrations(db, environmentId)).map((i) => i.uniqueKey));
+    keys.forEach((k, i) => {
+      if (!existing.has(k)) throw ValidationError.field(`${field}[${i}]`, `no integration "${k}" in this environment`);
+    });
+  }
+
+  async function create(environmentId: string, input: ConnectSessionInput, reconnectConnectionId?: number) {
+    if (input.allowedIntegrations) await checkKeys(environmentId, input.allowedIntegrations, 'allowed_integrations');
+    if (input.integrationsConfigDefaults) {
+      await checkKeys(environmentId, Object.keys(input.integrationsConfigDefaults), 'integrations_config_defaults');
+    }
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const expiresAt = new Date(Date.now() + deps.ttlSeconds * 1000);
+    const allowedOrigin = input.allowedOrigin ?? (input.redirectUrl ? new URL(input.redirectUrl).origin : undefined);
+    const row = await repo.insertConnectSession(db, {
+      environmentId,
+      tokenHash: hashSessionToken(token),
+      endUser: input.endUser,
+      endUserId: input.endUser.id,
+      organization: input.organization,
+      allowedIntegrations: input.allowedIntegrations,
+      integrationsConfigDefaults: input.integrationsConfigDefaults ?? {},
+      tags: input.tags ?? {},
+      redirectUrl: input.redirectUrl,
+      allowedOrigin,
+      reconnectConnectionId,
+      expiresAt,
+    });
+    return { session: row, token, connectLink: `${deps.serverUrl}/connect?session_token=${token}`, expiresAt };
+  }
+
+  return {
+    create: (environmentId: string, input: ConnectSessionInput) => create(environmentId, input),
+
+    /** A session that re-authorizes one existing connection (clears its auth error on success). */
+    async reconnect(environmentId: string, input: Omit<ConnectSessionInput, 'allowedIntegrations' | 'endUser'> & {
+      connectionId: string;
+      providerConfigKey: string;
+      endUser?: ConnectSessionInput['endUser'];
+    }) {
+      const connection = await findConnection(db, environmentId, input.providerConfigKey, input.connectionId);
+      if (!connection) throw new NotFoundError(`Connection "${input.connectionId}" not found for integration "${input.providerConfigKey}"`);
+      const endUser = input.endUser ?? connection.endUser ?? { id: connection.connectionId };
+      return create(environmentId, { ...input, endUser, allowedIntegrations: [input.providerConfigKey] }, connection.id);
+    },
+
+    /** The live session a token names; 401 when it is unknown or expired. */
+    async authenticate(token: string | undefined): Promise<ConnectSession> {
+      if (!token || !token.startsWith(TOKEN_PREFIX)) throw new UnauthorizedError('Missing or invalid connect session token');
+      const session = await repo.findLiveSession(db, hashSessionToken(token));
+      if (!session) throw new UnauthorizedError('The connect session is unknown or has expired');
+      return session;
+    },
+
+    delete: (session: ConnectSession) => repo.deleteConnectSession(db, session.id),
+
+    /** Integrations the session may connect, in creation order. */
+    async allowedIntegrations(session: ConnectSession) {
+      const all = await listIntegrations(db, session.environmentId);
+      return session.allowedIntegrations ? all.filter((i) => session.allowedIntegrations!.includes(i.uniqueKey)) : all;
+    },
+  };
+}
