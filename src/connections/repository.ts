@@ -125,14 +125,15 @@ export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { 
   return row!;
 }
 
-export async function deleteConnection(db: DbOrTx, environmentId: string, integrationId: number, connectionId: string): Promise<boolean> {
+/** Deletes one connection; returns its internal id, or undefined when there was none. */
+export async function deleteConnection(db: DbOrTx, environmentId: string, integrationId: number, connectionId: string): Promise<number | undefined> {
   const rows = await db
     .delete(connections)
     .where(
       and(eq(connections.environmentId, environmentId), eq(connections.integrationId, integrationId), eq(connections.connectionId, connectionId)),
     )
     .returning({ id: connections.id });
-  return rows.length > 0;
+  return rows[0]?.id;
 }
 
 /**

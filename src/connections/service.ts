@@ -93,7 +93,8 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
       const ids = { environmentId, integrationId: integration.id, connectionId };
       // Encrypt before the write: if encryption is unavailable, nothing is stored.
       const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
-      const row = await repo.upsertConnection(db, {
+      const row = await db.transaction(async (tx) => {
+        const upserted = await repo.upsertConnection(tx, {
         ...ids,
         credentialsType: normalized?.stored.type ?? existing!.credentialsType,
         credentialsEnc,
@@ -104,6 +105,10 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
         tags: input.tags,
         endUser: input.endUser,
         endUserId: input.endUser?.id,
+        });
+        // Token caches of every process drop this connection once the new credentials commit.
+        await notifyChange(tx, 'conn', upserted.id);
+        return upserted;
       });
       return { connection: await requireConnection(environmentId, input.providerConfigKey, connectionId), created: row.inserted };
     },
@@ -178,7 +183,12 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
 
     async delete(environmentId: string, key: string, connectionId: string): Promise<void> {
       const { integration } = await requireIntegration(environmentId, key, false);
-      if (!(await repo.deleteConnection(db, environmentId, integration.id, connectionId))) throw notFound(key, connectionId);
+      const deleted = await db.transaction(async (tx) => {
+        const id = await repo.deleteConnection(tx, environmentId, integration.id, connectionId);
+        if (id !== undefined) await notifyChange(tx, 'conn', id);
+        return id !== undefined;
+      });
+      if (!deleted) throw notFound(key, connectionId);
     },
 
     /**

@@ -53,12 +53,12 @@ export async function updateIntegration(
 }
 
 /** Deletes the integration; its connections go with it in the same statement (ON DELETE CASCADE). */
-export async function deleteIntegration(db: DbOrTx, environmentId: string, uniqueKey: string): Promise<boolean> {
+export async function deleteIntegration(db: DbOrTx, environmentId: string, uniqueKey: string): Promise<number | undefined> {
   const rows = await db
     .delete(integrations)
     .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, uniqueKey)))
     .returning({ id: integrations.id });
-  return rows.length > 0;
+  return rows[0]?.id;
 }
 
 export async function listInstalledProviders(db: DbOrTx, environmentId: string): Promise<string[]> {

@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.js';
+import { notifyChange } from '../db/notifications.js';
 import type { UrlOverrides } from '../db/schema/index.js';
 import { isUniqueViolation } from '../environments/service.js';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
@@ -164,7 +165,12 @@ export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: 
     },
 
     async delete(environmentId: string, uniqueKey: string): Promise<void> {
-      if (!(await repo.deleteIntegration(db, environmentId, uniqueKey))) throw notFound(uniqueKey);
+      const deleted = await db.transaction(async (tx) => {
+        const id = await repo.deleteIntegration(tx, environmentId, uniqueKey);
+        if (id !== undefined) await notifyChange(tx, 'integration', id);
+        return id !== undefined;
+      });
+      if (!deleted) throw notFound(uniqueKey);
     },
   };
 }

@@ -52,6 +52,7 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ tokens: TokenService }> = asyn
       handler: async (req) => {
         const { credentials } = await tokens.getToken(req.environment.id, req.params.provider_config_key, req.params.connection_id, {
           force: req.query.force_refresh ?? false,
+          cached: true,
         });
         return toAuthToken(credentials);
       },

@@ -13,6 +13,7 @@ import type { Vault } from '../lib/vault.js';
 import { type OAuthClient, type OAuthContext, OAuthError, resolveEndpoints, type TokenSet } from '../oauth/client.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
+import { createTokenCache } from './cache.js';
 import * as repo from './repository.js';
 
 export interface TokenResult {
@@ -39,10 +40,13 @@ export function createTokenService(deps: {
   hub: NotificationHub;
   log: Logger;
   marginSeconds: number;
+  cacheTtlMs?: number;
 }) {
   const { db, vault, catalog, oauth, hub, log } = deps;
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const inflight = new Map<number, Promise<StoredCredentials>>();
+  const cache = createTokenCache<TokenResult>({ ttlMs: deps.cacheTtlMs ?? 60_000 });
+  hub.subscribe((kind, id) => cache.invalidate(kind, id));
 
   const decrypt = (c: Pick<ConnectionWithIntegration, 'environmentId' | 'integrationId' | 'connectionId'>, enc: string | null) =>
     enc ? vault.decryptJson<StoredCredentials>(enc, credentialsContext(c)) : undefined;
@@ -201,8 +205,15 @@ export function createTokenService(deps: {
     throw new ServiceUnavailableError('refresh_unavailable', `Timed out waiting for the token refresh of connection "${c.connectionId}"`);
   }
 
+  // The decrypted credentials of a row, computed once per row object (the cache compares identity).
+  const decrypted = new WeakMap<ConnectionWithIntegration, StoredCredentials | undefined>();
+  function decryptedOf(c: ConnectionWithIntegration): StoredCredentials | undefined {
+    if (!decrypted.has(c)) decrypted.set(c, decrypt(c, c.credentialsEnc));
+    return decrypted.get(c);
+  }
+
   async function fresh(c: ConnectionWithIntegration, force: boolean): Promise<StoredCredentials> {
-    const creds = decrypt(c, c.credentialsEnc);
+    const creds = decryptedOf(c);
     if (!creds) throw new FailedDependencyError('connection_has_no_credentials', `Connection "${c.connectionId}" has no credentials yet`);
     if (creds.type === 'API_KEY' || creds.type === 'BASIC') return creds;
     if (c.error && !force) throw needsReauth(c, c.error);
@@ -226,10 +237,27 @@ export function createTokenService(deps: {
   return {
     owner,
     /** The connection's credentials, refreshed first when they expire soon or when forced. */
-    async getToken(environmentId: string, providerConfigKey: string, connectionId: string, opts: { force?: boolean } = {}): Promise<TokenResult> {
+    async getToken(
+      environmentId: string,
+      providerConfigKey: string,
+      connectionId: string,
+      opts: { force?: boolean; cached?: boolean } = {},
+    ): Promise<TokenResult> {
+      const force = opts.force ?? false;
+      const key = cache.key(environmentId, providerConfigKey, connectionId);
+      if (opts.cached && !force) {
+        const hit = cache.get(key);
+        if (hit && !isStale(hit.connection, hit.credentials, Date.now())) return hit;
+      }
+      const generation = cache.generation();
       const connection = await findConnection(db, environmentId, providerConfigKey, connectionId);
       if (!connection) throw new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
-      return { connection, credentials: await fresh(connection, opts.force ?? false) };
+      const result = { connection, credentials: await fresh(connection, force) };
+      // Cache only what was read as stored; after a refresh the notification re-validates.
+      if (opts.cached && result.credentials === decryptedOf(connection)) {
+        cache.set(key, { value: result, connectionPk: connection.id, integrationId: connection.integrationId, environmentId }, generation);
+      }
+      return result;
     },
 
     /** Background refresh of one connection by internal id; failures are recorded, not thrown. */
