@@ -55,12 +55,21 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       .send(render(nonce));
   }
 
-  const fail = (reply: FastifyReply, err: unknown, session?: ConnectSession) => {
+  const fail = (reply: FastifyReply, err: unknown, known?: ConnectSession) => {
     if (err instanceof FlowError) {
-      return html(reply, statusOf[err.kind], (n) => errorPage({ kind: err.kind, message: err.message, origin: session?.allowedOrigin ?? null }, n));
+      const session = err.session ?? known;
+      let back: string | null = null;
+      if (session?.redirectUrl) {
+        const url = new URL(session.redirectUrl);
+        url.searchParams.set('error', err.kind);
+        back = url.toString();
+      }
+      return html(reply, statusOf[err.kind], (n) =>
+        errorPage({ kind: err.kind, message: err.message, origin: session?.allowedOrigin ?? null, back }, n),
+      );
     }
     if (err instanceof AppError && err.statusCode === 401) {
-      return html(reply, 401, (n) => errorPage({ kind: 'expired', message: 'This connect link has expired. Ask the application for a new one.', origin: null }, n));
+      return html(reply, 401, (n) => errorPage({ kind: 'expired', message: 'This connect link has expired. Ask the application for a new one.', origin: null, back: null }, n));
     }
     throw err;
   };
@@ -144,7 +153,7 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       let session: ConnectSession | undefined;
       const origin = req.headers.origin;
       if (origin && origin !== 'null' && origin !== ownOrigin) {
-        return html(reply, 403, (n) => errorPage({ kind: 'not_allowed', message: 'This form can only be sent from the Connect page.', origin: null }, n));
+        return html(reply, 403, (n) => errorPage({ kind: 'not_allowed', message: 'This form can only be sent from the Connect page.', origin: null, back: null }, n));
       }
       try {
         session = await sessionOf(req);

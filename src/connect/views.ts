@@ -103,12 +103,16 @@ ${f.hint ? `<p class="hint" id="h-${f.name}">${escapeHtml(f.hint)}</p>` : ''}`;
   );
 }
 
-/** Tells the opener (popup mode) what happened, only at the allowed origin, then optionally redirects. */
-function resultScript(message: Record<string, unknown>, origin: string | null, redirect: string | null): string {
-  return `(function(){var m=${JSON.stringify(message).replace(/</g, '\\u003c')};var o=${JSON.stringify(origin)};
+/**
+ * Tells the opener (popup mode) what happened, only at the allowed origin. On success the popup
+ * closes itself (or the tab follows the redirect); an error stays on screen to be read.
+ */
+function resultScript(message: Record<string, unknown>, origin: string | null, redirect: string | null, closeAfterMs: number | null): string {
+  const json = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c');
+  return `(function(){var m=${json(message)};var o=${json(origin)};
 if(window.opener&&o){try{window.opener.postMessage(m,o)}catch(e){}}
-var r=${JSON.stringify(redirect).replace(/</g, '\\u003c')};if(r){setTimeout(function(){window.location.assign(r)},400)}
-else if(window.opener){setTimeout(function(){window.close()},1500)}})();`;
+var r=${json(redirect)};if(r){setTimeout(function(){window.location.assign(r)},400)}
+else if(window.opener&&${json(closeAfterMs)}){setTimeout(function(){window.close()},${closeAfterMs ?? 0})}})();`;
 }
 
 export function successPage(
@@ -124,9 +128,9 @@ export function successPage(
   };
   return page(
     'Connected',
-    `<div class="alert ok" role="status" id="result" data-connection-id="${escapeHtml(p.connectionId)}"><strong>${escapeHtml(p.providerName)} is connected.</strong><br>You can close this window.</div>`,
+    `<h1>Connected</h1><div class="alert ok" role="status" id="result" data-connection-id="${escapeHtml(p.connectionId)}"><strong>${escapeHtml(p.providerName)} is connected.</strong><br>You can close this window.</div>`,
     nonce,
-    resultScript(message, p.origin, p.redirect),
+    resultScript(message, p.origin, p.redirect, 1500),
   );
 }
 
@@ -140,12 +144,16 @@ const errorTitles: Record<string, string> = {
   provider_error: 'Something went wrong',
 };
 
-export function errorPage(p: { kind: string; message: string; origin: string | null }, nonce: string): string {
+export function errorPage(p: { kind: string; message: string; origin: string | null; back: string | null }, nonce: string): string {
+  const links = [
+    p.kind === 'expired' ? '' : '<a class="back" href="/connect">Try again</a>',
+    p.back ? ` <a class="back" href="${escapeHtml(p.back)}" id="return">Return to the application</a>` : '',
+  ].join('');
   return page(
     errorTitles[p.kind] ?? 'Something went wrong',
     `<h1>${escapeHtml(errorTitles[p.kind] ?? 'Something went wrong')}</h1><div class="alert" role="alert" id="result" data-error="${escapeHtml(p.kind)}">${escapeHtml(p.message)}</div>
-${p.kind === 'expired' ? '' : '<a class="back" href="/connect">Back</a>'}`,
+${links}`,
     nonce,
-    resultScript({ type: 'terapi:connect', event: 'error', error_type: p.kind, message: p.message }, p.origin, null),
+    resultScript({ type: 'terapi:connect', event: 'error', error_type: p.kind, message: p.message }, p.origin, null, null),
   );
 }

@@ -33,6 +33,24 @@ const columns = {
   provider: integrations.provider,
 };
 
+const findConnectionQuery = (db: DbOrTx) =>
+  db
+    .select(columns)
+    .from(connections)
+    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+    .where(
+      and(
+        eq(integrations.environmentId, sql.placeholder('environmentId')),
+        eq(integrations.uniqueKey, sql.placeholder('providerConfigKey')),
+        eq(connections.connectionId, sql.placeholder('connectionId')),
+      ),
+    )
+    .limit(1);
+
+// The hottest query (token and connection reads): built once per database and prepared on the
+// server, so a request pays neither query building nor planning.
+const prepared = new WeakMap<object, ReturnType<ReturnType<typeof findConnectionQuery>['prepare']>>();
+
 /** One indexed lookup: (environment, integration key) → (integration, connection id). */
 export async function findConnection(
   db: DbOrTx,
@@ -40,18 +58,12 @@ export async function findConnection(
   providerConfigKey: string,
   connectionId: string,
 ): Promise<ConnectionWithIntegration | undefined> {
-  const [row] = await db
-    .select(columns)
-    .from(connections)
-    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
-    .where(
-      and(
-        eq(integrations.environmentId, environmentId),
-        eq(integrations.uniqueKey, providerConfigKey),
-        eq(connections.connectionId, connectionId),
-      ),
-    )
-    .limit(1);
+  let statement = prepared.get(db);
+  if (!statement) {
+    statement = findConnectionQuery(db).prepare('terapi_find_connection');
+    prepared.set(db, statement);
+  }
+  const [row] = await statement.execute({ environmentId, providerConfigKey, connectionId });
   return row;
 }
 

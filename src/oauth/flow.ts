@@ -27,6 +27,9 @@ export class FlowError extends Error {
     super(message);
     this.name = 'FlowError';
   }
+
+  /** The connect session the flow belonged to, when known (the error page reports to its opener). */
+  session?: ConnectSession;
 }
 
 export interface FlowResult {
@@ -177,54 +180,59 @@ export function createAuthFlows(deps: {
       const oauthSession = await connectRepo.consumeOAuthSession(db, hashState(query.state));
       if (!oauthSession) throw new FlowError('expired', 'This authorization attempt has expired or was already used; start again from the Connect page.');
       const session = oauthSession.connectSessionId ? await connectRepo.findLiveSessionById(db, oauthSession.connectSessionId) : undefined;
-      if (query.error) {
-        if (query.error === 'access_denied') throw new FlowError('denied', 'You declined the authorization request, so nothing was connected.');
-        throw new FlowError('provider_error', `The provider reported an error: ${query.error}${query.error_description ? ` (${query.error_description})` : ''}`);
-      }
-      if (!query.code) throw new FlowError('provider_error', 'The provider sent no authorization code.');
-      const integration = await findIntegrationById(db, oauthSession.environmentId, oauthSession.integrationId);
-      if (!integration) throw new FlowError('expired', 'The integration was deleted during the authorization.');
-      const provider = catalog.get(integration.provider)!;
-      const ctx = oauthContext(integration, provider, oauthSession.connectionConfig);
-      let tokens;
       try {
-        tokens = await oauth.exchangeCode(ctx, {
-          code: query.code,
-          state: query.state,
-          redirectUri: oauthSession.redirectUri,
-          codeVerifier: oauthSession.codeVerifierEnc ? vault.decrypt(oauthSession.codeVerifierEnc, `oauth.verifier:${oauthSession.environmentId}`) : undefined,
+        if (query.error) {
+          if (query.error === 'access_denied') throw new FlowError('denied', 'You declined the authorization request, so nothing was connected.');
+          throw new FlowError('provider_error', `The provider reported an error: ${query.error}${query.error_description ? ` (${query.error_description})` : ''}`);
+        }
+        if (!query.code) throw new FlowError('provider_error', 'The provider sent no authorization code.');
+        const integration = await findIntegrationById(db, oauthSession.environmentId, oauthSession.integrationId);
+        if (!integration) throw new FlowError('expired', 'The integration was deleted during the authorization.');
+        const provider = catalog.get(integration.provider)!;
+        const ctx = oauthContext(integration, provider, oauthSession.connectionConfig);
+        let tokens;
+        try {
+          tokens = await oauth.exchangeCode(ctx, {
+            code: query.code,
+            state: query.state,
+            redirectUri: oauthSession.redirectUri,
+            codeVerifier: oauthSession.codeVerifierEnc ? vault.decrypt(oauthSession.codeVerifierEnc, `oauth.verifier:${oauthSession.environmentId}`) : undefined,
+          });
+        } catch (err) {
+          const e = err instanceof OAuthError ? err : new OAuthError('transient', (err as Error).message);
+          throw new FlowError('provider_error', `${provider.display_name} did not complete the authorization: ${e.message}`);
+        }
+        const stored: StoredCredentials = {
+          type: 'OAUTH2',
+          access_token: tokens.accessToken,
+          ...(tokens.refreshToken && { refresh_token: tokens.refreshToken }),
+          ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }),
+          token_type: tokens.tokenType,
+          ...(tokens.scope && { scope: tokens.scope }),
+          raw: tokens.raw,
+        };
+        const fromResponse = Object.fromEntries(
+          (provider.token_response_metadata ?? []).filter((f) => typeof tokens.raw[f] === 'string').map((f) => [f, tokens.raw[f]]),
+        );
+        const endUser = session?.endUser ?? { id: oauthSession.connectionId };
+        const saved = await connections.saveAuthorized({
+          environmentId: oauthSession.environmentId,
+          integrationId: integration.id,
+          providerConfigKey: integration.uniqueKey,
+          provider: provider.name,
+          connectionId: oauthSession.connectionId,
+          stored,
+          expiresAt: tokens.expiresAt ?? null,
+          refreshable: Boolean(tokens.refreshToken),
+          connectionConfig: { ...oauthSession.connectionConfig, ...fromResponse },
+          endUser,
+          tags: { ...session?.endUser.tags, ...session?.tags },
         });
+        return { ...saved, session };
       } catch (err) {
-        const e = err instanceof OAuthError ? err : new OAuthError('transient', (err as Error).message);
-        throw new FlowError('provider_error', `${provider.display_name} did not complete the authorization: ${e.message}`);
+        if (err instanceof FlowError) err.session = session;
+        throw err;
       }
-      const stored: StoredCredentials = {
-        type: 'OAUTH2',
-        access_token: tokens.accessToken,
-        ...(tokens.refreshToken && { refresh_token: tokens.refreshToken }),
-        ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }),
-        token_type: tokens.tokenType,
-        ...(tokens.scope && { scope: tokens.scope }),
-        raw: tokens.raw,
-      };
-      const fromResponse = Object.fromEntries(
-        (provider.token_response_metadata ?? []).filter((f) => typeof tokens.raw[f] === 'string').map((f) => [f, tokens.raw[f]]),
-      );
-      const endUser = session?.endUser ?? { id: oauthSession.connectionId };
-      const saved = await connections.saveAuthorized({
-        environmentId: oauthSession.environmentId,
-        integrationId: integration.id,
-        providerConfigKey: integration.uniqueKey,
-        provider: provider.name,
-        connectionId: oauthSession.connectionId,
-        stored,
-        expiresAt: tokens.expiresAt ?? null,
-        refreshable: Boolean(tokens.refreshToken),
-        connectionConfig: { ...oauthSession.connectionConfig, ...fromResponse },
-        endUser,
-        tags: { ...session?.endUser.tags, ...session?.tags },
-      });
-      return { ...saved, session };
     },
 
     /** API key, basic and client-credentials connections from the Connect page form. */
