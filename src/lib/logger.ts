@@ -26,9 +26,25 @@ export const redactPaths = [
 ];
 
 /** Query parameters that carry one-time credentials (connect links, OAuth callbacks). */
-const sensitiveQuery = /([?&](?:session_token|connect_session_token|code|state|token)=)[^&#]*/gi;
+const sensitiveQuery = new Set(['session_token', 'connect_session_token', 'code', 'state', 'token']);
 
-export const redactUrl = (url: string): string => url.replace(sensitiveQuery, '$1[redacted]');
+/**
+ * The request URL with one-time credentials replaced. Names are compared decoded, as the router
+ * decodes them (`session%5Ftoken` is `session_token`).
+ */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const params = new URLSearchParams(url.slice(q + 1));
+  let changed = false;
+  for (const name of new Set(params.keys())) {
+    if (sensitiveQuery.has(name.toLowerCase())) {
+      params.set(name, '[redacted]');
+      changed = true;
+    }
+  }
+  return changed ? `${url.slice(0, q + 1)}${params.toString()}` : url;
+}
 
 interface LoggedRequest {
   method?: string;

@@ -8,11 +8,14 @@
  * secret still leaks it).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type SQL, sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVault } from '../../src/lib/vault.js';
-import { ADMIN_KEY, createTestApp, type TestApp } from '../helpers/app.js';
+import { type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
+import { ADMIN_KEY, createTestApp, defaultTestConfig, type TestApp } from '../helpers/app.js';
 
 // ---------------------------------------------------------------------------------------------
 // Known secrets
@@ -40,6 +43,12 @@ function registerSecret(label: string, value: string, publicPrefixLength: number
   known.push({ label, value, cores: [value, value.slice(publicPrefixLength)] });
 }
 
+/** Registers a value made elsewhere that is secret as a whole (a provider's token, an authorization code). */
+function registerOpaque(label: string, value: string) {
+  expect(value.length, label).toBeGreaterThanOrEqual(16);
+  known.push({ label, value, cores: [value] });
+}
+
 /** Labels of the known secrets that occur in `text`, except those whose value is in `allowed`. */
 function secretsIn(text: string, allowed: readonly string[] = []): string[] {
   return known.filter((s) => !allowed.includes(s.value) && s.cores.some((c) => text.includes(c))).map((s) => s.label);
@@ -65,16 +74,24 @@ const S = {
   twPassword: secret('twilio_password'),
   ppConnClientSecret: secret('paypal_conn_client_secret'),
   ppAccess: secret('paypal_access'),
+  fixtureClientSecret: secret('fixture_client_secret'),
+  connectApiKey: secret('SG_connect_api_key'),
+  connectWrongKey: secret('SG_connect_wrong_key'),
 };
 const TWILIO_USER = 'AC0123456789abcdef';
+const TWILIO_BASIC = Buffer.from(`${TWILIO_USER}:${S.twPassword}`).toString('base64');
 
-/** What the token-handout route returns for each connection: always, and with `refresh_token=true`. */
-const handouts: Record<string, { always: string[]; withFlag: string[] }> = {
-  'gh-user-1': { always: [S.ghAccess], withFlag: [S.ghRefresh] },
-  'gh-user-2': { always: [S.ghAccess2b], withFlag: [S.ghRefresh2b] },
-  'sg-user': { always: [S.sgApiKey], withFlag: [] },
-  'tw-user': { always: [S.twPassword], withFlag: [] },
-  'pp-user': { always: [S.ppAccess], withFlag: [] },
+/**
+ * What the token-handout routes return for each connection: the Nango GET /connections/{id}
+ * (`always`, plus `withFlag` with `refresh_token=true`), and GET /auth/token (`authToken`: the
+ * access token, API key, or base64 `username:password` for BASIC; never the refresh token).
+ */
+const handouts: Record<string, { always: string[]; withFlag: string[]; authToken: string[] }> = {
+  'gh-user-1': { always: [S.ghAccess], withFlag: [S.ghRefresh], authToken: [S.ghAccess] },
+  'gh-user-2': { always: [S.ghAccess2b], withFlag: [S.ghRefresh2b], authToken: [S.ghAccess2b] },
+  'sg-user': { always: [S.sgApiKey], withFlag: [], authToken: [S.sgApiKey] },
+  'tw-user': { always: [S.twPassword], withFlag: [], authToken: [TWILIO_BASIC] },
+  'pp-user': { always: [S.ppAccess], withFlag: [], authToken: [S.ppAccess] },
 };
 const connections = [
   { key: 'gh', id: 'gh-user-1', provider: 'github' },
@@ -99,14 +116,20 @@ async function write(label: string, opts: Parameters<TestApp['call']>[0], status
 }
 
 beforeAll(async () => {
+  // The Connect page's OAuth flow runs against a real authorization server on loopback, and its API
+  // key check against a local stand-in for SendGrid's API (SendGrid's base URL is overridable).
+  oauthServer = await startOAuthServer({ clients: [{ client_id: FIXTURE_CLIENT_ID, client_secret: S.fixtureClientSecret, redirect_uris: [CALLBACK_URL] }] });
+  fakeApi = createServer((req, res) => {
+    const ok = req.headers.authorization === `Bearer ${S.connectApiKey}`;
+    res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end(JSON.stringify(ok ? { scopes: [] } : { errors: [{ message: 'bad key' }] }));
+  });
+  await new Promise<void>((r) => fakeApi.listen(0, '127.0.0.1', r));
+  fakeApiUrl = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
+
   t = await createTestApp();
   registerSecret('environment secret key', t.env.key, 'terapi_sk_'.length + 4);
   registerSecret('admin key', ADMIN_KEY, 'admin_'.length);
-  known.push({
-    label: 'twilio basic auth header',
-    value: Buffer.from(`${TWILIO_USER}:${S.twPassword}`).toString('base64'),
-    cores: [Buffer.from(`${TWILIO_USER}:${S.twPassword}`).toString('base64')],
-  });
+  known.push({ label: 'twilio basic auth header', value: TWILIO_BASIC, cores: [TWILIO_BASIC] });
 
   // Integrations through each family, with every kind of secret.
   await write('POST /integration github', {
@@ -236,8 +259,205 @@ beforeAll(async () => {
   admin.rotatedKey = admin.rotateRes.json().data.secret_key;
   registerSecret('admin-created environment key', admin.createdKey, 'terapi_sk_'.length + 4);
   registerSecret('rotated environment key', admin.rotatedKey, 'terapi_sk_'.length + 4);
+
+  await connectFlows();
+}, 60_000);
+afterAll(async () => {
+  await t?.close();
+  await oauthServer?.close();
+  await new Promise((r) => (fakeApi ? fakeApi.close(r) : r(undefined)));
 });
-afterAll(async () => t?.close());
+
+// ---------------------------------------------------------------------------------------------
+// Connect sessions, the Connect pages and the OAuth callback
+// ---------------------------------------------------------------------------------------------
+
+const CALLBACK_URL = `${defaultTestConfig.serverUrl}/oauth/callback`;
+const FIXTURE_CLIENT_ID = 'secrets-fixture-client';
+const CONNECT_USER = 'connect-end-user-7';
+let oauthServer: OAuthServer;
+let fakeApi: Server;
+let fakeApiUrl = '';
+
+const connect = {
+  /** The session every page below runs in, its reconnect sibling, and one deleted through its own token. */
+  token: '',
+  reconnectToken: '',
+  deletedToken: '',
+  createRes: undefined as unknown as LightMyRequestResponse,
+  reconnectRes: undefined as unknown as LightMyRequestResponse,
+  /** The OAuth state and code of the completed flow (one-time credentials, never to be shown or logged). */
+  state: '',
+  oauthConnectionId: '',
+  sgConnectionId: '',
+  /** The fixture connection's tokens: first issued, then after a forced refresh. */
+  access: '',
+  refresh: '',
+  access2: '',
+  refresh2: '',
+  /**
+   * Every response of the connect flows, with the secrets it may carry: `allowed` anywhere,
+   * `cookie` only in its Set-Cookie header (the link moves the session token into a cookie).
+   */
+  responses: [] as { label: string; res: LightMyRequestResponse; allowed: string[]; cookie?: string }[],
+};
+
+function record(label: string, res: LightMyRequestResponse, status: number, allowed: string[] = [], cookie?: string) {
+  expect(res.statusCode, `${label}: ${res.body.slice(0, 500)}`).toBe(status);
+  connect.responses.push({ label, res, allowed, cookie });
+  return res;
+}
+
+/** A browser request: no Authorization header, the Connect cookie if any, a form body if any. */
+const browser = (method: 'GET' | 'POST', url: string, cookie?: string, form?: Record<string, string>, headers: Record<string, string> = {}) =>
+  t.app.inject({
+    method,
+    url,
+    headers: {
+      ...(cookie ? { cookie } : {}),
+      ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+      ...headers,
+    },
+    payload: form ? new URLSearchParams(form).toString() : undefined,
+  });
+
+const bearer = (method: 'GET' | 'DELETE', url: string, token: string) => t.app.inject({ method, url, headers: { authorization: `Bearer ${token}` } });
+
+/** Opens a connect link as a browser would: 303 to /connect with the token moved into a cookie. */
+async function openLink(label: string, link: string, token: string): Promise<string> {
+  const u = new URL(link);
+  const open = record(label, await browser('GET', u.pathname + u.search), 303, [], token);
+  expect(open.headers.location).toBe('/connect');
+  const setCookie = String(open.headers['set-cookie']);
+  expect(setCookie).toMatch(/HttpOnly/);
+  return setCookie.split(';')[0]!;
+}
+
+const connectionIdOf = (res: LightMyRequestResponse) => /data-connection-id="([^"]+)"/.exec(res.body)?.[1] ?? '';
+
+async function connectFlows() {
+  await write('POST /integration fixture (generic oauth2)', {
+    method: 'POST',
+    url: '/integration',
+    payload: {
+      provider_config_key: 'fixture',
+      provider: 'oauth2',
+      oauth_client_id: FIXTURE_CLIENT_ID,
+      oauth_client_secret: S.fixtureClientSecret,
+      oauth_scopes: 'read',
+      authorization_url: oauthServer.authorizationUrl,
+      token_url: oauthServer.tokenUrl,
+      api_base_url: oauthServer.issuer,
+    },
+  });
+  await write('POST /integration sendgrid (local API)', {
+    method: 'POST',
+    url: '/integration',
+    payload: { provider_config_key: 'sg-local', provider: 'sendgrid', api_base_url: fakeApiUrl },
+  });
+
+  // A session for every integration; its token is handed out once, with the link that carries it.
+  connect.createRes = await t.call({
+    method: 'POST',
+    url: '/connect/sessions',
+    payload: {
+      end_user: { id: CONNECT_USER, email: 'connect-user@example.com', display_name: 'Connect User' },
+      tags: { plan: 'pro' },
+      redirect_url: 'https://app.example.com/connected',
+    },
+  });
+  expect(connect.createRes.statusCode, connect.createRes.body).toBe(201);
+  connect.token = connect.createRes.json().data.token;
+  registerSecret('connect session token', connect.token, 'terapi_cs_'.length + 4);
+  const cookie = await openLink('GET connect link', connect.createRes.json().data.connect_link, connect.token);
+
+  record('GET /connect (list)', await browser('GET', '/connect', cookie), 200);
+  record('GET /connect/i/gh (OAuth start)', await browser('GET', '/connect/i/gh', cookie), 303);
+  record('GET /connect/i/paypal (client credentials form)', await browser('GET', '/connect/i/paypal', cookie), 200);
+  record('GET /connect/i/twilio (basic form)', await browser('GET', '/connect/i/twilio', cookie), 200);
+
+  // An API key typed on the form: a rejected one is not echoed, an accepted one is stored, not shown.
+  record('GET /connect/i/sg-local (API key form)', await browser('GET', '/connect/i/sg-local', cookie), 200);
+  record('POST /connect/i/sg-local wrong key', await browser('POST', '/connect/i/sg-local', cookie, { api_key: S.connectWrongKey }), 400);
+  record(
+    'POST /connect/i/sg-local from another origin',
+    await browser('POST', '/connect/i/sg-local', cookie, { api_key: S.connectApiKey }, { origin: 'https://evil.example.com' }),
+    403,
+  );
+  const sg = record('POST /connect/i/sg-local good key', await browser('POST', '/connect/i/sg-local', cookie, { api_key: S.connectApiKey }), 200);
+  connect.sgConnectionId = connectionIdOf(sg);
+  expect(connect.sgConnectionId).not.toBe('');
+  handouts[connect.sgConnectionId] = { always: [S.connectApiKey], withFlag: [], authToken: [S.connectApiKey] };
+  connections.push({ key: 'sg-local', id: connect.sgConnectionId, provider: 'sendgrid' });
+
+  // OAuth through the fixture: the code and state pass through the callback URL, the tokens are stored.
+  const start = record('GET /connect/i/fixture (OAuth start)', await browser('GET', '/connect/i/fixture', cookie), 303);
+  const redirect = await oauthServer.authorize(String(start.headers.location));
+  connect.state = redirect.searchParams.get('state') ?? '';
+  registerOpaque('oauth state', connect.state);
+  // The state is meant to travel in the authorization URL (and nowhere else).
+  connect.responses.at(-1)!.allowed.push(connect.state);
+  registerOpaque('oauth authorization code', redirect.searchParams.get('code') ?? '');
+  const done = record('GET /oauth/callback (success)', await browser('GET', `/oauth/callback${redirect.search}`), 200);
+  connect.oauthConnectionId = connectionIdOf(done);
+  expect(connect.oauthConnectionId).not.toBe('');
+  record('GET /oauth/callback (replayed)', await browser('GET', `/oauth/callback${redirect.search}`), 401);
+
+  const tokenUrl = `/auth/token/fixture/${connect.oauthConnectionId}`;
+  const nangoUrl = `/connections/${connect.oauthConnectionId}?provider_config_key=fixture&refresh_token=true`;
+  const first = await t.call({ method: 'GET', url: nangoUrl });
+  connect.access = first.json().credentials.access_token;
+  connect.refresh = first.json().credentials.refresh_token;
+  registerOpaque('fixture access token', connect.access);
+  registerOpaque('fixture refresh token', connect.refresh);
+  record('GET /connections/{id}?refresh_token=true (fixture)', first, 200, [connect.access, connect.refresh]);
+  record('GET /auth/token (fixture)', await t.call({ method: 'GET', url: tokenUrl }), 200, [connect.access]);
+  record('GET /v1/auth/token (fixture)', await t.call({ method: 'GET', url: `/v1${tokenUrl}` }), 200, [connect.access]);
+  // A forced refresh: the provider's new token response (with a new refresh token in `raw`) is stored;
+  // the handout carries only the new access token.
+  const forced = await t.call({ method: 'GET', url: `${tokenUrl}?force_refresh=true` });
+  const second = await t.call({ method: 'GET', url: nangoUrl });
+  connect.access2 = second.json().credentials.access_token;
+  connect.refresh2 = second.json().credentials.refresh_token;
+  registerOpaque('fixture access token (refreshed)', connect.access2);
+  registerOpaque('fixture refresh token (rotated)', connect.refresh2);
+  expect(connect.access2).not.toBe(connect.access);
+  expect(connect.refresh2).not.toBe(connect.refresh);
+  record('GET /auth/token?force_refresh=true (fixture)', forced, 200, [connect.access2]);
+  record('GET /connections/{id}?refresh_token=true (fixture, refreshed)', second, 200, [connect.access2, connect.refresh2]);
+
+  // The session token in a query string (/oauth/connect) is not reflected anywhere.
+  record(`GET /oauth/connect/fixture?connect_session_token`, await browser('GET', `/oauth/connect/fixture?connect_session_token=${connect.token}`), 302);
+  record('GET /oauth/connect/gh (cookie)', await browser('GET', '/oauth/connect/gh', cookie), 302);
+
+  // Error pages carrying secrets in the request.
+  record('GET /oauth/callback forged state', await browser('GET', `/oauth/callback?state=${secret('forged_state')}&code=${secret('forged_code')}`), 401);
+  record('GET /oauth/callback error without state', await browser('GET', `/oauth/callback?error=access_denied&code=${secret('stray_code')}`), 401);
+  record('GET connect link of no session', await browser('GET', `/connect?session_token=terapi_cs_${secret('bogus_link_token')}`), 401);
+  record('GET /connect with a bogus cookie', await browser('GET', '/connect', `terapi_connect=terapi_cs_${secret('bogus_cookie_token')}`), 401);
+  record('GET /oauth/connect with a bogus token', await browser('GET', `/oauth/connect/fixture?connect_session_token=terapi_cs_${secret('bogus_query_token')}`), 401);
+  record('GET /connect/session with an environment key', await t.call({ method: 'GET', url: '/connect/session' }), 401);
+  record('GET /connect/session with a bogus token', await bearer('GET', '/connect/session', `terapi_cs_${secret('bogus_bearer_token')}`), 401);
+  record('GET /connect/session', await bearer('GET', '/connect/session', connect.token), 200);
+
+  // A reconnect session: straight to the connection's integration.
+  connect.reconnectRes = await t.call({ method: 'POST', url: '/connect/sessions/reconnect', payload: { connection_id: 'gh-user-1', integration_id: 'gh' } });
+  expect(connect.reconnectRes.statusCode, connect.reconnectRes.body).toBe(201);
+  connect.reconnectToken = connect.reconnectRes.json().data.token;
+  registerSecret('reconnect session token', connect.reconnectToken, 'terapi_cs_'.length + 4);
+  const reCookie = await openLink('GET reconnect link', connect.reconnectRes.json().data.connect_link, connect.reconnectToken);
+  const reList = record('GET /connect (reconnect)', await browser('GET', '/connect', reCookie), 303);
+  record('GET /connect/i/gh (reconnect)', await browser('GET', String(reList.headers.location), reCookie), 303);
+  record('GET /connect/session (reconnect)', await bearer('GET', '/connect/session', connect.reconnectToken), 200);
+
+  // A session ended through its own token.
+  const third = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'connect-end-user-8' } } });
+  expect(third.statusCode, third.body).toBe(201);
+  connect.deletedToken = third.json().data.token;
+  registerSecret('deleted session token', connect.deletedToken, 'terapi_cs_'.length + 4);
+  record('DELETE /connect/session', await bearer('DELETE', '/connect/session', connect.deletedToken), 204);
+  record('GET /connect/session after DELETE', await bearer('GET', '/connect/session', connect.deletedToken), 401);
+}
 
 // ---------------------------------------------------------------------------------------------
 // OpenAPI: every GET route, with its parameters filled from the fixture
@@ -300,9 +520,11 @@ function allowedFor(path: string, url: string, ctx: Record<string, string>): str
   if (path === '/connections/{connection_id}') {
     return [...handout.always, ...(/[?&]refresh_token=(true|1)\b/.test(url) ? handout.withFlag : [])];
   }
-  if (/^(\/v1)?\/auth\/token\//.test(path)) return handout.always;
+  if (isAuthToken(path)) return handout.authToken;
   return [];
 }
+
+const isAuthToken = (path: string) => /^(\/v1)?\/auth\/token\//.test(path);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -314,7 +536,7 @@ describe('secrets never leave through responses, logs or the database', () => {
 
   it('every GET route returns no secret, except the token handout (access token always, refresh token only on request)', async () => {
     const doc = (await t.call({ method: 'GET', url: '/openapi.json', key: null })).json() as {
-      paths: Record<string, Record<string, { parameters?: Param[] }>>;
+      paths: Record<string, Record<string, { parameters?: Param[]; security?: Record<string, string[]>[] }>>;
     };
     const problems: string[] = [];
     const succeeded = new Set<string>();
@@ -322,10 +544,13 @@ describe('secrets never leave through responses, logs or the database', () => {
     expect(gets.length).toBeGreaterThanOrEqual(20);
     let calls = 0;
     let handoutChecks = 0;
+    let authTokenChecks = 0;
 
     for (const [path, ops] of [...gets, ['/openapi.json', { get: {} }] as const]) {
+      // Routes authorized by a connect session token (GET /connect/session) get the session's token.
+      const bySession = (ops.get as { security?: Record<string, string[]>[] }).security?.some((s) => 'ConnectSessionAuth' in s);
       for (const { url, ctx } of urlsFor(path, ops.get?.parameters ?? [])) {
-        const key = path.startsWith('/admin') ? ADMIN_KEY : t.env.key;
+        const key = path.startsWith('/admin') ? ADMIN_KEY : bySession ? connect.token : t.env.key;
         const res = await t.call({ method: 'GET', url, key });
         calls++;
         if (res.statusCode >= 200 && res.statusCode < 300) succeeded.add(path);
@@ -342,12 +567,19 @@ describe('secrets never leave through responses, logs or the database', () => {
             if (flagged && !res.body.includes(v)) problems.push(`GET ${url} omits the refresh token though asked for it`);
           }
         }
+        if (isAuthToken(path) && res.statusCode === 200) {
+          authTokenChecks++;
+          const expected = handouts[ctx.connection_id!]!.authToken;
+          if (!expected.includes(res.json().access_token)) problems.push(`GET ${url} does not hand out the connection's token: ${res.body.slice(0, 300)}`);
+        }
       }
     }
     expect(problems).toEqual([]);
     // Every GET route answered 2xx at least once, so the check read real data.
     expect([...succeeded].sort()).toEqual([...gets.map(([p]) => p), '/openapi.json'].sort());
     expect(handoutChecks).toBeGreaterThanOrEqual(2 * connections.length);
+    // GET /auth/token and /v1/auth/token, each with and without force_refresh, for every connection.
+    expect(authTokenChecks).toBeGreaterThanOrEqual(4 * connections.length);
     expect(calls).toBeGreaterThan(40);
   });
 
@@ -399,6 +631,79 @@ describe('secrets never leave through responses, logs or the database', () => {
     expect(plain.json().credentials.refresh_token).toBeUndefined();
     expect(plain.json().credentials.raw?.refresh_token, 'credentials.raw.refresh_token without refresh_token=true').toBeUndefined();
     expect(secretsIn(plain.body, [rawAccess])).toEqual([]);
+
+    // GET /auth/token never hands out the refresh token, not even inside `raw`.
+    for (const url of ['/auth/token/gh/gh-raw', '/v1/auth/token/gh/gh-raw']) {
+      const res = await t.call({ method: 'GET', url });
+      expect(res.statusCode, `${url}: ${res.body}`).toBe(200);
+      expect(res.json()).toMatchObject({ type: 'Bearer', access_token: rawAccess, raw: { access_token: rawAccess, token_type: 'bearer' } });
+      expect(res.json().raw.refresh_token, `${url} raw.refresh_token`).toBeUndefined();
+      expect(secretsIn(everything(res), [rawAccess]), url).toEqual([]);
+    }
+  });
+
+  it('GET /auth/token hands out each auth mode\'s token (BASIC as base64 username:password), never a refresh token or client secret', async () => {
+    const token = async (key: string, id: string) => {
+      const res = await t.call({ method: 'GET', url: `/auth/token/${key}/${id}` });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(secretsIn(everything(res), handouts[id]!.authToken), id).toEqual([]);
+      return res.json();
+    };
+    expect(await token('gh', 'gh-user-1')).toMatchObject({ type: 'Bearer', access_token: S.ghAccess });
+    expect(await token('sendgrid', 'sg-user')).toEqual({ type: 'ApiKey', access_token: S.sgApiKey, raw: {} });
+    expect(await token('twilio', 'tw-user')).toEqual({ type: 'Basic', access_token: TWILIO_BASIC, raw: {} });
+    expect(Buffer.from(TWILIO_BASIC, 'base64').toString()).toBe(`${TWILIO_USER}:${S.twPassword}`);
+    expect(await token('paypal', 'pp-user')).toMatchObject({ type: 'Bearer', access_token: S.ppAccess });
+    expect(await token('sg-local', connect.sgConnectionId)).toEqual({ type: 'ApiKey', access_token: S.connectApiKey, raw: {} });
+    // Another environment's key never reaches these connections.
+    const other = await t.newEnvironment('other');
+    const miss = await t.call({ method: 'GET', url: '/auth/token/gh/gh-user-1', key: other.key });
+    expect(miss.statusCode).toBe(404);
+    expect(secretsIn(everything(miss))).toEqual([]);
+  });
+
+  it('connect sessions hand out their token once; the Connect pages and OAuth endpoints never show a secret', () => {
+    for (const [res, token] of [
+      [connect.createRes, connect.token],
+      [connect.reconnectRes, connect.reconnectToken],
+    ] as const) {
+      const data = res.json().data;
+      expect(data.token).toBe(token);
+      expect(token).toMatch(/^terapi_cs_[A-Za-z0-9_-]{43}$/);
+      expect(data.connect_link).toBe(`${defaultTestConfig.serverUrl}/connect?session_token=${token}`);
+      // Its own token only (in `token` and in the link): no other session's, no key, no client secret.
+      expect(secretsIn(everything(res), [token])).toEqual([]);
+    }
+    expect(connect.token).not.toBe(connect.reconnectToken);
+
+    expect(connect.responses.length).toBeGreaterThanOrEqual(30);
+    const problems: string[] = [];
+    for (const { label, res, allowed, cookie } of connect.responses) {
+      const { 'set-cookie': setCookie, ...headers } = res.headers;
+      const leaked = secretsIn(`${JSON.stringify(headers)}\n${res.body}`, allowed);
+      if (leaked.length) problems.push(`${label} (${res.statusCode}) shows ${leaked.join(', ')}: ${res.body.slice(0, 300)} ${JSON.stringify(headers).slice(0, 300)}`);
+      const inCookie = secretsIn(JSON.stringify(setCookie ?? ''), cookie ? [...allowed, cookie] : allowed);
+      if (inCookie.length) problems.push(`${label} sets a cookie with ${inCookie.join(', ')}`);
+      if (cookie && !String(setCookie).includes(encodeURIComponent(cookie))) problems.push(`${label} did not move the session token into the cookie`);
+      if (String(res.headers['content-type'] ?? '').startsWith('text/html')) {
+        // Every Connect page: no caching, no Referer, a script nonce that matches the CSP.
+        expect(res.headers['cache-control'], label).toBe('no-store');
+        expect(res.headers['referrer-policy'], label).toBe('no-referrer');
+        const nonce = /<script nonce="([^"]+)"/.exec(res.body)?.[1];
+        if (nonce) expect(String(res.headers['content-security-policy']), label).toContain(`'nonce-${nonce}'`);
+      }
+    }
+    expect(problems).toEqual([]);
+
+    // The flows did what they say (so the checks above read real pages).
+    const byLabel = (label: string) => connect.responses.find((r) => r.label === label)!.res;
+    expect(byLabel('GET /connect (list)').body).toContain('/connect/i/sg-local');
+    expect(byLabel('GET /connect/i/sg-local (API key form)').body).toContain('name="api_key"');
+    expect(byLabel('POST /connect/i/sg-local wrong key').body).toContain('Invalid API key');
+    expect(String(byLabel('GET /connect/i/fixture (OAuth start)').headers.location)).toContain(`${oauthServer.authorizationUrl}?`);
+    expect(String(byLabel('GET /connect/i/fixture (OAuth start)').headers.location)).toContain('code_challenge=');
+    expect(byLabel('GET /connect/session').json().data.end_user).toMatchObject({ id: CONNECT_USER });
+    expect(byLabel('GET /connect/session (reconnect)').json().data.is_reconnect).toBe(true);
   });
 
   it('admin create-environment and rotate-secret-key return the new key once; other admin responses never do', async () => {
@@ -592,9 +897,55 @@ describe('secrets never leave through responses, logs or the database', () => {
     // The logs saw the work above: successes, 4xx of every kind.
     expect(t.logs.length).toBeGreaterThan(100);
     const statuses = new Set(t.logs.map((l) => JSON.parse(l).res?.statusCode).filter(Boolean));
-    for (const status of [200, 201, 400, 401, 403, 404, 409, 413, 415]) expect(statuses, `a logged ${status}`).toContain(status);
+    for (const status of [200, 201, 204, 302, 303, 400, 401, 403, 404, 409, 413, 415]) expect(statuses, `a logged ${status}`).toContain(status);
     const leaking = t.logs.filter((l) => secretsIn(l).length);
     expect(leaking.map((l) => `${secretsIn(l).join(', ')}: ${l.slice(0, 300)}`)).toEqual([]);
+
+    // Request URLs are logged: the connect link, /oauth/connect and the OAuth callback carry one-time
+    // credentials in their query, so those requests must have been logged (the check above is not
+    // vacuous) with the values redacted.
+    const urls = t.logs.map((l) => JSON.parse(l).req?.url).filter((u): u is string => typeof u === 'string');
+    for (const [path, param] of [
+      ['/connect', 'session_token'],
+      ['/oauth/connect/fixture', 'connect_session_token'],
+      ['/oauth/callback', 'code'],
+      ['/oauth/callback', 'state'],
+    ] as const) {
+      const logged = urls.filter((u) => u.startsWith(`${path}?`) && u.includes(`${param}=`));
+      expect(logged.length, `logged ${path}?${param}=`).toBeGreaterThan(0);
+      for (const u of logged) expect(new URLSearchParams(u.split('?')[1]).get(param), u).toBe('[redacted]');
+    }
+  });
+
+  it('percent-encoded query parameter names do not carry one-time credentials past the log redaction', async () => {
+    // Fastify decodes parameter names (`session%5Ftoken` is `session_token`), so each request below
+    // is accepted as its plain form is; the request log must redact its value as it does the plain name's.
+    const created = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'encoded-names-user' } } });
+    expect(created.statusCode, created.body).toBe(201);
+    const token: string = created.json().data.token;
+    const from = t.logs.length;
+
+    const link = await browser('GET', `/connect?session%5Ftoken=${token}`);
+    expect(link.statusCode, 'the encoded name opens the link').toBe(303);
+    expect(String(link.headers['set-cookie'])).toContain(encodeURIComponent(token));
+    const start = await browser('GET', `/oauth/connect/fixture?connect%5Fsession%5Ftoken=${token}`);
+    expect(start.statusCode, 'the encoded name starts the flow').toBe(302);
+    const redirect = await oauthServer.authorize(String(start.headers.location));
+    const code = redirect.searchParams.get('code')!;
+    const state = redirect.searchParams.get('state')!;
+    const done = await browser('GET', `/oauth/callback?st%61te=${encodeURIComponent(state)}&c%6Fde=${encodeURIComponent(code)}`);
+    expect(done.statusCode, 'the encoded names complete the flow').toBe(200);
+
+    const logged = t.logs.slice(from);
+    expect(logged.some((l) => JSON.parse(l).req?.url?.startsWith('/connect?session_token='))).toBe(true);
+    const leaking = (
+      [
+        ['connect session token', token],
+        ['authorization code', code],
+        ['state', state],
+      ] as const
+    ).flatMap(([label, value]) => logged.filter((l) => l.includes(value)).map((l) => `${label}: ${JSON.parse(l).req?.url ?? l.slice(0, 200)}`));
+    expect(leaking).toEqual([]);
   });
 
   it('the database holds no secret in plaintext; environment keys only as SHA-256', async () => {
@@ -602,7 +953,7 @@ describe('secrets never leave through responses, logs or the database', () => {
     const tables = (
       await rows<{ name: string }>(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`)
     ).map((r) => String(r.name));
-    for (const table of ['accounts', 'environments', 'integrations', 'connections']) expect(tables).toContain(table);
+    for (const table of ['accounts', 'environments', 'integrations', 'connections', 'connect_sessions', 'oauth_sessions', 'events']) expect(tables).toContain(table);
 
     const dump: string[] = [];
     for (const table of tables) {
@@ -610,7 +961,9 @@ describe('secrets never leave through responses, logs or the database', () => {
     }
     const all = dump.join('\n');
     // The dump is real: it holds the fixture's non-secret values.
-    for (const marker of ['gh-user-1', 'pp-client-id', 'seats', 'gh-client-id']) expect(all).toContain(marker);
+    for (const marker of ['gh-user-1', 'pp-client-id', 'seats', 'gh-client-id', CONNECT_USER, connect.oauthConnectionId, connect.sgConnectionId]) {
+      expect(all).toContain(marker);
+    }
     const leaking = dump.filter((line) => secretsIn(line).length);
     expect(leaking.map((line) => `${secretsIn(line).join(', ')}: ${line.slice(0, 200)}`)).toEqual([]);
 
@@ -633,5 +986,21 @@ describe('secrets never leave through responses, logs or the database', () => {
     );
     expect(creds.length).toBeGreaterThanOrEqual(connections.length);
     for (const c of creds) expect(c.credentials_enc, c.connection_id).toMatch(/^v1:test:/);
+
+    // Connect session tokens only as SHA-256; a deleted session is gone.
+    const sessions = (await rows<{ token_hash: string }>(sql`SELECT token_hash FROM connect_sessions`)).map((s) => s.token_hash);
+    expect(sessions).toEqual(expect.arrayContaining([sha(connect.token), sha(connect.reconnectToken)]));
+    expect(sessions).not.toContain(sha(connect.deletedToken));
+    for (const h of sessions) expect(h).toMatch(/^[0-9a-f]{64}$/);
+    // OAuth flows: state only as SHA-256, PKCE verifiers as vault ciphertexts.
+    const flows = await rows<{ state_hash: string; code_verifier_enc: string | null }>(sql`SELECT state_hash, code_verifier_enc FROM oauth_sessions`);
+    expect(flows.map((f) => f.state_hash)).toContain(sha(connect.state));
+    for (const f of flows) expect(f.state_hash).toMatch(/^[0-9a-f]{64}$/);
+    const verifiers = flows.map((f) => f.code_verifier_enc).filter((v): v is string => v !== null);
+    expect(verifiers.length, 'the fixture flow used PKCE').toBeGreaterThan(0);
+    for (const v of verifiers) expect(v).toMatch(/^v1:test:/);
+    // Events were written for the connections the Connect page created (and the dump above shows no secret in them).
+    const events = await rows<{ connection_id: string }>(sql`SELECT connection_id FROM events`);
+    expect(events.map((e) => e.connection_id)).toEqual(expect.arrayContaining([connect.oauthConnectionId, connect.sgConnectionId]));
   });
 });

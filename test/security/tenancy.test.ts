@@ -12,8 +12,15 @@
  *    normalized) as for made-up identifiers, so B cannot tell that A's identifiers exist;
  *  - the same call with A's key (GET routes) succeeds, so the sweep is not vacuous.
  * It runs twice: with B empty, and with B holding integrations under the same keys as A's.
+ *
+ * Not every route is authorized by an environment key: GET/DELETE /connect/session take a connect
+ * session token, and the hosted Connect pages and OAuth endpoints (hidden from OpenAPI) ignore
+ * Authorization and use the session cookie. For those, "B" is a connect session of environment B
+ * and the control is a session of A's (see `callerFor`).
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type SQL, sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,7 +79,8 @@ const EXTRA_PARAMS: Record<string, string> = {};
 /** The identifier a parameter or body field of this name carries, if any. */
 function identValue(name: string, f: Fill): string | undefined {
   const n = name.toLowerCase().replace(/[^a-z]/g, '');
-  if (['providerconfigkey', 'uniquekey', 'integrationid', 'integrationkey', 'integration'].includes(n)) return f.key;
+  // `key`: the Connect pages' /connect/i/:key; `allowed_integrations`: the keys a connect session may use.
+  if (['providerconfigkey', 'uniquekey', 'integrationid', 'integrationkey', 'integration', 'key', 'allowedintegrations'].includes(n)) return f.key;
   if (['connectionid', 'connection'].includes(n)) return f.connectionId;
   if (['provider', 'providername', 'name'].includes(n)) return f.provider;
   if (n === 'accountid') return f.accountId;
@@ -169,6 +177,17 @@ interface BuiltRequest {
   headers: Record<string, string>;
 }
 
+/** Routes authorized by a connect session token (`Bearer terapi_cs_…`), not an environment key. */
+const bySession = (route: Route) => route.op?.security?.some((s) => 'ConnectSessionAuth' in s) ?? false;
+/** The hosted Connect pages and OAuth endpoints: browser routes that use the session cookie and ignore Authorization. */
+const isPagePath = (path: string) => /^\/connect($|\/i\/)/.test(path) || path.startsWith('/oauth/');
+const isPage = (route: Route) => !route.documented && isPagePath(route.path);
+/**
+ * What the sweep types into a Connect page form: connection config only, so no provider is ever
+ * called to verify a credential (the form answers "please fill in …" or starts OAuth).
+ */
+const PAGE_FORM = { store_domain: 'sweep.example.com', subdomain: 'sweep' };
+
 /**
  * The request for a route. `bare` sends only what is required (lists without filters);
  * otherwise every parameter that names an identifier is filled too.
@@ -195,6 +214,10 @@ function buildRequest(route: Route, f: Fill, doc: OpenApiDoc, bare = false): Bui
   const out: BuiltRequest = { method: route.method, url: qs ? `${url}?${qs}` : url, headers };
   const body = route.op?.requestBody?.content?.['application/json']?.schema;
   if (body) out.payload = fillSchema(body, undefined, f, doc);
+  if (isPage(route) && route.method === 'POST') {
+    out.payload = new URLSearchParams(PAGE_FORM).toString();
+    out.headers['content-type'] = 'application/x-www-form-urlencoded';
+  }
   return out;
 }
 
@@ -267,7 +290,50 @@ const values = {
   sgMeta: `meta-sg-a-${r}`,
   wooDomain: `shop-a-${r}.example.com`,
   wooMeta: `meta-woo-a-${r}`,
+  sessionUser: `End user of A ${r}`,
+  sessionOrg: `org-a-${r}`,
+  sessionTag: `tag-session-a-${r}`,
+  sessionRedirect: `https://app-a-${r}.example.com/connected`,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Connect sessions: who calls the session-token routes and the Connect pages
+// ---------------------------------------------------------------------------------------------
+
+interface Session {
+  token: string;
+  /** `terapi_connect=…`, as the connect link sets it. */
+  cookie: string;
+}
+/** A's connect session (every integration of A, A's end user); B's is made on demand (resetB drops it). */
+let aSession: Session;
+let bSession: Session | undefined;
+
+/** Creates a connect session with the environment's key and opens its link as a browser would. */
+async function newSession(env: TestEnvironment, payload: Record<string, unknown>): Promise<Session> {
+  const created = await ok(t.call({ method: 'POST', url: '/connect/sessions', key: env.key, payload }), 201);
+  const { token, connect_link: link } = created.json().data as { token: string; connect_link: string };
+  const open = await t.call({ method: 'GET', url: new URL(link).pathname + new URL(link).search, key: null });
+  expect(open.statusCode, open.body).toBe(303);
+  return { token, cookie: String(open.headers['set-cookie']).split(';')[0]! };
+}
+
+const bSessionNow = async () => (bSession ??= await newSession(B, { end_user: { id: `end-user-b-${r}` } }));
+
+/** How one side calls a route: its key (environment routes), its session token, or its session cookie (pages). */
+interface Caller {
+  key: string | null;
+  cookie?: string;
+}
+
+async function callerFor(route: Route, who: 'A' | 'B'): Promise<Caller> {
+  if (isPage(route)) return { key: null, cookie: (who === 'A' ? aSession : await bSessionNow()).cookie };
+  if (bySession(route)) return { key: (who === 'A' ? aSession : await bSessionNow()).token };
+  return { key: (who === 'A' ? A : B).key };
+}
+
+const send = (req: BuiltRequest, c: Caller) =>
+  t.call({ ...req, payload: req.payload as never, key: c.key, headers: { ...req.headers, ...(c.cookie ? { cookie: c.cookie } : {}) } });
 
 async function ok(res: Promise<LightMyRequestResponse>, status = 200) {
   const out = await res;
@@ -427,6 +493,7 @@ async function resetB(seed: () => Promise<void>) {
     }
     if (!failed) break;
   }
+  bSession = undefined; // its row is gone
   await seed();
 }
 
@@ -452,11 +519,20 @@ function parse(res: LightMyRequestResponse): unknown {
   }
 }
 
-/** What B may observe of a response: status and error, or for a read the whole body. */
+/** The random parts of a Connect page or an OAuth redirect (a CSP nonce per page, a state per flow). */
+const stripRandom = (text: string) =>
+  text
+    .replace(/nonce="[^"]*"/g, 'nonce="<nonce>"')
+    .replace(/'nonce-[^']*'/g, "'nonce-<nonce>'")
+    .replace(/([?&](?:state|code_challenge)=)[^&"]*/g, '$1<random>');
+
+/** What B may observe of a response: status, redirect target and error, or for a read the whole body. */
 function observable(method: string, res: LightMyRequestResponse): unknown {
-  const body = parse(res);
-  if (res.statusCode >= 400 || method === 'GET') return { status: res.statusCode, body };
-  return { status: res.statusCode };
+  const parsed = parse(res);
+  const body = typeof parsed === 'string' ? stripRandom(parsed) : parsed;
+  const location = res.headers.location === undefined ? {} : { location: stripRandom(String(res.headers.location)) };
+  if (res.statusCode >= 400 || method === 'GET') return { status: res.statusCode, ...location, body };
+  return { status: res.statusCode, ...location };
 }
 
 /** Objects `{ name, installed }` in a response (provider listings). */
@@ -499,6 +575,7 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
   await resetB(phase.seedB);
   const seen = new Set<string>();
   const bogusKey = `terapi_sk_${randomBytes(32).toString('base64url')}`;
+  const bogusSession = `terapi_cs_${randomBytes(32).toString('base64url')}`;
 
   for (const route of routes) {
     const routeId = `${route.method} ${route.path}`;
@@ -515,9 +592,10 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
       seen.add(signature);
       const where = `[${phase.name}] ${real.method} ${real.url}${real.payload !== undefined ? ` ${JSON.stringify(real.payload)}` : ''}`;
 
-      // 1. B's key on A's identifiers: A's rows unchanged.
+      // 1. B's key (or B's connect session) on A's identifiers: A's rows unchanged.
+      const bCaller = await callerFor(route, 'B');
       const before = await snapshotA();
-      const bRes = await t.call({ ...real, payload: real.payload as never, key: B.key });
+      const bRes = await send(real, bCaller);
       stats.calls++;
       const after = await snapshotA();
       if (after !== before) problems.push(`${where}: B's call changed A's rows (status ${bRes.statusCode})`);
@@ -525,7 +603,8 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
 
       // 2. Nothing of A in what B sees, beyond what B itself sent.
       const sent = `${real.url} ${JSON.stringify(real.payload ?? null)} ${JSON.stringify(real.headers)}`;
-      const leaked = aValues.filter((v) => !phase.shared.includes(v) && !sent.includes(v) && bRes.body.includes(v));
+      const shown = `${bRes.body}\n${JSON.stringify(bRes.headers)}`;
+      const leaked = aValues.filter((v) => !phase.shared.includes(v) && !sent.includes(v) && shown.includes(v));
       if (leaked.length) problems.push(`${where}: B's response (${bRes.statusCode}) contains A's ${leaked.join(', ')}: ${bRes.body.slice(0, 500)}`);
       for (const flag of installedFlags(parse(bRes))) {
         if (aProviders.includes(flag.name) && flag.installed !== phase.bProviders.includes(flag.name)) {
@@ -547,28 +626,49 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
         realSubs.push([target.fill[field], `<${field}>`]);
       }
       const fake = buildRequest(route, madeUp, doc, bare);
-      const fRes = await t.call({ ...fake, payload: fake.payload as never, key: B.key });
+      const fRes = await send(fake, await callerFor(route, 'B'));
       if (route.method !== 'GET') await resetB(phase.seedB);
       const realView = normalize(JSON.stringify(observable(route.method, bRes)), realSubs);
       const fakeView = normalize(JSON.stringify(observable(route.method, fRes)), subs);
       if (realView !== fakeView) problems.push(`${where}: B can tell A's identifiers exist:\n  real: ${realView}\n  made-up: ${fakeView}`);
 
-      // 4. No key, or a well-formed key of no environment: 401 on every environment route.
-      if (route.documented) {
-        for (const key of [null, bogusKey]) {
-          const unauth = await t.call({ ...real, payload: real.payload as never, key });
-          if (unauth.statusCode !== 401) problems.push(`${where}: ${key ? 'unknown' : 'no'} key got ${unauth.statusCode}, not 401`);
-        }
-        if ((await snapshotA()) !== after) problems.push(`${where}: an unauthenticated call changed A's rows`);
+      // 4. No key, or a well-formed key of no environment: 401 on every environment route. Session
+      //    routes take neither environment's key; the pages ignore keys and want a live session cookie.
+      const unauthorized: [string, Caller][] = isPage(route)
+        ? [
+            ['A\'s key and no cookie', { key: A.key }],
+            ['B\'s key and no cookie', { key: B.key }],
+            ['a cookie of no session', { key: null, cookie: `terapi_connect=${bogusSession}` }],
+          ]
+        : bySession(route)
+          ? [
+              ['no token', { key: null }],
+              ['a session token of no session', { key: bogusSession }],
+              ['an unknown key', { key: bogusKey }],
+              ['A\'s environment key', { key: A.key }],
+              ['B\'s environment key', { key: B.key }],
+            ]
+          : route.documented
+            ? [
+                ['no key', { key: null }],
+                ['an unknown key', { key: bogusKey }],
+              ]
+            : [];
+      for (const [label, caller] of unauthorized) {
+        const unauth = await send(real, caller);
+        if (unauth.statusCode !== 401) problems.push(`${where}: ${label} got ${unauth.statusCode}, not 401`);
       }
+      if (unauthorized.length && (await snapshotA()) !== after) problems.push(`${where}: an unauthenticated call changed A's rows`);
 
-      // 5. Control: A's key on the same read succeeds (so the sweep exercised real data).
-      if (route.method === 'GET' && route.documented) {
-        const aRes = await t.call({ ...real, payload: real.payload as never, key: A.key });
-        if (aRes.statusCode >= 200 && aRes.statusCode < 300) {
+      // 5. Control: A's key (or A's session) on the same read succeeds (so the sweep exercised real data).
+      //    A page may answer a redirect (to the provider's consent screen), or an error page for one
+      //    integration and not another; each page must succeed for A at least once (checked after the sweep).
+      if (route.method === 'GET' && (route.documented || isPage(route))) {
+        const aRes = await send(real, await callerFor(route, 'A'));
+        if (aRes.statusCode >= 200 && aRes.statusCode < (isPage(route) ? 400 : 300)) {
           stats.controlOk.add(routeId);
           if (JSON.stringify(observable('GET', aRes)) !== JSON.stringify(observable('GET', bRes))) stats.distinguished.add(routeId);
-        } else {
+        } else if (!isPage(route)) {
           problems.push(`${where}: A's own control call got ${aRes.statusCode} ${aRes.body.slice(0, 300)} (extend EXTRA_PARAMS?)`);
         }
       }
@@ -583,6 +683,13 @@ beforeAll(async () => {
   A = t.env;
   B = await t.newEnvironment('prod');
   await seedA();
+  // A's connect session: every integration of A, for A's end user.
+  aSession = await newSession(A, {
+    end_user: { id: values.endUser, email: values.endUserEmail, display_name: values.sessionUser },
+    organization: { id: values.sessionOrg },
+    tags: { team: values.sessionTag },
+    redirect_url: values.sessionRedirect,
+  });
   doc = (await t.call({ method: 'GET', url: '/openapi.json', key: null })).json();
   envTables = (
     await rows(
@@ -616,7 +723,7 @@ beforeAll(async () => {
     },
   ];
   aKeys = [ids.gh, ids.sg, ids.woo];
-  aValues = [...Object.values(ids), ...Object.values(secrets), `${secrets.ghAccess}-2`, ...Object.values(values)];
+  aValues = [...Object.values(ids), ...Object.values(secrets), `${secrets.ghAccess}-2`, ...Object.values(values), aSession.token];
 });
 afterAll(async () => t?.close());
 
@@ -709,8 +816,12 @@ describe('tenancy: environment B against environment A', () => {
     expect(stats.documented.size).toBeGreaterThanOrEqual(25);
     const documentedGets = [...stats.documented].filter((x) => x.startsWith('GET '));
     expect(documentedGets.length).toBeGreaterThanOrEqual(8);
-    expect([...stats.controlOk].sort()).toEqual(documentedGets.sort());
-    expect([...stats.distinguished].sort()).toEqual(documentedGets.sort());
+    // Every Connect page but the OAuth callback (no session, no identifier: its `state` is the credential).
+    const pageGets = [...stats.undocumented].filter((x) => x.startsWith('GET ') && isPagePath(x.slice(4)) && x !== 'GET /oauth/callback');
+    expect(pageGets.sort()).toEqual(['GET /connect', 'GET /connect/i/{key}', 'GET /oauth/connect/{key}']);
+    for (const needed of ['POST /connect/i/{key}', 'GET /oauth/callback']) expect(stats.undocumented, needed).toContain(needed);
+    expect([...stats.controlOk].sort()).toEqual([...documentedGets, ...pageGets].sort());
+    expect([...stats.distinguished].sort()).toEqual([...documentedGets, ...pageGets].sort());
     for (const needed of [
       'GET /connection',
       'GET /connection/{connection_id}',
@@ -723,6 +834,12 @@ describe('tenancy: environment B against environment A', () => {
       'PATCH /connection/metadata',
       'POST /connection',
       'PATCH /integrations/{provider_config_key}',
+      'GET /auth/token/{provider_config_key}/{connection_id}',
+      'GET /v1/auth/token/{provider_config_key}/{connection_id}',
+      'POST /connect/sessions',
+      'POST /connect/sessions/reconnect',
+      'GET /connect/session',
+      'DELETE /connect/session',
     ]) {
       expect(stats.documented, needed).toContain(needed);
     }
@@ -814,6 +931,123 @@ describe('tenancy: environment B against environment A', () => {
     await ok(t.call({ method: 'DELETE', url: `/integrations/${ids.sg}`, key: B.key }));
     expect((await t.call({ method: 'GET', url: '/integration', key: B.key })).json().integrations).toEqual([]);
     expect(await viewOfA()).toEqual(before);
+  });
+
+  it('a connect session of B neither lists, starts nor connects A\'s integrations; session routes take no environment key', async () => {
+    const before = await viewOfA();
+    await resetB(async () => {});
+    const b = await bSessionNow();
+    const page = (cookie: string | undefined, url: string, form?: Record<string, string>) =>
+      t.call({
+        method: form ? 'POST' : 'GET',
+        url,
+        key: null,
+        headers: { ...(cookie ? { cookie } : {}), ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
+        payload: form ? new URLSearchParams(form).toString() : undefined,
+      });
+    // With A's session, the requests below reach A's integrations (so the keys are real);
+    // starting OAuth writes A's oauth_sessions row, so A's rows are taken after.
+    expect((await page(aSession.cookie, `/connect/i/${ids.sg}`)).statusCode).toBe(200);
+    const aStart = await page(aSession.cookie, `/oauth/connect/${ids.gh}`);
+    expect(aStart.statusCode).toBe(302);
+    expect(String(aStart.headers.location)).toContain(`client_id=${secrets.ghClientId}`);
+    const rowsBefore = await snapshotA();
+    /** A's values in a response, other than those in what was sent. */
+    const leaks = (res: LightMyRequestResponse, sent: string) =>
+      aValues.filter((v) => !sent.includes(v) && `${res.body}\n${JSON.stringify(res.headers)}`.includes(v));
+    const listed = (res: LightMyRequestResponse) => [...res.body.matchAll(/href="\/connect\/i\/([^"]+)"/g)].map((m) => decodeURIComponent(m[1]!));
+
+    // A's session lists A's integrations (the control); B's lists none of them.
+    const aList = await page(aSession.cookie, '/connect');
+    expect(aList.statusCode).toBe(200);
+    expect(listed(aList).sort()).toEqual([...aKeys].sort());
+    expect(aList.body).toContain(values.sgDisplay);
+    const bList = await page(b.cookie, '/connect');
+    expect(bList.statusCode).toBe(200);
+    expect(listed(bList)).toEqual([]);
+    expect(leaks(bList, '')).toEqual([]);
+
+    // B's session on A's keys: the same "no such integration" page as for a key that exists nowhere,
+    // whether it opens the form, starts OAuth (cookie or token in the query) or posts credentials.
+    const credentialsForm = { api_key: `b-typed-key-${r}`, username: 'b-user', password: `b-typed-pw-${r}`, store_domain: 'b.example.com' };
+    for (const key of [...aKeys, `nx-key-${r}`]) {
+      const sameAsMadeUp = (res: LightMyRequestResponse, url: string) => {
+        expect(res.statusCode, `${url}: ${res.body.slice(0, 300)}`).toBe(403);
+        expect(res.body, url).toContain(`There is no integration &quot;${key}&quot;`);
+        expect(leaks(res, url), url).toEqual([]);
+        expect(res.headers.location, url).toBeUndefined();
+        return stripRandom(res.body).split(key).join('<key>');
+      };
+      const views = [
+        sameAsMadeUp(await page(b.cookie, `/connect/i/${key}`), `GET /connect/i/${key}`),
+        sameAsMadeUp(await page(b.cookie, `/connect/i/${key}`, credentialsForm), `POST /connect/i/${key}`),
+        sameAsMadeUp(await page(b.cookie, `/oauth/connect/${key}`), `GET /oauth/connect/${key}`),
+        sameAsMadeUp(await page(undefined, `/oauth/connect/${key}?connect_session_token=${b.token}`), `GET /oauth/connect/${key}?connect_session_token`),
+      ];
+      expect(new Set(views).size, key).toBe(1);
+    }
+
+    // A session of B cannot be made for A's integrations, nor re-authorize A's connection.
+    const badAllowed = await t.call({ method: 'POST', url: '/connect/sessions', key: B.key, payload: { end_user: { id: 'b' }, allowed_integrations: [ids.gh] } });
+    expect(badAllowed.statusCode).toBe(400);
+    expect(badAllowed.json().details[0].field).toBe('allowed_integrations[0]');
+    const badDefaults = await t.call({
+      method: 'POST',
+      url: '/connect/sessions',
+      key: B.key,
+      payload: { end_user: { id: 'b' }, integrations_config_defaults: { [ids.woo]: { connection_config: { store_domain: 'b.example.com' } } } },
+    });
+    expect(badDefaults.statusCode).toBe(400);
+    const reconnect = await t.call({ method: 'POST', url: '/connect/sessions/reconnect', key: B.key, payload: { connection_id: ids.ghConn, integration_id: ids.gh } });
+    expect(reconnect.statusCode).toBe(404);
+    expect(leaks(reconnect, JSON.stringify({ connection_id: ids.ghConn, integration_id: ids.gh }))).toEqual([]);
+
+    // B's own integration under A's key: B's session connects it, in B; A's integration is untouched.
+    const goodKey = `b-good-key-${r}`;
+    const fakeApi = createServer((req, res) => {
+      const good = req.headers.authorization === `Bearer ${goodKey}`;
+      res.writeHead(good ? 200 : 401, { 'content-type': 'application/json' }).end(good ? '{"scopes":[]}' : '{"errors":[{"message":"bad key"}]}');
+    });
+    await new Promise<void>((resolve) => fakeApi.listen(0, '127.0.0.1', resolve));
+    try {
+      const apiBase = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
+      await ok(t.call({ method: 'POST', url: '/integration', key: B.key, payload: { provider_config_key: ids.sg, provider: 'sendgrid', api_base_url: apiBase } }));
+      const bList2 = await page(b.cookie, '/connect');
+      expect(listed(bList2)).toEqual([ids.sg]);
+      expect(leaks(bList2, ids.sg)).toEqual([]);
+      const form = await page(b.cookie, `/connect/i/${ids.sg}`);
+      expect(form.statusCode).toBe(200);
+      expect(leaks(form, ids.sg)).toEqual([]);
+      const done = await page(b.cookie, `/connect/i/${ids.sg}`, { api_key: goodKey });
+      expect(done.statusCode, done.body.slice(0, 500)).toBe(200);
+      expect(leaks(done, ids.sg)).toEqual([]);
+      const bConnections = (await ok(t.call({ method: 'GET', url: '/connection', key: B.key }))).json().connections;
+      expect(bConnections.map((c: { provider_config_key: string }) => c.provider_config_key)).toEqual([ids.sg]);
+    } finally {
+      await new Promise((resolve) => fakeApi.close(resolve));
+    }
+
+    // GET/DELETE /connect/session: each session sees only itself; environment keys are not session tokens.
+    const bView = await t.call({ method: 'GET', url: '/connect/session', key: b.token });
+    expect(bView.statusCode).toBe(200);
+    expect(bView.json().data.end_user).toEqual({ id: `end-user-b-${r}` });
+    expect(leaks(bView, '')).toEqual([]);
+    for (const key of [A.key, B.key]) {
+      for (const method of ['GET', 'DELETE'] as const) {
+        const res = await t.call({ method, url: '/connect/session', key });
+        expect(res.statusCode, `${method} with an environment key`).toBe(401);
+        expect(leaks(res, '')).toEqual([]);
+      }
+    }
+    expect((await t.call({ method: 'DELETE', url: '/connect/session', key: b.token })).statusCode).toBe(204);
+    expect((await t.call({ method: 'GET', url: '/connect/session', key: b.token })).statusCode).toBe(401);
+    expect((await page(b.cookie, '/connect')).statusCode).toBe(401);
+    const aView = await ok(t.call({ method: 'GET', url: '/connect/session', key: aSession.token }));
+    expect(aView.json().data).toMatchObject({ end_user: { id: values.endUser }, organization: { id: values.sessionOrg }, tags: { team: values.sessionTag } });
+
+    expect(await snapshotA()).toBe(rowsBefore);
+    expect(await viewOfA()).toEqual(before);
+    await resetB(async () => {});
   });
 
   it('admin routes reject both environments\' keys with 403', async () => {
