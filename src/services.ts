@@ -57,7 +57,7 @@ export async function createServices(deps: ServiceDeps) {
     userAgent: `Terapi/${version}`,
   });
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
-  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes });
+  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch });
 
   return {
     db,

@@ -183,6 +183,7 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
         connectionConfig: b.connection_config,
         tags: b.tags,
         endUser: b.end_user,
+        verify: b.verify,
       });
       return reply.code(created ? 201 : 200).send(toNango(connection, credentialState(connection)));
     },

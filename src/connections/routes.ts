@@ -58,6 +58,7 @@ export const connectionRoutes: FastifyPluginAsyncZod<{ connections: ConnectionSe
         connectionConfig: b.connection_config,
         tags: b.tags,
         endUser: b.end_user,
+        verify: b.verify,
       });
       return toConnection(c);
     },

@@ -24,6 +24,10 @@ export const credentialsInput = z
   );
 
 export const connectionExtras = {
+  verify: z
+    .boolean()
+    .optional()
+    .describe('Check API-key or basic credentials with the provider before storing them (400 if rejected, 424 if it cannot be reached). Off by default: imports trust the caller.'),
   connection_config: jsonObject.optional().describe('Per-connection provider settings (e.g. subdomain, instance_url)'),
   tags: tagsSchema.optional(),
   end_user: endUserSchema.optional(),

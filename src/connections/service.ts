@@ -4,7 +4,8 @@ import type { EndUser } from '../db/schema/index.js';
 import { findIntegration } from '../integrations/repository.js';
 import { notFound as integrationNotFound } from '../integrations/service.js';
 import { decodeCursor, encodeCursor } from '../lib/cursor.js';
-import { NotFoundError, ValidationError } from '../lib/errors.js';
+import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { verifyCredentials } from '../connect/verify.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
@@ -22,6 +23,8 @@ export interface ConnectionInput {
   connectionConfig?: Record<string, unknown>;
   tags?: Record<string, string>;
   endUser?: EndUser;
+  /** Check API-key and basic credentials with the provider before storing them. */
+  verify?: boolean;
 }
 
 export interface ListQuery {
@@ -38,7 +41,7 @@ export type ConnectionService = ReturnType<typeof createConnectionService>;
 
 const CONFIG_LIMIT = 16 * 1024;
 
-export function createConnectionService(deps: { db: Db; vault: Vault; catalog: Catalog; metadataLimitBytes: number }) {
+export function createConnectionService(deps: { db: Db; vault: Vault; catalog: Catalog; metadataLimitBytes: number; fetch: typeof fetch }) {
   const { db, vault, catalog, metadataLimitBytes } = deps;
 
   const notFound = (key: string, id: string) => new NotFoundError(`Connection "${id}" not found for integration "${key}"`);
@@ -90,6 +93,15 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
           ? normalizeCredentials(provider, {})
           : undefined;
 
+      if (input.verify && normalized && (provider.auth_mode === 'API_KEY' || provider.auth_mode === 'BASIC')) {
+        const check = await verifyCredentials(deps.fetch, provider, integration.urlOverrides, { ...existing?.connectionConfig, ...input.connectionConfig }, normalized.stored);
+        if (!check.ok && check.reason === 'invalid') {
+          throw ValidationError.field('credentials', `${provider.display_name} rejected these credentials (HTTP ${check.status})`);
+        }
+        if (!check.ok) {
+          throw new FailedDependencyError('verification_failed', `${provider.display_name} could not be reached to verify the credentials (${check.status ?? 'network error'}); nothing was stored`);
+        }
+      }
       const ids = { environmentId, integrationId: integration.id, connectionId };
       // Encrypt before the write: if encryption is unavailable, nothing is stored.
       const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;

@@ -242,6 +242,23 @@ describe('API keys through the Connect page', () => {
     expect((await t.call({ method: 'GET', url: `/auth/token/sendgrid/${connectionId}` })).json()).toMatchObject({ type: 'ApiKey', access_token: 'good-key' });
   });
 
+  it('verifies imported API keys through the API when asked', async () => {
+    const bad = await t.call({
+      method: 'POST',
+      url: '/connection',
+      payload: { connection_id: 'api-import', provider_config_key: 'sendgrid', credentials: { api_key: 'bad-key' }, verify: true },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().details[0].field).toBe('credentials');
+    expect((await t.call({ method: 'GET', url: '/connection/api-import?provider_config_key=sendgrid' })).statusCode).toBe(404);
+    const good = await t.call({
+      method: 'POST',
+      url: '/connections',
+      payload: { connection_id: 'api-import', provider_config_key: 'sendgrid', credentials: { type: 'API_KEY', apiKey: 'good-key' }, verify: true },
+    });
+    expect(good.statusCode).toBe(201);
+  });
+
   it('rejects a form posted from another origin', async () => {
     const s = await newSession();
     const r = await t.app.inject({
