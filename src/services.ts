@@ -1,5 +1,6 @@
 import type { Config } from './config.js';
 import { createConnectSessionService } from './connect/service.js';
+import { createConnectionReader } from './connections/reader.js';
 import { createConnectionService } from './connections/service.js';
 import type { Database } from './db/client.js';
 import { createNotificationHub } from './db/notifications.js';
@@ -57,7 +58,8 @@ export async function createServices(deps: ServiceDeps) {
     userAgent: `Terapi/${version}`,
   });
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
-  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch });
+  const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
+  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub });
 
   return {
     db,
@@ -66,9 +68,9 @@ export async function createServices(deps: ServiceDeps) {
     hub,
     egressFetch,
     environments: createEnvironmentService({ db, keyCache }),
-    integrations: createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides }),
+    integrations: createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides, hub }),
     connections,
-    tokens: createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds }),
+    tokens: createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader }),
     sessions: createConnectSessionService({ db, ttlSeconds: config.connectSessionTtlSeconds, serverUrl: config.serverUrl }),
     flows: createAuthFlows({ db, vault, catalog, oauth, connections, fetch: egressFetch, serverUrl: config.serverUrl }),
     close: () => hub.close(),

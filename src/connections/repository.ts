@@ -160,7 +160,7 @@ export async function writeMetadata(
   metadata: Record<string, unknown>,
   mode: 'replace' | 'merge',
   limitBytes: number,
-): Promise<{ connectionId: string; metadata: Record<string, unknown> }[]> {
+): Promise<{ id: number; connectionId: string; metadata: Record<string, unknown> }[]> {
   const next = mode === 'merge' ? sql`${connections.metadata} || ${JSON.stringify(metadata)}::jsonb` : sql`${JSON.stringify(metadata)}::jsonb`;
   return db
     .update(connections)
@@ -173,7 +173,7 @@ export async function writeMetadata(
         sql`octet_length((${next})::text) <= ${limitBytes}`,
       ),
     )
-    .returning({ connectionId: connections.connectionId, metadata: connections.metadata });
+    .returning({ id: connections.id, connectionId: connections.connectionId, metadata: connections.metadata });
 }
 
 export async function touchLastFetched(db: DbOrTx, id: number): Promise<Date | null> {

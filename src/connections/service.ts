@@ -13,6 +13,8 @@ import type { Provider } from '../providers/schema.js';
 import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
 import { notifyChange } from '../db/notifications.js';
 import { recordEvent } from '../events/repository.js';
+import type { ConnectionReader } from './reader.js';
+import type { NotificationHub } from '../db/notifications.js';
 import * as repo from './repository.js';
 
 export interface ConnectionInput {
@@ -41,7 +43,15 @@ export type ConnectionService = ReturnType<typeof createConnectionService>;
 
 const CONFIG_LIMIT = 16 * 1024;
 
-export function createConnectionService(deps: { db: Db; vault: Vault; catalog: Catalog; metadataLimitBytes: number; fetch: typeof fetch }) {
+export function createConnectionService(deps: {
+  db: Db;
+  vault: Vault;
+  catalog: Catalog;
+  metadataLimitBytes: number;
+  fetch: typeof fetch;
+  reader: ConnectionReader;
+  hub: NotificationHub;
+}) {
   const { db, vault, catalog, metadataLimitBytes } = deps;
 
   const notFound = (key: string, id: string) => new NotFoundError(`Connection "${id}" not found for integration "${key}"`);
@@ -122,10 +132,16 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
         await notifyChange(tx, 'conn', upserted.id);
         return upserted;
       });
+      deps.hub.emitLocal('conn', row.id);
       return { connection: await requireConnection(environmentId, input.providerConfigKey, connectionId), created: row.inserted };
     },
 
-    get: (environmentId: string, key: string, connectionId: string) => requireConnection(environmentId, key, connectionId),
+    /** A connection as readers see it (cached per process, invalidated by every write). */
+    async get(environmentId: string, key: string, connectionId: string): Promise<ConnectionView> {
+      const row = await deps.reader.get(environmentId, key, connectionId);
+      if (!row) throw notFound(key, connectionId);
+      return row;
+    },
 
     /**
      * Stores credentials obtained by an authorization flow (OAuth callback, Connect page form):
@@ -169,9 +185,10 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
           payload: { provider: p.provider, auth_mode: p.stored.type, end_user: p.endUser, tags: p.tags },
         });
         await notifyChange(tx, 'conn', row.id);
-        return row.inserted;
+        return row;
       });
-      return { connection: await requireConnection(p.environmentId, p.providerConfigKey, p.connectionId), created };
+      deps.hub.emitLocal('conn', created.id);
+      return { connection: await requireConnection(p.environmentId, p.providerConfigKey, p.connectionId), created: created.inserted };
     },
 
     /** Stamps `last_fetched_at` (Nango's connection GET reports when credentials were last read). */
@@ -195,12 +212,13 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
 
     async delete(environmentId: string, key: string, connectionId: string): Promise<void> {
       const { integration } = await requireIntegration(environmentId, key, false);
-      const deleted = await db.transaction(async (tx) => {
+      const deletedId = await db.transaction(async (tx) => {
         const id = await repo.deleteConnection(tx, environmentId, integration.id, connectionId);
         if (id !== undefined) await notifyChange(tx, 'conn', id);
-        return id !== undefined;
+        return id;
       });
-      if (!deleted) throw notFound(key, connectionId);
+      if (deletedId === undefined) throw notFound(key, connectionId);
+      deps.hub.emitLocal('conn', deletedId);
     },
 
     /**
@@ -217,7 +235,7 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
       checkMetadata(metadata);
       const { integration } = await requireIntegration(environmentId, key, false);
       const unique = [...new Set(connectionIds)];
-      return db.transaction(async (tx) => {
+      const written = await db.transaction(async (tx) => {
         const updated = await repo.writeMetadata(tx, environmentId, integration.id, unique, metadata, mode, metadataLimitBytes);
         if (updated.length !== unique.length) {
           const done = new Set(updated.map((u) => u.connectionId));
@@ -227,8 +245,11 @@ export function createConnectionService(deps: { db: Db; vault: Vault; catalog: C
           if (!exists) throw notFound(key, missing[0]!);
           throw ValidationError.field('metadata', `merged metadata of "${missing[0]}" would exceed ${metadataLimitBytes} bytes of JSON`);
         }
+        for (const u of updated) await notifyChange(tx, 'conn', u.id);
         return updated;
       });
+      for (const u of written) deps.hub.emitLocal('conn', u.id);
+      return written;
     },
 
     providerOf(connection: ConnectionView): Provider | undefined {

@@ -12,6 +12,11 @@ export type ChangeKind = 'env' | 'integration' | 'conn';
 
 export interface NotificationHub {
   subscribe(listener: (kind: ChangeKind, id: string) => void): () => void;
+  /**
+   * Delivers a change to this process's listeners at once. Writers call it after their commit so
+   * their own process reads its writes without waiting for the NOTIFY round trip.
+   */
+  emitLocal(kind: ChangeKind, id: string | number): void;
   /** Resolves at the next `kind:id` notification, or after `timeoutMs`. */
   waitFor(kind: ChangeKind, id: string, timeoutMs: number): Promise<void>;
   close(): Promise<void>;
@@ -36,6 +41,9 @@ export async function createNotificationHub(database: Database): Promise<Notific
   };
   return {
     subscribe,
+    emitLocal(kind, id) {
+      for (const l of listeners) l(kind, String(id));
+    },
     waitFor(kind, id, timeoutMs) {
       return new Promise<void>((resolve) => {
         const done = () => {

@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.js';
-import { notifyChange } from '../db/notifications.js';
+import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { UrlOverrides } from '../db/schema/index.js';
 import { isUniqueViolation } from '../environments/service.js';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
@@ -45,7 +45,7 @@ const SECRETS_LIMIT = 16 * 1024;
 const secretContext = (environmentId: string) => `integration.secrets:${environmentId}`;
 const clientSecretContext = (environmentId: string) => `integration.client_secret:${environmentId}`;
 
-export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: Catalog; allowProviderUrlOverrides: boolean }) {
+export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: Catalog; allowProviderUrlOverrides: boolean; hub: NotificationHub }) {
   const { db, vault, catalog } = deps;
 
   function requireProvider(name: string): Provider {
@@ -155,8 +155,14 @@ export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: 
       const values = validateAndEncode(environmentId, requireProvider(existing.provider), patch, existing);
       if (patch.uniqueKey !== undefined) values.uniqueKey = patch.uniqueKey;
       try {
-        const row = await repo.updateIntegration(db, environmentId, uniqueKey, values);
+        const row = await db.transaction(async (tx) => {
+          const updated = await repo.updateIntegration(tx, environmentId, uniqueKey, values);
+          // Cached connection reads are keyed by the integration key, which may have changed.
+          if (updated) await notifyChange(tx, 'integration', updated.id);
+          return updated;
+        });
         if (!row) throw notFound(uniqueKey);
+        deps.hub.emitLocal('integration', row.id);
         return toView(environmentId, row, existing.connectionCount);
       } catch (err) {
         if (isUniqueViolation(err)) throw duplicate(patch.uniqueKey ?? uniqueKey);
@@ -165,12 +171,13 @@ export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: 
     },
 
     async delete(environmentId: string, uniqueKey: string): Promise<void> {
-      const deleted = await db.transaction(async (tx) => {
+      const deletedId = await db.transaction(async (tx) => {
         const id = await repo.deleteIntegration(tx, environmentId, uniqueKey);
         if (id !== undefined) await notifyChange(tx, 'integration', id);
-        return id !== undefined;
+        return id;
       });
-      if (!deleted) throw notFound(uniqueKey);
+      if (deletedId === undefined) throw notFound(uniqueKey);
+      deps.hub.emitLocal('integration', deletedId);
     },
   };
 }

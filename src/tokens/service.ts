@@ -4,6 +4,7 @@ import type { Db } from '../db/client.js';
 import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { ConnectionError } from '../db/schema/index.js';
 import { credentialsContext, type StoredCredentials } from '../connections/credentials.js';
+import type { ConnectionReader } from '../connections/reader.js';
 import { type ConnectionWithIntegration, findConnection, findConnectionsById } from '../connections/repository.js';
 import { recordEvent } from '../events/repository.js';
 import { findIntegrationById } from '../integrations/repository.js';
@@ -13,7 +14,6 @@ import type { Vault } from '../lib/vault.js';
 import { type OAuthClient, type OAuthContext, OAuthError, resolveEndpoints, type TokenSet } from '../oauth/client.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
-import { createTokenCache } from './cache.js';
 import * as repo from './repository.js';
 
 export interface TokenResult {
@@ -40,13 +40,11 @@ export function createTokenService(deps: {
   hub: NotificationHub;
   log: Logger;
   marginSeconds: number;
-  cacheTtlMs?: number;
+  reader: ConnectionReader;
 }) {
-  const { db, vault, catalog, oauth, hub, log } = deps;
+  const { db, vault, catalog, oauth, hub, log, reader } = deps;
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const inflight = new Map<number, Promise<StoredCredentials>>();
-  const cache = createTokenCache<TokenResult>({ ttlMs: deps.cacheTtlMs ?? 60_000 });
-  hub.subscribe((kind, id) => cache.invalidate(kind, id));
 
   const decrypt = (c: Pick<ConnectionWithIntegration, 'environmentId' | 'integrationId' | 'connectionId'>, enc: string | null) =>
     enc ? vault.decryptJson<StoredCredentials>(enc, credentialsContext(c)) : undefined;
@@ -140,6 +138,7 @@ export function createTokenService(deps: {
         });
         await notifyChange(tx, 'conn', c.id);
       });
+      hub.emitLocal('conn', c.id);
       log.warn({ connectionId: c.connectionId, providerConfigKey: c.providerConfigKey, kind: e.kind, status: e.providerError?.status }, 'token refresh failed');
       if (dead) throw needsReauth(c, error);
       return unusable(c, current, retryAt!);
@@ -160,6 +159,7 @@ export function createTokenService(deps: {
           });
           await notifyChange(tx, 'conn', c.id);
         });
+        hub.emitLocal('conn', c.id);
         return next;
       } catch (err) {
         if (attempt >= 5) throw err;
@@ -243,21 +243,13 @@ export function createTokenService(deps: {
       connectionId: string,
       opts: { force?: boolean; cached?: boolean } = {},
     ): Promise<TokenResult> {
-      const force = opts.force ?? false;
-      const key = cache.key(environmentId, providerConfigKey, connectionId);
-      if (opts.cached && !force) {
-        const hit = cache.get(key);
-        if (hit && !isStale(hit.connection, hit.credentials, Date.now())) return hit;
-      }
-      const generation = cache.generation();
-      const connection = await findConnection(db, environmentId, providerConfigKey, connectionId);
+      // The cached read is safe for tokens: freshness is checked on every call, and a refresh
+      // anywhere invalidates the cached row through its notification.
+      const connection = opts.cached
+        ? await reader.get(environmentId, providerConfigKey, connectionId)
+        : await findConnection(db, environmentId, providerConfigKey, connectionId);
       if (!connection) throw new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
-      const result = { connection, credentials: await fresh(connection, force) };
-      // Cache only what was read as stored; after a refresh the notification re-validates.
-      if (opts.cached && result.credentials === decryptedOf(connection)) {
-        cache.set(key, { value: result, connectionPk: connection.id, integrationId: connection.integrationId, environmentId }, generation);
-      }
-      return result;
+      return { connection, credentials: await fresh(connection, opts.force ?? false) };
     },
 
     /** Background refresh of one connection by internal id; failures are recorded, not thrown. */

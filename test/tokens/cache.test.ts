@@ -31,6 +31,28 @@ async function eventually(check: () => Promise<boolean>) {
   return false;
 }
 
+describe('cached connection reads', () => {
+  it('read their own writes at once', async () => {
+    await importToken(a, 'ryw', 'token');
+    for (let i = 0; i < 20; i++) {
+      const patched = await a.call({ method: 'PATCH', url: '/connection/ryw/metadata?provider_config_key=gh', payload: { n: i } });
+      expect(patched.json().metadata.n).toBe(i);
+      expect((await a.call({ method: 'GET', url: '/connection/ryw?provider_config_key=gh' })).json().metadata.n).toBe(i);
+      await importToken(a, 'ryw', `token-${i}`);
+      expect((await tokenFrom(a, 'ryw')).json().access_token).toBe(`token-${i}`);
+    }
+  });
+
+  it('see metadata written by another process', async () => {
+    await importToken(a, 'meta', 'token');
+    expect((await a.call({ method: 'GET', url: '/connection/meta?provider_config_key=gh' })).json().metadata).toEqual({});
+    await b.call({ method: 'POST', url: '/connection/meta/metadata?provider_config_key=gh', key: a.env.key, payload: { from: 'b' } });
+    expect(
+      await eventually(async () => (await a.call({ method: 'GET', url: '/connection/meta?provider_config_key=gh' })).json().metadata.from === 'b'),
+    ).toBe(true);
+  });
+});
+
 describe('token cache invalidation across processes', () => {
   it('serves new credentials and deletions made by another process', async () => {
     await importToken(a, 'c1', 'first-token');

@@ -9,13 +9,14 @@ interface Entry<T> {
 }
 
 /**
- * Per-process cache of token lookups, so a hot `GET /auth/token` costs no query. Entries go away
+ * Per-process cache of connection lookups, so hot reads (`GET /auth/token`, `GET /connection/{id}`)
+ * cost no query. Entries go away
  * on every change notification that can touch them (credentials of the connection, its
  * integration or environment, from any process) and after `ttlMs` at the latest; callers still
  * check freshness of what they get. A generation counter keeps a lookup that raced with an
  * invalidation from storing what it read before it.
  */
-export function createTokenCache<T>(opts: { ttlMs: number; maxEntries?: number; now?: () => number }) {
+export function createConnectionCache<T>(opts: { ttlMs: number; maxEntries?: number; now?: () => number }) {
   const entries = new Map<string, Entry<T>>();
   const max = opts.maxEntries ?? 50_000;
   const now = opts.now ?? Date.now;
