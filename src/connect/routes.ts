@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { endUserSchema, tagsSchema } from '../connections/schemas.js';
 import { bearerToken } from '../environments/keys.js';
 import { connectionIdSchema, errors, jsonObject, providerConfigKey } from '../lib/schemas.js';
-import type { ConnectSession, ConnectSessionService } from './service.js';
+import type { ConnectSession, ConnectSessionInput, ConnectSessionService } from './service.js';
 
 const tags = ['Connect'];
 
@@ -72,6 +72,21 @@ function toView(s: ConnectSession): z.output<typeof sessionView> {
   };
 }
 
+/** The fields both session bodies share, as the service takes them. */
+const sharedInput = (b: {
+  organization?: { id: string; display_name?: string };
+  integrations_config_defaults?: ConnectSessionInput['integrationsConfigDefaults'];
+  tags?: Record<string, string>;
+  redirect_url?: string;
+  allowed_origin?: string;
+}) => ({
+  organization: b.organization,
+  integrationsConfigDefaults: b.integrations_config_defaults,
+  tags: b.tags,
+  redirectUrl: b.redirect_url,
+  allowedOrigin: b.allowed_origin,
+});
+
 const toToken = (r: { token: string; connectLink: string; expiresAt: Date }) => ({
   data: { token: r.token, connect_link: r.connectLink, expires_at: r.expiresAt.toISOString() },
 });
@@ -94,13 +109,9 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
     handler: async (req, reply) => {
       const b = req.body;
       const created = await sessions.create(req.environment.id, {
+        ...sharedInput(b),
         endUser: b.end_user,
-        organization: b.organization,
         allowedIntegrations: b.allowed_integrations,
-        integrationsConfigDefaults: b.integrations_config_defaults,
-        tags: b.tags,
-        redirectUrl: b.redirect_url,
-        allowedOrigin: b.allowed_origin,
       });
       return reply.code(201).send(toToken(created));
     },
@@ -122,14 +133,10 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
     handler: async (req, reply) => {
       const b = req.body;
       const created = await sessions.reconnect(req.environment.id, {
+        ...sharedInput(b),
         connectionId: b.connection_id,
         providerConfigKey: b.integration_id,
         endUser: b.end_user,
-        organization: b.organization,
-        integrationsConfigDefaults: b.integrations_config_defaults,
-        tags: b.tags,
-        redirectUrl: b.redirect_url,
-        allowedOrigin: b.allowed_origin,
       });
       return reply.code(201).send(toToken(created));
     },

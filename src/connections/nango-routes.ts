@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { booleanQuery, connectionIdSchema, cursorQuery, errors, isoDate, jsonObject, limitQuery, providerConfigKey } from '../lib/schemas.js';
 import type { StoredCredentials } from './credentials.js';
-import { connectionExtras, connectionParams, credentialsInput, keyQuery } from './schemas.js';
+import { connectionExtras, connectionParams, credentialsInput, keyQuery, toConnectionInput } from './schemas.js';
 import type { TokenService } from '../tokens/service.js';
 import type { ConnectionService, ConnectionView } from './service.js';
 
@@ -174,17 +174,7 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
       response: { 200: nangoConnection, 201: nangoConnection, ...errors(400, 401, 503) },
     },
     handler: async (req, reply) => {
-      const b = req.body;
-      const { connection, created } = await svc.upsert(req.environment.id, {
-        providerConfigKey: b.provider_config_key,
-        connectionId: b.connection_id,
-        credentials: b.credentials,
-        metadata: b.metadata,
-        connectionConfig: b.connection_config,
-        tags: b.tags,
-        endUser: b.end_user,
-        verify: b.verify,
-      });
+      const { connection, created } = await svc.upsert(req.environment.id, toConnectionInput(req.body));
       return reply.code(created ? 201 : 200).send(toNango(connection, credentialState(connection)));
     },
   });

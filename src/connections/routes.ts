@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiFamily } from '../http/families.js';
 import { errors, jsonObject } from '../lib/schemas.js';
-import { connection, connectionList, connectionParams, createConnectionBody, keyQuery, listQuery, toConnection } from './schemas.js';
+import { connection, connectionList, connectionParams, createConnectionBody, keyQuery, listQuery, toConnection, toConnectionInput } from './schemas.js';
 import type { ConnectionService } from './service.js';
 
 /** Seed `001` connection routes; mounted at /connection and again at /v1/connections. */
@@ -49,17 +49,7 @@ export const connectionRoutes: FastifyPluginAsyncZod<{ connections: ConnectionSe
       response: { 200: connection, ...errors(400, 401, 503) },
     },
     handler: async (req) => {
-      const b = req.body;
-      const { connection: c } = await svc.upsert(req.environment.id, {
-        providerConfigKey: b.provider_config_key,
-        connectionId: b.connection_id,
-        credentials: b.credentials,
-        metadata: b.metadata,
-        connectionConfig: b.connection_config,
-        tags: b.tags,
-        endUser: b.end_user,
-        verify: b.verify,
-      });
+      const { connection: c } = await svc.upsert(req.environment.id, toConnectionInput(req.body));
       return toConnection(c);
     },
   });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { connectionIdSchema, cursorQuery, isoDate, jsonObject, limitQuery, providerConfigKey } from '../lib/schemas.js';
-import type { ConnectionView } from './service.js';
+import type { ConnectionInput, ConnectionView } from './service.js';
 
 export const tagsSchema = z
   .record(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'tag keys are letters, digits, _ . : -'), z.string().max(255))
@@ -92,5 +92,28 @@ export function toConnection(c: ConnectionView): z.output<typeof connection> {
       type: c.credentialsType.toLowerCase(),
       ...(c.credentialsExpiresAt && { expires_at: c.credentialsExpiresAt.toISOString() }),
     },
+  };
+}
+
+/** The import body of both API families, as the service takes it. */
+export function toConnectionInput(b: {
+  provider_config_key: string;
+  connection_id?: string;
+  credentials?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+  connection_config?: Record<string, unknown>;
+  tags?: Record<string, string>;
+  end_user?: ConnectionInput['endUser'];
+  verify?: boolean;
+}): ConnectionInput {
+  return {
+    providerConfigKey: b.provider_config_key,
+    connectionId: b.connection_id,
+    credentials: b.credentials,
+    metadata: b.metadata,
+    connectionConfig: b.connection_config,
+    tags: b.tags,
+    endUser: b.end_user,
+    verify: b.verify,
   };
 }
