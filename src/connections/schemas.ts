@@ -58,6 +58,10 @@ export const connection = z
         expires_at: z.iso.datetime().optional(),
       })
       .describe('Current credential state (no raw secrets returned)'),
+    error: z
+      .object({ type: z.string(), code: z.string(), message: z.string(), at: z.string() })
+      .optional()
+      .describe('Present when the connection needs attention, e.g. its user must re-authorize (refresh_revoked)'),
   })
   .meta({ id: 'Connection' });
 
@@ -92,6 +96,7 @@ export function toConnection(c: ConnectionView): z.output<typeof connection> {
       type: c.credentialsType.toLowerCase(),
       ...(c.credentialsExpiresAt && { expires_at: c.credentialsExpiresAt.toISOString() }),
     },
+    ...(c.error && { error: c.error }),
   };
 }
 

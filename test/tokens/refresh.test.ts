@@ -113,6 +113,8 @@ describe('refresh failures', () => {
 
     const listed = (await t.call({ method: 'GET', url: '/connections?connectionId=revoked' })).json().connections[0];
     expect(listed.errors).toEqual([expect.objectContaining({ type: 'auth', code: 'refresh_revoked' })]);
+    const seedList = (await t.call({ method: 'GET', url: '/connection?connection_id=revoked' })).json().connections[0];
+    expect(seedList.error).toMatchObject({ type: 'auth', code: 'refresh_revoked' });
     const events = await queryRows<{ operation: string; success: boolean }>(
       t.db.database.db,
       sql`SELECT operation, success FROM events WHERE connection_id = 'revoked'`,
