@@ -71,6 +71,13 @@ export function resolveEndpoints(
 export type OAuthClient = ReturnType<typeof createOAuthClient>;
 
 /**
+ * One token request, retries included, must end well within the refresh lease (60 s): at most
+ * 3 attempts of 10 s with at most 5 s between them.
+ */
+const TOKEN_REQUEST_TIMEOUT_MS = 10_000;
+const MAX_RETRY_DELAY_MS = 5_000;
+
+/**
  * openid-client configured per integration, with every HTTP request going through the egress
  * client (policy, timeouts, retries honouring Retry-After) and token responses repaired by
  * `normalizeTokenBody` before openid-client validates them.
@@ -94,10 +101,10 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
           method: options.method,
           headers: { ...Object.fromEntries(new Headers(options.headers)), accept: 'application/json' },
           body: options.body as RequestInit['body'],
-          signal: options.signal,
+          signal: AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS),
           redirect: 'manual',
         });
-      const response = retry ? await withRetries(send, { retries }) : await send();
+      const response = retry ? await withRetries(send, { retries, maxDelayMs: MAX_RETRY_DELAY_MS }) : await send();
       const text = await response.text();
       const normalized = normalizeTokenBody(ctx.provider, text, response.headers.get('content-type') ?? '');
       if (!normalized) {

@@ -23,7 +23,8 @@ export interface TokenResult {
 
 export type TokenService = ReturnType<typeof createTokenService>;
 
-const LEASE_MS = 30_000;
+// Longer than the worst case of one token request with its retries (see oauth/client.ts).
+const LEASE_MS = 60_000;
 const POLL_MS = 250;
 const MAX_BACKOFF_MS = 60 * 60_000;
 
