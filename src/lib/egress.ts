@@ -1,9 +1,16 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP, isIPv4, isIPv6, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
+import { classifyAddress } from './egress/addresses.js';
+import { abortReason, EgressDeniedError, EgressError, EgressNetworkError, EgressResponseTooLargeError, EgressTimeoutError } from './egress/errors.js';
+
+export * from './egress/errors.js';
+
+export { classifyAddress, isPrivateAddress } from './egress/addresses.js';
+export { type RetryOptions, serverRequestedDelay, withRetries } from './egress/retry.js';
 
 /**
  * The one outbound HTTP client. Every request to a provider, token endpoint or webhook target goes
@@ -30,145 +37,6 @@ export interface EgressOptions {
   maxResponseBytes?: number;
 }
 
-export abstract class EgressError extends Error {
-  abstract readonly code: string;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
-
-export class EgressDeniedError extends EgressError {
-  readonly code = 'egress_denied';
-  constructor(
-    readonly host: string,
-    readonly address: string,
-    readonly reason: string,
-  ) {
-    super(`egress to ${host}${address && address !== host ? ` (${address})` : ''} denied: ${reason}`);
-  }
-}
-
-export class EgressTimeoutError extends EgressError {
-  readonly code = 'egress_timeout';
-  constructor(origin: string, timeoutMs: number) {
-    super(`request to ${origin} timed out after ${timeoutMs} ms`);
-  }
-}
-
-export class EgressResponseTooLargeError extends EgressError {
-  readonly code = 'egress_response_too_large';
-  constructor(origin: string, maxBytes: number) {
-    super(`response from ${origin} exceeds ${maxBytes} bytes`);
-  }
-}
-
-export class EgressNetworkError extends EgressError {
-  readonly code = 'egress_network_error';
-}
-
-// ---------------------------------------------------------------------------------------------
-// Address classification
-
-type V4Range = readonly [base: string, prefix: number, reason: string];
-const V4_RANGES: readonly V4Range[] = [
-  ['0.0.0.0', 8, 'unspecified address'],
-  ['10.0.0.0', 8, 'private address'],
-  ['100.64.0.0', 10, 'carrier-grade NAT address'],
-  ['127.0.0.0', 8, 'loopback address'],
-  ['169.254.0.0', 16, 'link-local (cloud metadata) address'],
-  ['172.16.0.0', 12, 'private address'],
-  ['192.0.0.0', 24, 'IETF protocol address'],
-  ['192.0.2.0', 24, 'documentation address'],
-  ['192.88.99.0', 24, '6to4 relay address'],
-  ['192.168.0.0', 16, 'private address'],
-  ['198.18.0.0', 15, 'benchmarking address'],
-  ['198.51.100.0', 24, 'documentation address'],
-  ['203.0.113.0', 24, 'documentation address'],
-  ['224.0.0.0', 4, 'multicast address'],
-  ['240.0.0.0', 4, 'reserved address'],
-];
-
-// `v4` marks prefixes whose low 32 bits (or bits 16..47 for 6to4) carry an IPv4 address that
-// decides the verdict, so ::ffff:127.0.0.1 is as private as 127.0.0.1.
-type V6Range = readonly [base: string, prefix: number, reason: string | { v4: 'low' | '6to4' }];
-const V6_RANGES: readonly V6Range[] = [
-  ['::', 128, 'unspecified address'],
-  ['::1', 128, 'loopback address'],
-  ['::ffff:0:0', 96, { v4: 'low' }],
-  ['::ffff:0:0:0', 96, { v4: 'low' }],
-  ['::', 96, 'IPv4-compatible address'],
-  ['64:ff9b::', 96, { v4: 'low' }],
-  ['64:ff9b:1::', 48, 'NAT64 local-use address'],
-  ['100::', 64, 'discard-only address'],
-  ['2001::', 32, 'Teredo address'],
-  ['2001:2::', 48, 'benchmarking address'],
-  ['2001:db8::', 32, 'documentation address'],
-  ['2002::', 16, { v4: '6to4' }],
-  ['3fff::', 20, 'documentation address'],
-  ['fc00::', 7, 'unique-local address'],
-  ['fe80::', 10, 'link-local address'],
-  ['fec0::', 10, 'site-local address'],
-  ['ff00::', 8, 'multicast address'],
-];
-
-function v4ToInt(address: string): number {
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
-}
-
-function v6ToBigInt(address: string): bigint {
-  let text = address;
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (dotted?.[1]) {
-    const n = v4ToInt(dotted[1]);
-    text = `${text.slice(0, -dotted[1].length)}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
-  }
-  const [head = '', tail] = text.split('::');
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const zeros = tail === undefined ? [] : Array<string>(8 - headGroups.length - tailGroups.length).fill('0');
-  return [...headGroups, ...zeros, ...tailGroups].reduce((acc, g) => (acc << 16n) | BigInt(`0x${g}`), 0n);
-}
-
-function classifyV4(address: string): string | null {
-  const n = v4ToInt(address);
-  for (const [base, prefix, reason] of V4_RANGES) {
-    const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
-    if (((n & mask) >>> 0) === v4ToInt(base)) return reason;
-  }
-  return null;
-}
-
-function intToV4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-function classifyV6(address: string): string | null {
-  const n = v6ToBigInt(address);
-  for (const [base, prefix, verdict] of V6_RANGES) {
-    const shift = BigInt(128 - prefix);
-    if (n >> shift !== v6ToBigInt(base) >> shift) continue;
-    if (typeof verdict === 'string') return verdict;
-    const embedded = Number(verdict.v4 === 'low' ? n & 0xffffffffn : (n >> 80n) & 0xffffffffn);
-    const inner = classifyV4(intToV4(embedded));
-    return inner === null ? null : `IPv4-embedded ${inner}`;
-  }
-  return null;
-}
-
-/** Why an address must not be reached by default, or null when it is a public unicast address. */
-export function classifyAddress(address: string): string | null {
-  const bare = address.replace(/^\[(.*)\]$/, '$1').replace(/%.*$/, '');
-  if (isIPv4(bare)) return classifyV4(bare);
-  if (isIPv6(bare)) return classifyV6(bare.toLowerCase());
-  // Fail closed: anything we cannot parse as an address is treated as unreachable.
-  return 'not an IP address';
-}
-
-/** True unless `address` is a public unicast IPv4/IPv6 address (unparseable input counts as private). */
-export function isPrivateAddress(address: string): boolean {
-  return classifyAddress(address) !== null;
-}
 
 function denialReason(policy: EgressPolicy, host: string, address: string): string | null {
   if (policy.allowPrivateNetworks) return null;
@@ -223,9 +91,6 @@ const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 
 // Node's messages for these quote the offending header value, which may be a token.
 const HEADER_ERROR_CODES = new Set(['ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN']);
 
-function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
-}
 
 async function prepare(input: string | URL | Request, init: RequestInit | undefined, userAgent?: string): Promise<Outgoing> {
   const fromRequest = input instanceof Request ? input : undefined;
@@ -449,97 +314,4 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
     }
   }
   return egressFetch;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Retries
-
-export interface RetryOptions {
-  /** extra attempts after the first */
-  retries: number;
-  baseDelayMs?: number;
-  maxDelayMs?: number;
-  /** default: 429, 502, 503, 504 */
-  retryOn?: (res: Response) => boolean;
-  /** default true; never for EgressDeniedError, an oversized response or an abort */
-  retryNetworkErrors?: boolean;
-  signal?: AbortSignal;
-  sleep?: (ms: number) => Promise<void>;
-}
-
-const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
-
-function sleepWithSignal(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortReason(signal));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** Milliseconds the server asked us to wait, from Retry-After or (when rate limited) a reset header. */
-export function serverRequestedDelay(res: Response, now = Date.now()): number | undefined {
-  const retryAfter = res.headers.get('retry-after')?.trim();
-  if (retryAfter) {
-    if (/^\d+(\.\d+)?$/.test(retryAfter)) return Number(retryAfter) * 1000;
-    const date = Date.parse(retryAfter);
-    if (!Number.isNaN(date)) return Math.max(0, date - now);
-  }
-  // Providers send reset headers on every response; they only mean "wait" once the quota is gone.
-  const remaining = res.headers.get('x-ratelimit-remaining') ?? res.headers.get('ratelimit-remaining');
-  if (res.status !== 429 && remaining?.trim() !== '0') return undefined;
-  for (const name of ['ratelimit-reset', 'x-ratelimit-reset']) {
-    const raw = res.headers.get(name)?.trim();
-    if (!raw || !/^\d+(\.\d+)?$/.test(raw)) continue;
-    const value = Number(raw);
-    // Seconds until reset (IETF draft), or an epoch timestamp in seconds (GitHub) or milliseconds.
-    if (value > 1e12) return Math.max(0, value - now);
-    if (value > 1e9) return Math.max(0, value * 1000 - now);
-    return value * 1000;
-  }
-  return undefined;
-}
-
-function isRetryableError(err: unknown, signal?: AbortSignal): boolean {
-  if (signal?.aborted) return false;
-  if (err instanceof EgressDeniedError || err instanceof EgressResponseTooLargeError) return false;
-  return !(err instanceof Error && err.name === 'AbortError');
-}
-
-/**
- * Calls `attempt` until it returns a non-retryable response or retries run out; honours
- * Retry-After and (X-)RateLimit-Reset capped by maxDelayMs, else exponential backoff with full
- * jitter. Returns the last response, or throws the last network error.
- */
-export async function withRetries(attempt: () => Promise<Response>, opts: RetryOptions): Promise<Response> {
-  const baseDelayMs = opts.baseDelayMs ?? 200;
-  const maxDelayMs = opts.maxDelayMs ?? 10_000;
-  const retryOn = opts.retryOn ?? ((res: Response) => RETRYABLE_STATUS.has(res.status));
-  const retryNetworkErrors = opts.retryNetworkErrors ?? true;
-  const { signal } = opts;
-  const sleep = opts.sleep ?? ((ms: number) => sleepWithSignal(ms, signal));
-  const backoff = (n: number): number => Math.floor(Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** n));
-
-  for (let n = 0; ; n++) {
-    if (signal?.aborted) throw abortReason(signal);
-    let res: Response;
-    try {
-      res = await attempt();
-    } catch (err) {
-      if (n >= opts.retries || !retryNetworkErrors || !isRetryableError(err, signal)) throw err;
-      await sleep(backoff(n));
-      continue;
-    }
-    if (n >= opts.retries || !retryOn(res)) return res;
-    const requested = serverRequestedDelay(res);
-    await res.body?.cancel().catch(() => undefined);
-    await sleep(requested === undefined ? backoff(n) : Math.min(Math.max(0, requested), maxDelayMs));
-  }
 }
