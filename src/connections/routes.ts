@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiFamily } from '../http/families.js';
+import { fastSerializerCompiler } from '../http/fast-serializer.js';
 import { errors, jsonObject } from '../lib/schemas.js';
 import { connection, connectionList, connectionParams, createConnectionBody, keyQuery, listQuery, toConnection, toConnectionInput } from './schemas.js';
 import type { ConnectionService } from './service.js';
@@ -55,6 +56,7 @@ export const connectionRoutes: FastifyPluginAsyncZod<{ connections: ConnectionSe
   });
 
   app.get(`${base}/:connection_id`, {
+    serializerCompiler: fastSerializerCompiler,
     schema: {
       operationId: op('getConnection'),
       tags,

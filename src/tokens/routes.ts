@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { StoredCredentials } from '../connections/credentials.js';
+import { fastSerializerCompiler } from '../http/fast-serializer.js';
 import { booleanQuery, connectionIdSchema, errors, providerConfigKey } from '../lib/schemas.js';
 import type { TokenService } from './service.js';
 
@@ -37,6 +38,7 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ tokens: TokenService }> = asyn
     ['/v1/auth/token', 'v1GetAuthToken', ['v1']],
   ] as const) {
     app.get(`${prefix}/:provider_config_key/:connection_id`, {
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         operationId,
         tags: [...tags],
