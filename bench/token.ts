@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import autocannon from 'autocannon';
+import autocannon, { type Result } from 'autocannon';
 
 const argv = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const duration = Number(argv.get('duration') ?? 10);
@@ -49,7 +49,7 @@ const pathFor = (mode: string, r: Ready, id: string) =>
     ? `/connection/${id}?provider_config_key=${r.providerConfigKey}`
     : `/auth/token/${encodeURIComponent(r.providerConfigKey)}/${encodeURIComponent(id)}`;
 
-function load(mode: string, r: Ready, seconds: number): Promise<autocannon.Result> {
+function load(mode: string, r: Ready, seconds: number): Promise<Result> {
   let index = 0;
   const headers = mode === 'bare' ? {} : { authorization: `Bearer ${r.key}` };
   return new Promise((resolve, reject) => {
