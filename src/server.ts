@@ -23,8 +23,13 @@ export async function startServer(
       process.exit(1);
     }, opts.shutdownTimeoutMs);
     timer.unref();
+    // Connections that were busy when closing began become idle keep-alive sockets once their
+    // response is out; close those as they appear, or the server would wait for the clients.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+    sweep.unref();
     try {
       await app.close();
+      clearInterval(sweep);
       await opts.onShutdown();
       opts.log.info('stopped');
       process.exit(0);

@@ -10,7 +10,7 @@ import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/
 function terapi(args: string[], env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
     cwd: path.resolve(import.meta.dirname, '..'),
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: process.env.TEST_CHILD_LOG_LEVEL ?? 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -81,6 +81,43 @@ describe('terapi serve (embedded)', () => {
       expect((await fetch(`${url}/integration`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     } finally {
       await stop(p.child, p.exited);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('graceful shutdown', () => {
+  it('finishes a request in flight after SIGTERM, then exits 0', async () => {
+    // A provider API that takes a second to answer the key check.
+    const { createServer } = await import('node:http');
+    const slow = createServer((_req, res) => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), 1000));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const slowUrl = `http://127.0.0.1:${(slow.address() as { port: number }).port}`;
+    const dir = await mkdtemp(path.join(tmpdir(), 'terapi-cli-'));
+    const p = terapi(['serve'], {
+      PORT: '0',
+      TERAPI_DATA_DIR: dir,
+      TERAPI_ALLOW_PROVIDER_URL_OVERRIDES: 'true',
+      TERAPI_EGRESS_ALLOW_PRIVATE: 'true',
+    });
+    try {
+      const { url, key } = await p.listening();
+      const post = (route: string, body: unknown) =>
+        fetch(`${url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect((await post('/integration', { provider_config_key: 'sg', provider: 'sendgrid', api_base_url: slowUrl })).status).toBe(200);
+      const inFlight = post('/connection', { connection_id: 'slow', provider_config_key: 'sg', credentials: { api_key: 'k' }, verify: true });
+      await new Promise((r) => setTimeout(r, 300));
+      p.child.kill('SIGTERM');
+      const res = await inFlight;
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { id: string }).id).toBe('slow');
+      const code = await p.exited;
+      if (code !== 0) console.error(p.out(), p.err());
+      expect(code).toBe(0);
+      await expect(fetch(`${url}/health`)).rejects.toThrow();
+    } finally {
+      if (p.child.exitCode === null) p.child.kill('SIGKILL');
+      await new Promise((r) => slow.close(r));
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
