@@ -33,7 +33,7 @@ import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type pg from 'pg';
 import type { PGlite } from '@electric-sql/pglite';
-import { findConnection } from '../src/connections/repository.js';
+import { connectionColumns, findConnection } from '../src/connections/repository.js';
 import { connection, connectionParams, keyQuery, toConnection } from '../src/connections/schemas.js';
 import type { Database } from '../src/db/client.js';
 import { connections, integrations } from '../src/db/schema/index.js';
@@ -70,29 +70,8 @@ const narrowColumns = {
   provider: integrations.provider,
 };
 
-/** The columns of src/connections/repository.ts at the time of writing (for `unprepared`; src does not export its list). */
-const wideColumns = {
-  id: connections.id,
-  environmentId: connections.environmentId,
-  integrationId: connections.integrationId,
-  connectionId: connections.connectionId,
-  credentialsType: connections.credentialsType,
-  credentialsEnc: connections.credentialsEnc,
-  credentialsExpiresAt: connections.credentialsExpiresAt,
-  refreshable: connections.refreshable,
-  connectionConfig: connections.connectionConfig,
-  metadata: connections.metadata,
-  tags: connections.tags,
-  endUserId: connections.endUserId,
-  endUser: connections.endUser,
-  error: connections.error,
-  lastRefreshedAt: connections.lastRefreshedAt,
-  lastFetchedAt: connections.lastFetchedAt,
-  createdAt: connections.createdAt,
-  updatedAt: connections.updatedAt,
-  providerConfigKey: integrations.uniqueKey,
-  provider: integrations.provider,
-};
+/** Every column, as src/connections/repository.ts selects them (for `unprepared`). */
+const wideColumns = connectionColumns;
 
 const RAW_SQL =
   'SELECT c.connection_id, c.credentials_type, c.credentials_expires_at, c.metadata, c.created_at, c.updated_at, i.unique_key, i.provider ' +

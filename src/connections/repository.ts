@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { connections, integrations } from '../db/schema/index.js';
 
@@ -6,32 +6,13 @@ export type ConnectionRow = typeof connections.$inferSelect;
 /** A connection with the integration facts every response needs. */
 export type ConnectionWithIntegration = ConnectionRow & { providerConfigKey: string; provider: string };
 
-const columns = {
-  id: connections.id,
-  environmentId: connections.environmentId,
-  integrationId: connections.integrationId,
-  connectionId: connections.connectionId,
-  credentialsType: connections.credentialsType,
-  credentialsEnc: connections.credentialsEnc,
-  credentialsExpiresAt: connections.credentialsExpiresAt,
-  refreshable: connections.refreshable,
-  connectionConfig: connections.connectionConfig,
-  metadata: connections.metadata,
-  tags: connections.tags,
-  endUserId: connections.endUserId,
-  endUser: connections.endUser,
-  error: connections.error,
-  lastRefreshedAt: connections.lastRefreshedAt,
-  refreshLockOwner: connections.refreshLockOwner,
-  refreshLockUntil: connections.refreshLockUntil,
-  refreshRetryAt: connections.refreshRetryAt,
-  refreshFailures: connections.refreshFailures,
-  lastFetchedAt: connections.lastFetchedAt,
-  createdAt: connections.createdAt,
-  updatedAt: connections.updatedAt,
+/** Every connection column plus the integration facts responses need (one join, no second query). */
+export const connectionColumns = {
+  ...getTableColumns(connections),
   providerConfigKey: integrations.uniqueKey,
   provider: integrations.provider,
 };
+const columns = connectionColumns;
 
 const findConnectionQuery = (db: DbOrTx) =>
   db

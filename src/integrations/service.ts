@@ -45,6 +45,11 @@ const SECRETS_LIMIT = 16 * 1024;
 const secretContext = (environmentId: string) => `integration.secrets:${environmentId}`;
 const clientSecretContext = (environmentId: string) => `integration.client_secret:${environmentId}`;
 
+/** The integration's OAuth client secret in clear, for token requests only. */
+export function decryptClientSecret(vault: Vault, integration: Pick<repo.IntegrationRow, 'environmentId' | 'oauthClientSecretEnc'>): string | undefined {
+  return integration.oauthClientSecretEnc ? vault.decrypt(integration.oauthClientSecretEnc, clientSecretContext(integration.environmentId)) : undefined;
+}
+
 export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: Catalog; allowProviderUrlOverrides: boolean; hub: NotificationHub }) {
   const { db, vault, catalog } = deps;
 

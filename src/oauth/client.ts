@@ -1,6 +1,9 @@
 import * as oidc from 'openid-client';
 import type { UrlOverrides } from '../db/schema/index.js';
+import type { IntegrationRow } from '../integrations/repository.js';
+import { decryptClientSecret } from '../integrations/service.js';
 import { ValidationError } from '../lib/errors.js';
+import type { Vault } from '../lib/vault.js';
 import { withRetries } from '../lib/egress.js';
 import type { Provider } from '../providers/schema.js';
 import { normalizeTokenBody } from './token-response.js';
@@ -65,6 +68,28 @@ export function resolveEndpoints(
     authorizationUrl: authorization ? fillTemplate(authorization, connectionConfig) : undefined,
     tokenUrl: fillTemplate(token, connectionConfig),
     refreshUrl: provider.refresh_url && !overrides.token_url ? fillTemplate(provider.refresh_url, connectionConfig) : undefined,
+  };
+}
+
+/**
+ * The OAuth context of an integration (client from the integration, or from the connection for
+ * client-credentials connections that bring their own). Undefined when no client id is known, so
+ * each caller says so in its own terms; a missing connection-config value throws a ValidationError.
+ */
+export function integrationOAuthContext(
+  vault: Vault,
+  provider: Provider,
+  integration: IntegrationRow,
+  connectionConfig: Record<string, unknown>,
+  client: { id?: string; secret?: string } = {},
+): OAuthContext | undefined {
+  const clientId = client.id || integration.oauthClientId;
+  if (!clientId) return undefined;
+  return {
+    provider,
+    clientId,
+    clientSecret: client.secret || decryptClientSecret(vault, integration),
+    ...resolveEndpoints(provider, integration.urlOverrides, connectionConfig),
   };
 }
 

@@ -15,7 +15,7 @@ import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
 import { genericProviders } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
-import { type OAuthClient, type OAuthContext, OAuthError, resolveEndpoints } from './client.js';
+import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthError } from './client.js';
 
 /** Why an authorization flow stopped; the Connect page shows each as a clear error screen. */
 export class FlowError extends Error {
@@ -98,23 +98,15 @@ export function createAuthFlows(deps: {
     connectionConfig: Record<string, unknown>,
     client: { id?: string; secret?: string } = {},
   ): OAuthContext {
-    const clientId = client.id || integration.oauthClientId;
-    if (!clientId) {
-      throw new FlowError('not_configured', `The "${integration.uniqueKey}" integration has no OAuth client configured yet.`);
-    }
+    let ctx: OAuthContext | undefined;
     try {
-      return {
-        provider,
-        clientId,
-        clientSecret:
-          client.secret ||
-          (integration.oauthClientSecretEnc ? vault.decrypt(integration.oauthClientSecretEnc, `integration.client_secret:${integration.environmentId}`) : undefined),
-        ...resolveEndpoints(provider, integration.urlOverrides, connectionConfig),
-      };
+      ctx = integrationOAuthContext(vault, provider, integration, connectionConfig, client);
     } catch (err) {
       if (err instanceof AppError && err.statusCode === 400) throw new FlowError('not_configured', err.message);
       throw err;
     }
+    if (!ctx) throw new FlowError('not_configured', `The "${integration.uniqueKey}" integration has no OAuth client configured yet.`);
+    return ctx;
   }
 
   return {

@@ -11,7 +11,7 @@ import { findIntegrationById } from '../integrations/repository.js';
 import { FailedDependencyError, NotFoundError, ServiceUnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
-import { type OAuthClient, type OAuthContext, OAuthError, resolveEndpoints, type TokenSet } from '../oauth/client.js';
+import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthError, type TokenSet } from '../oauth/client.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
 import * as repo from './repository.js';
@@ -77,16 +77,10 @@ export function createTokenService(deps: {
   async function oauthContext(c: ConnectionWithIntegration, creds: StoredCredentials): Promise<OAuthContext> {
     const integration = await findIntegrationById(db, c.environmentId, c.integrationId);
     if (!integration) throw new NotFoundError(`Integration "${c.providerConfigKey}" not found`);
-    const provider = providerOf(c);
-    const ccClient = creds.type === 'OAUTH2_CC' ? creds : undefined;
-    const clientId = ccClient?.client_id ?? integration.oauthClientId;
-    if (!clientId) {
-      throw new FailedDependencyError('integration_incomplete', `Integration "${c.providerConfigKey}" has no OAuth client id to refresh tokens with`);
-    }
-    const clientSecret =
-      ccClient?.client_secret ??
-      (integration.oauthClientSecretEnc ? vault.decrypt(integration.oauthClientSecretEnc, `integration.client_secret:${c.environmentId}`) : undefined);
-    return { provider, clientId, clientSecret, ...resolveEndpoints(provider, integration.urlOverrides, c.connectionConfig) };
+    const own = creds.type === 'OAUTH2_CC' ? { id: creds.client_id, secret: creds.client_secret } : {};
+    const ctx = integrationOAuthContext(vault, providerOf(c), integration, c.connectionConfig, own);
+    if (!ctx) throw new FailedDependencyError('integration_incomplete', `Integration "${c.providerConfigKey}" has no OAuth client id to refresh tokens with`);
+    return ctx;
   }
 
   function merge(previous: StoredCredentials, tokens: TokenSet): StoredCredentials {
