@@ -1,20 +1,18 @@
 import { randomUUID } from 'node:crypto';
+import { verifyCredentials } from '../connect/verify.js';
 import type { Db } from '../db/client.js';
+import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { EndUser } from '../db/schema/index.js';
 import { findIntegration } from '../integrations/repository.js';
 import { notFound as integrationNotFound } from '../integrations/service.js';
 import { decodeCursor, encodeCursor } from '../lib/cursor.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
-import { verifyCredentials } from '../connect/verify.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
-import type { Provider } from '../providers/schema.js';
 import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
-import { notifyChange } from '../db/notifications.js';
 import { recordEvent } from '../events/repository.js';
 import type { ConnectionReader } from './reader.js';
-import type { NotificationHub } from '../db/notifications.js';
 import * as repo from './repository.js';
 
 export interface ConnectionInput {
@@ -250,10 +248,6 @@ export function createConnectionService(deps: {
       });
       for (const u of written) deps.hub.emitLocal('conn', u.id);
       return written;
-    },
-
-    providerOf(connection: ConnectionView): Provider | undefined {
-      return catalog.get(connection.provider);
     },
   };
 }

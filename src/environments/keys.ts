@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 const PREFIX = 'terapi_sk_';
 
@@ -17,13 +17,6 @@ export function hashSecretKey(key: string): string {
 
 export function secretKeyHint(key: string): string {
   return `${key.slice(0, PREFIX.length + 4)}…`;
-}
-
-/** Constant-time comparison of two hex digests of equal length. */
-export function sameHash(a: string, b: string): boolean {
-  const ba = Buffer.from(a, 'hex');
-  const bb = Buffer.from(b, 'hex');
-  return ba.length === bb.length && timingSafeEqual(ba, bb);
 }
 
 /** Parses `Authorization: Bearer <key>`; anything else is undefined. */

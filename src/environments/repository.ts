@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { notifyChange } from '../db/notifications.js';
 import { accounts, environments } from '../db/schema/index.js';
@@ -69,14 +69,6 @@ export async function listEnvironments(db: DbOrTx, accountId?: string): Promise<
 
 export async function getEnvironment(db: DbOrTx, id: string): Promise<EnvironmentRow | undefined> {
   const [row] = await db.select(environmentColumns).from(environments).where(eq(environments.id, id));
-  return row;
-}
-
-export async function findEnvironmentByName(db: DbOrTx, accountId: string, name: string): Promise<EnvironmentRow | undefined> {
-  const [row] = await db
-    .select(environmentColumns)
-    .from(environments)
-    .where(and(eq(environments.accountId, accountId), eq(environments.name, name)));
   return row;
 }
 

@@ -9,7 +9,6 @@ import { ServiceUnavailableError } from './errors.js';
  */
 export interface Vault {
   readonly available: boolean;
-  readonly primaryKeyId: string | undefined;
   encrypt(plaintext: string, context: string): string;
   decrypt(ciphertext: string, context: string): string;
   encryptJson(value: unknown, context: string): string;
@@ -99,7 +98,6 @@ export function createVault(keys: VaultKey[]): Vault {
 
   return {
     available: primary !== undefined,
-    primaryKeyId: primary?.id,
     encrypt,
     decrypt,
     encryptJson: (value, context) => encrypt(JSON.stringify(value), context),

@@ -2,7 +2,6 @@ import { z } from 'zod';
 
 /** Auth modes Terapi speaks. OAUTH2_CC is the client-credentials grant (no end-user consent). */
 export const authModes = ['OAUTH2', 'OAUTH2_CC', 'API_KEY', 'BASIC'] as const;
-export type AuthMode = (typeof authModes)[number];
 
 export const providerCategories = [
   'accounting',

@@ -230,7 +230,6 @@ export function createTokenService(deps: {
   }
 
   return {
-    owner,
     /** The connection's credentials, refreshed first when they expire soon or when forced. */
     async getToken(
       environmentId: string,
