@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { bigint, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { connections, type EndUser } from './connections.js';
-import { environments } from './environments.js';
-import { integrations } from './integrations.js';
+import { environmentRef } from './environments.js';
+import { integrationRef } from './integrations.js';
 
 /** Per-integration defaults a connect session applies (Nango's `integrations_config_defaults`). */
 export interface IntegrationDefaults {
@@ -19,9 +19,7 @@ export const connectSessions = pgTable(
   'connect_sessions',
   {
     id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
-    environmentId: uuid('environment_id')
-      .notNull()
-      .references(() => environments.id, { onDelete: 'cascade' }),
+    environmentId: environmentRef(),
     tokenHash: text('token_hash').notNull(),
     endUser: jsonb('end_user').$type<EndUser & { tags?: Record<string, string> }>().notNull(),
     endUserId: text('end_user_id').notNull(),
@@ -46,12 +44,8 @@ export const oauthSessions = pgTable(
   'oauth_sessions',
   {
     id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
-    environmentId: uuid('environment_id')
-      .notNull()
-      .references(() => environments.id, { onDelete: 'cascade' }),
-    integrationId: bigint('integration_id', { mode: 'number' })
-      .notNull()
-      .references(() => integrations.id, { onDelete: 'cascade' }),
+    environmentId: environmentRef(),
+    integrationId: integrationRef(),
     connectSessionId: uuid('connect_session_id').references(() => connectSessions.id, { onDelete: 'cascade' }),
     /** SHA-256 of the `state` parameter. */
     stateHash: text('state_hash').notNull(),

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { environments, timestamps } from './environments.js';
-import { integrations } from './integrations.js';
+import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { environmentRef, timestamps } from './environments.js';
+import { integrationRef } from './integrations.js';
 
 export type CredentialsType = 'OAUTH2' | 'OAUTH2_CC' | 'API_KEY' | 'BASIC';
 
@@ -28,12 +28,8 @@ export const connections = pgTable(
   'connections',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
-    environmentId: uuid('environment_id')
-      .notNull()
-      .references(() => environments.id, { onDelete: 'cascade' }),
-    integrationId: bigint('integration_id', { mode: 'number' })
-      .notNull()
-      .references(() => integrations.id, { onDelete: 'cascade' }),
+    environmentId: environmentRef(),
+    integrationId: integrationRef(),
     connectionId: text('connection_id').notNull(),
     credentialsType: text('credentials_type').$type<CredentialsType>().notNull(),
     /** Vault ciphertext of the credentials JSON (tokens, keys, raw token response). */

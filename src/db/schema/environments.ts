@@ -36,3 +36,9 @@ export const environments = pgTable(
     index('environments_account_idx').on(t.accountId),
   ],
 );
+
+/** The tenant column every other table carries; deleting the environment deletes the row. */
+export const environmentRef = () =>
+  uuid('environment_id')
+    .notNull()
+    .references(() => environments.id, { onDelete: 'cascade' });

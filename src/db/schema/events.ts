@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { environments } from './environments.js';
+import { bigint, boolean, index, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { environmentRef } from './environments.js';
 
 export type EventType = 'auth' | 'sync' | 'async_action';
 
@@ -13,9 +13,7 @@ export const events = pgTable(
   'events',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
-    environmentId: uuid('environment_id')
-      .notNull()
-      .references(() => environments.id, { onDelete: 'cascade' }),
+    environmentId: environmentRef(),
     type: text('type').$type<EventType>().notNull(),
     operation: text('operation').notNull(),
     success: boolean('success').notNull(),

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { bigint, jsonb, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { environments, timestamps } from './environments.js';
+import { bigint, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { environmentRef, timestamps } from './environments.js';
 
 export type UrlOverrides = Partial<Record<'authorization_url' | 'token_url' | 'api_base_url', string>>;
 
@@ -9,9 +9,7 @@ export const integrations = pgTable(
   'integrations',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
-    environmentId: uuid('environment_id')
-      .notNull()
-      .references(() => environments.id, { onDelete: 'cascade' }),
+    environmentId: environmentRef(),
     uniqueKey: text('unique_key').notNull(),
     provider: text('provider').notNull(),
     displayName: text('display_name'),
@@ -25,3 +23,9 @@ export const integrations = pgTable(
   },
   (t) => [uniqueIndex('integrations_environment_unique_key_key').on(t.environmentId, t.uniqueKey)],
 );
+
+/** A row that belongs to one integration and goes with it. */
+export const integrationRef = () =>
+  bigint('integration_id', { mode: 'number' })
+    .notNull()
+    .references(() => integrations.id, { onDelete: 'cascade' });
