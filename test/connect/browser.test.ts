@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Browser, chromium, type Page, type Request } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page, type Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CLIENT, type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -176,6 +176,15 @@ async function runFixtureFlow(page: Page, consent: 'allow' | 'deny', screenshotL
   await page.locator(consent === 'allow' ? '#consent-allow' : '#consent-deny').click();
 }
 
+/** The product page opens the connect link in a popup, as a SaaS front end would. */
+async function openConnectPopup(context: BrowserContext, connectLink: string) {
+  saasLink = connectLink;
+  const product = await context.newPage();
+  await product.goto(`${saasOrigin}/`);
+  const [popup] = await Promise.all([context.waitForEvent('page'), product.locator('#connect-popup').click()]);
+  return { product, popup };
+}
+
 describe('the Connect page in a browser', () => {
   it(
     'popup mode: connects through the OAuth fixture and tells the opener, at its origin only once',
@@ -184,10 +193,7 @@ describe('the Connect page in a browser', () => {
       const s = await newSession(endUser, { allowed_origin: saasOrigin });
       const rec = await recordedContext();
       try {
-        saasLink = s.connect_link;
-        const product = await rec.context.newPage();
-        await product.goto(`${saasOrigin}/`);
-        const [popup] = await Promise.all([rec.context.waitForEvent('page'), product.locator('#connect-popup').click()]);
+        const { product, popup } = await openConnectPopup(rec.context, s.connect_link);
         const closed = popup.waitForEvent('close', { timeout: 20_000 });
         closed.catch(() => {}); // awaited below; this only keeps an early failure from becoming an unhandled rejection
 
@@ -230,10 +236,7 @@ describe('the Connect page in a browser', () => {
       const s = await newSession(endUser, { allowed_origin: saasOrigin });
       const rec = await recordedContext();
       try {
-        saasLink = s.connect_link;
-        const product = await rec.context.newPage();
-        await product.goto(`${saasOrigin}/`);
-        const [popup] = await Promise.all([rec.context.waitForEvent('page'), product.locator('#connect-popup').click()]);
+        const { product, popup } = await openConnectPopup(rec.context, s.connect_link);
 
         await runFixtureFlow(popup, 'deny');
         await popup.locator('#result[data-error="denied"]').waitFor();
