@@ -94,7 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(async (api) => {
     api.addHook('onRequest', environmentAuth(keyCache));
-    await api.register(providerRoutes, { catalog, db: services.db });
+    await api.register(providerRoutes, { catalog, integrations });
     for (const family of [terapiFamily, v1Family]) {
       await api.register(integrationRoutes, { integrations, family });
       await api.register(connectionRoutes, { connections, family });

@@ -62,11 +62,7 @@ export async function createServices(deps: ServiceDeps) {
   const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub });
 
   return {
-    db,
-    catalog,
     keyCache,
-    hub,
-    egressFetch,
     environments: createEnvironmentService({ db, keyCache }),
     integrations: createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides, hub }),
     connections,

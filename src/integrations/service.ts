@@ -143,6 +143,9 @@ export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: 
       }
     },
 
+    /** Providers this environment has at least one integration of. */
+    installedProviders: (environmentId: string) => repo.listInstalledProviders(db, environmentId),
+
     async list(environmentId: string): Promise<IntegrationView[]> {
       const rows = await repo.listIntegrations(db, environmentId);
       return rows.map((r) => toView(environmentId, r, r.connectionCount));

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Db } from '../db/client.js';
-import { listInstalledProviders } from '../integrations/repository.js';
+import type { IntegrationService } from '../integrations/service.js';
 import { NotFoundError } from '../lib/errors.js';
 import { errors, providerName } from '../lib/schemas.js';
 import type { Catalog } from './catalog.js';
@@ -66,7 +65,7 @@ function toDetail(p: Provider, installed: boolean): z.output<typeof providerDeta
 }
 
 /** The provider catalog: what Terapi knows how to authenticate with, with per-category counts. */
-export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; db: Db }> = async (app, { catalog, db }) => {
+export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; integrations: IntegrationService }> = async (app, { catalog, integrations }) => {
   app.get('/providers', {
     schema: {
       operationId: 'listProviders',
@@ -91,7 +90,7 @@ export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; db: Db }>
     },
     handler: async (req) => {
       const { category, auth_mode, status, search } = req.query;
-      const installed = new Set(await listInstalledProviders(db, req.environment.id));
+      const installed = new Set(await integrations.installedProviders(req.environment.id));
       const needle = search?.trim().toLowerCase();
       const facetMatches = catalog.list().filter(
         (p) =>
@@ -121,7 +120,7 @@ export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; db: Db }>
     handler: async (req) => {
       const provider = catalog.get(req.params.name);
       if (!provider) throw new NotFoundError(`Provider "${req.params.name}" is not in the catalog`);
-      const installed = (await listInstalledProviders(db, req.environment.id)).includes(provider.name);
+      const installed = (await integrations.installedProviders(req.environment.id)).includes(provider.name);
       return { data: toDetail(provider, installed) };
     },
   });
