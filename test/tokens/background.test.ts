@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/client.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { loadCatalog } from '../../src/providers/catalog.js';
 import { createServices, type Services } from '../../src/services.js';
@@ -78,6 +79,16 @@ describe('background refresh', () => {
     server.resetCounters();
     expect(await refresher().runOnce()).toEqual({ refreshed: 0, failed: 0, skipped: 0 });
     expect(server.grants.attempts.refresh_token).toBe(0);
+  });
+
+  it('removes connect sessions that expired more than a day ago', async () => {
+    const created = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'old-user' } } });
+    expect(created.statusCode).toBe(201);
+    await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'live-user' } } });
+    await t.db.database.db.execute(sql`UPDATE connect_sessions SET expires_at = now() - interval '2 days' WHERE end_user_id = 'old-user'`);
+    await refresher().runOnce();
+    const left = await queryRows<{ end_user_id: string }>(t.db.database.db, sql`SELECT end_user_id FROM connect_sessions ORDER BY end_user_id`);
+    expect(left.map((r) => r.end_user_id)).toEqual(['live-user']);
   });
 
   it('records a failure and skips broken connections next time', async () => {
