@@ -178,7 +178,7 @@ async function startTerapi(mode: Exclude<ServerMode, 'bare'>): Promise<{ app: Fa
   // The real config loader with its defaults (as `terapi serve` with no variables set), so new
   // AppConfig fields need no change here; only the logger level is the benchmark's.
   const config: AppConfig = loadConfig({ LOG_LEVEL: logLevel });
-  const app = await buildApp({ config, database, vault, catalog, logger });
+  const app = await buildApp({ config, database, vault, catalog, logger, redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' } });
   const withVariants = process.env.BENCH_VARIANTS === '1';
   if (withVariants) registerVariants(app, database, config.keyCacheTtlMs);
   await app.ready();

@@ -25,6 +25,12 @@ import { connectPageRoutes } from './connect/page-routes.js';
 import { connectSessionRoutes, connectSessionSelfRoutes } from './connect/routes.js';
 import { providerRoutes } from './providers/routes.js';
 import { version } from './version.js';
+import { actionRoutes, actionStatusRoutes } from './actions/routes.js';
+import { functionRoutes } from './functions/routes.js';
+import { recordRoutes } from './records/routes.js';
+import { nangoSyncRoutes } from './syncs/nango-routes.js';
+import { runRoutes, syncRoutes } from './syncs/routes.js';
+import { webhookRoutes } from './webhooks/routes.js';
 import { createServices, type ServiceDeps, type Services, type ServicesConfig } from './services.js';
 
 export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey'>;
@@ -98,7 +104,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     for (const family of [terapiFamily, v1Family]) {
       await api.register(integrationRoutes, { integrations, family });
       await api.register(connectionRoutes, { connections, family });
+      await api.register(functionRoutes, { functions: services.functions, family });
+      await api.register(syncRoutes, { syncs: services.syncs, family });
+      await api.register(actionRoutes, { actions: services.actions, family, serverUrl: config.serverUrl });
     }
+    await api.register(nangoSyncRoutes, { syncs: services.syncs, db: database.db });
+    await api.register(actionStatusRoutes, { actions: services.actions });
+    await api.register(runRoutes, { syncs: services.syncs });
+    await api.register(recordRoutes, { records: services.records });
+    await api.register(webhookRoutes, { webhooks: services.webhooks });
     await api.register(nangoIntegrationRoutes, { integrations });
     await api.register(nangoConnectionRoutes, { connections, tokens });
     await api.register(tokenRoutes, { tokens });

@@ -8,7 +8,9 @@ import { bootstrapDefaultEnvironment } from './environments/bootstrap.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createVault, generateKeySpec, parseEncryptionKeys, type Vault } from './lib/vault.js';
 import { loadCatalog } from './providers/catalog.js';
+import { startEmbeddedRedis, type RedisTarget, RedisUnavailableError } from './queue/redis.js';
 import { startServer } from './server.js';
+import { startWorkers } from './workers.js';
 import { createServices } from './services.js';
 import { createBackgroundRefresher } from './tokens/refresher.js';
 import { version } from './version.js';
@@ -78,7 +80,7 @@ async function main(argv: string[]): Promise<void> {
   const role = arg as Role;
   const config = loadConfig();
   const log = createLogger({ level: config.logLevel, pretty: config.logPretty });
-  if (!config.databaseUrl) await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  if (!config.databaseUrl || !config.redisUrl) await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
 
   const vault = await loadVault(config);
   const database = await openAndMigrate(config, log);
@@ -90,7 +92,10 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const catalog = loadCatalog();
-  const services = await createServices({ config, database, vault, catalog, logger: log });
+  const embeddedRedis = config.redisUrl ? undefined : await startEmbeddedRedis({ dataDir: config.dataDir, log });
+  const redis: RedisTarget = config.redisUrl ? { url: config.redisUrl } : embeddedRedis!.target;
+  const services = await createServices({ config, database, vault, catalog, logger: log, redis });
+  const workers = role === 'api' ? undefined : await startWorkers({ services, config, redis, log });
   const refresher = createBackgroundRefresher({
     db: database.db,
     catalog,
@@ -101,18 +106,23 @@ async function main(argv: string[]): Promise<void> {
   });
   const shutdownWork = async () => {
     await refresher.stop();
+    await workers?.stop();
     await services.close();
+    await embeddedRedis?.stop();
     await database.close();
   };
 
   if (role === 'worker') {
     refresher.start();
-    log.info({ refreshIntervalSeconds: config.refreshIntervalSeconds }, 'worker started: background token refresh');
+    log.info(
+      { refreshIntervalSeconds: config.refreshIntervalSeconds, syncConcurrency: config.queues.syncConcurrency, actionConcurrency: config.queues.actionConcurrency },
+      'worker started: syncs, actions, webhooks, scheduler and background token refresh',
+    );
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) process.exit(1);
       stopping = true;
-      log.info({ signal }, 'worker stopping: finishing the current refresh batch');
+      log.info({ signal }, 'worker stopping: finishing actions and webhooks, handing running syncs back');
       await shutdownWork();
       process.exit(0);
     };
@@ -128,7 +138,7 @@ async function main(argv: string[]): Promise<void> {
     keyFileDir: config.databaseUrl ? undefined : config.dataDir,
   });
 
-  const app = await buildApp({ config, database, vault, catalog, logger: log, services });
+  const app = await buildApp({ config, database, vault, catalog, logger: log, services, redis });
   if (role === 'serve') refresher.start();
   const address = await startServer(app, {
     host: config.host,
@@ -149,6 +159,7 @@ async function main(argv: string[]): Promise<void> {
       '',
       `  Terapi ${version} (${role}) listening on ${address}`,
       `  database:    ${dbLabel}`,
+      `  redis:       ${config.redisUrl ? 'REDIS_URL' : `embedded redis-server (${path.join(config.dataDir, 'redis')})`}`,
       `  secret key:  ${keyLine}`,
       `  API docs:    ${address}/docs`,
       `  try:         curl -H "Authorization: Bearer <secret key>" ${address}/providers`,
@@ -159,7 +170,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError || (err instanceof Error && err.message.startsWith('TERAPI_'))) {
+  if (err instanceof ConfigError || err instanceof RedisUnavailableError || (err instanceof Error && err.message.startsWith('TERAPI_'))) {
     process.stderr.write(`terapi: ${err.message}\n`);
   } else {
     process.stderr.write(`terapi: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

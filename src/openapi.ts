@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { buildApp } from './app.js';
+import { loadConfig } from './config.js';
 import { openDatabase } from './db/client.js';
 import { createLogger } from './lib/logger.js';
 import { createVault } from './lib/vault.js';
@@ -12,6 +13,7 @@ export const openApiFile = fileURLToPath(new URL('../openapi/openapi.json', impo
 export async function renderOpenApi(): Promise<string> {
   // The document depends only on route schemas; an empty in-memory database satisfies buildApp.
   const database = await openDatabase({});
+  const defaults = loadConfig({});
   const app = await buildApp({
     config: {
       bodyLimitBytes: 1,
@@ -23,7 +25,12 @@ export async function renderOpenApi(): Promise<string> {
       refreshMarginSeconds: 0,
       connectSessionTtlSeconds: 60,
       serverUrl: 'http://localhost:3003',
+      queues: defaults.queues,
+      runs: defaults.runs,
+      webhooks: defaults.webhooks,
     },
+    // Never contacted: producers connect on their first job.
+    redis: { url: 'redis://127.0.0.1:6379' },
     database,
     vault: createVault([]),
     catalog: loadCatalog(),

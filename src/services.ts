@@ -16,6 +16,18 @@ import { createAuthFlows } from './oauth/flow.js';
 import type { Catalog } from './providers/catalog.js';
 import { createTokenService } from './tokens/service.js';
 import { version } from './version.js';
+import { createActionRunner } from './actions/runner.js';
+import { createActionService } from './actions/service.js';
+import type { FunctionDefinition } from './functions/define.js';
+import { createFunctionRegistry } from './functions/registry.js';
+import { createFunctionRuntime } from './functions/runtime.js';
+import { createFunctionService } from './functions/service.js';
+import { createQueues } from './queue/queues.js';
+import type { RedisTarget } from './queue/redis.js';
+import { createRecordService } from './records/service.js';
+import { createSyncRunner } from './syncs/runner.js';
+import { createSyncService } from './syncs/service.js';
+import { createWebhookService } from './webhooks/service.js';
 
 export type ServicesConfig = Pick<
   Config,
@@ -26,6 +38,9 @@ export type ServicesConfig = Pick<
   | 'refreshMarginSeconds'
   | 'connectSessionTtlSeconds'
   | 'serverUrl'
+  | 'queues'
+  | 'runs'
+  | 'webhooks'
 >;
 
 export interface ServiceDeps {
@@ -34,6 +49,10 @@ export interface ServiceDeps {
   vault: Vault;
   catalog: Catalog;
   logger: Logger;
+  /** Where the queues live (REDIS_URL, or the embedded redis-server). */
+  redis: RedisTarget;
+  /** Functions beyond the built-in library, by provider (an embedding application's own). */
+  extraFunctions?: Record<string, readonly FunctionDefinition[]>;
 }
 
 export type Services = Awaited<ReturnType<typeof createServices>>;
@@ -60,15 +79,54 @@ export async function createServices(deps: ServiceDeps) {
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
   const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
   const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub });
+  const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader });
+
+  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix });
+  const registry = createFunctionRegistry(deps.extraFunctions);
+  const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch });
+  const enqueueSyncs = async (ids: readonly number[]) => {
+    for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
+  };
+  const actions = createActionService({ db, reader, registry, queues, waitMs: config.runs.actionWaitMs });
 
   return {
+    db,
+    queues,
+    registry,
     keyCache,
     environments: createEnvironmentService({ db, keyCache }),
     integrations: createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides, hub }),
     connections,
-    tokens: createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader }),
+    tokens,
     sessions: createConnectSessionService({ db, ttlSeconds: config.connectSessionTtlSeconds, serverUrl: config.serverUrl }),
     flows: createAuthFlows({ db, vault, catalog, oauth, connections, fetch: egressFetch, serverUrl: config.serverUrl }),
-    close: () => hub.close(),
+    functions: createFunctionService({ db, registry, onSyncsDue: enqueueSyncs }),
+    syncs: createSyncService({ db, reader, registry, queues }),
+    actions,
+    records: createRecordService({ db, reader, registry }),
+    webhooks: createWebhookService({
+      db,
+      vault,
+      queues,
+      fetch: egressFetch,
+      log: logger,
+      maxAttempts: config.webhooks.maxAttempts,
+      backoffMs: config.webhooks.backoffMs,
+    }),
+    syncRunner: createSyncRunner({
+      db,
+      registry,
+      runtime,
+      log: logger,
+      leaseMs: config.runs.leaseMs,
+      timeoutMs: config.runs.syncTimeoutMs,
+      enqueue: (id) => enqueueSyncs([id]),
+    }),
+    actionRunner: createActionRunner({ db, registry, runtime, log: logger, timeoutMs: config.runs.actionTimeoutMs, serverUrl: config.serverUrl }),
+    requeueQueuedActions: () => actions.requeueQueued(),
+    async close() {
+      await queues.close();
+      await hub.close();
+    },
   };
 }

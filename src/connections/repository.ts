@@ -1,6 +1,7 @@
 import { and, asc, eq, getTableColumns, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { connections, integrations } from '../db/schema/index.js';
+import { createSyncsForConnection } from '../functions/repository.js';
 
 export type ConnectionRow = typeof connections.$inferSelect;
 /** A connection with the integration facts every response needs. */
@@ -115,6 +116,8 @@ export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { 
     .values(values)
     .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
     .returning({ id: connections.id, inserted: sql<boolean>`(xmax = 0)` });
+  // A new connection gets the syncs enabled on its integration, in the same transaction.
+  if (row!.inserted) await createSyncsForConnection(db, row!.id);
   return row!;
 }
 

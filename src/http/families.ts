@@ -5,21 +5,21 @@
  */
 export interface ApiFamily {
   name: 'terapi' | 'v1';
-  paths: { connection: string; integration: string };
+  paths: { connection: string; integration: string; sync: string; actionTrigger: string };
   operationId(id: string): string;
   tags(tag: string): string[];
 }
 
 export const terapiFamily: ApiFamily = {
   name: 'terapi',
-  paths: { connection: '/connection', integration: '/integration' },
+  paths: { connection: '/connection', integration: '/integration', sync: '/sync', actionTrigger: '/action/trigger' },
   operationId: (id) => id,
   tags: (tag) => [tag],
 };
 
 export const v1Family: ApiFamily = {
   name: 'v1',
-  paths: { connection: '/v1/connections', integration: '/v1/integrations' },
+  paths: { connection: '/v1/connections', integration: '/v1/integrations', sync: '/v1/sync', actionTrigger: '/v1/actions/trigger' },
   operationId: (id) => `v1${id[0]!.toUpperCase()}${id.slice(1)}`,
   tags: () => ['v1'],
 };

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
@@ -10,6 +13,10 @@ import { createEnvironmentService, type EnvironmentService } from '../../src/env
 import { createLogger } from '../../src/lib/logger.js';
 import { createVault, type Vault } from '../../src/lib/vault.js';
 import { loadCatalog } from '../../src/providers/catalog.js';
+import type { FunctionDefinition } from '../../src/functions/define.js';
+import { type EmbeddedRedis, type RedisTarget, startEmbeddedRedis } from '../../src/queue/redis.js';
+import { createServices, type Services } from '../../src/services.js';
+import { startWorkers, type Workers } from '../../src/workers.js';
 
 /** Set by CI for the Postgres pass; unset means the embedded PGlite database. */
 const serverUrl = process.env.DATABASE_URL;
@@ -67,7 +74,25 @@ export const defaultTestConfig: AppConfig = {
   refreshMarginSeconds: 900,
   connectSessionTtlSeconds: 1800,
   serverUrl: 'http://127.0.0.1:3003',
+  // Each test file has its own queue namespace, so files sharing one Redis (CI) never see each other's jobs.
+  queues: { prefix: `terapi-test-${randomBytes(4).toString('hex')}`, syncConcurrency: 4, actionConcurrency: 20, webhookConcurrency: 8 },
+  runs: { syncTimeoutMs: 30_000, actionTimeoutMs: 10_000, actionWaitMs: 10_000, leaseMs: 3000, schedulerIntervalMs: 500 },
+  webhooks: { maxAttempts: 5, backoffMs: 200 },
 };
+
+let embeddedRedis: Promise<EmbeddedRedis> | undefined;
+
+/** REDIS_URL when set (CI's Postgres pass), else one embedded redis-server for this test file. */
+export async function testRedis(): Promise<RedisTarget> {
+  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL };
+  embeddedRedis ??= (async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'terapi-redis-'));
+    const redis = await startEmbeddedRedis({ dataDir: dir });
+    process.once('beforeExit', () => void redis.stop().then(() => rm(dir, { recursive: true, force: true })));
+    return redis;
+  })();
+  return (await embeddedRedis).target;
+}
 
 export interface TestEnvironment {
   id: string;
@@ -84,6 +109,9 @@ export interface TestApp {
   env: TestEnvironment;
   /** Every log line the app wrote (JSON strings). */
   logs: string[];
+  services: Services;
+  /** Present when created with `workers: true`. */
+  workers?: Workers;
   /** A second environment in its own account. */
   newEnvironment(name?: string): Promise<TestEnvironment>;
   /** app.inject with the environment's key (the default one unless given). */
@@ -96,6 +124,9 @@ export interface TestAppOptions {
   vault?: Vault;
   /** Share another test app's database (for multi-process behaviour on one database). */
   db?: TestDatabase;
+  /** Run the queue workers (syncs, actions, webhooks, scheduler) in this app, as `terapi serve` does. */
+  workers?: boolean;
+  extraFunctions?: Record<string, readonly FunctionDefinition[]>;
 }
 
 /** The real app on a real database, with a fresh account and environment. */
@@ -110,14 +141,13 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     },
   });
   const logger = createLogger({ level: 'info', destination });
-  const app = await buildApp({
-    config: { ...defaultTestConfig, ...opts.config },
-    database: db.database,
-    vault,
-    catalog: loadCatalog(),
-    logger,
-  });
+  const config = { ...defaultTestConfig, ...opts.config };
+  const redis = await testRedis();
+  const deps = { config, database: db.database, vault, catalog: loadCatalog(), logger, redis, extraFunctions: opts.extraFunctions };
+  const services = await createServices(deps);
+  const app = await buildApp({ ...deps, services });
   await app.ready();
+  const workers = opts.workers ? await startWorkers({ services, config, redis, log: logger }) : undefined;
   const keyCache = createKeyCache({ ttlMs: 0, load: (h) => findEnvironmentByKeyHash(db.database.db, h) });
   const environments = createEnvironmentService({ db: db.database.db, keyCache });
 
@@ -135,13 +165,17 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
     environments,
     env,
     logs,
+    services,
+    workers,
     newEnvironment,
     call({ key, headers, ...rest }) {
       const token = key === undefined ? env.key : key;
       return app.inject({ ...rest, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
     },
     async close() {
+      await workers?.stop();
       await app.close();
+      await services.close();
       if (!opts.db) await db.drop();
     },
   };

@@ -6,7 +6,7 @@ import { loadCatalog } from '../../src/providers/catalog.js';
 import { createServices, type Services } from '../../src/services.js';
 import { createBackgroundRefresher } from '../../src/tokens/refresher.js';
 import { DEFAULT_CLIENT, type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
-import { createTestApp, defaultTestConfig, type TestApp } from '../helpers/app.js';
+import { createTestApp, defaultTestConfig, type TestApp, testRedis } from '../helpers/app.js';
 import { createFixtureIntegration, importConnection, obtainTokens, tokenWorks } from '../helpers/oauth.js';
 
 let t: TestApp;
@@ -37,6 +37,7 @@ beforeAll(async () => {
     vault: t.vault,
     catalog: loadCatalog(),
     logger: createLogger({ level: 'silent' }),
+    redis: await testRedis(),
   });
 });
 afterAll(async () => {

@@ -1,0 +1,66 @@
+import type { Db } from '../db/client.js';
+import type { RunError } from '../db/schema/index.js';
+import { type ConnectionWithIntegration, findConnectionsById } from '../connections/repository.js';
+import { recordEvent } from '../events/repository.js';
+import type { FunctionRegistry } from '../functions/registry.js';
+import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
+import type { Logger } from '../lib/logger.js';
+import { finishRun, findRunById, startRun } from '../runs/repository.js';
+import { runErrorOf } from '../syncs/runner.js';
+
+/** Executes queued action runs on a worker; the result lands in the run row (and an event when async). */
+export function createActionRunner(deps: { db: Db; registry: FunctionRegistry; runtime: FunctionRuntime; log: Logger; timeoutMs: number; serverUrl: string }) {
+  const { db, log } = deps;
+
+  return async function runAction(runId: string, workerSignal?: AbortSignal): Promise<{ status: 'success' | 'error' | 'skipped' }> {
+    const run = await findRunById(db, runId);
+    if (!run || run.status !== 'queued' || !(await startRun(db, runId))) return { status: 'skipped' };
+    const runLog = createRunLog(db, runId, log);
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(new Error(`action timed out after ${Math.round(deps.timeoutMs / 1000)} s`)), deps.timeoutMs);
+    const onStop = () => controller.abort(new Error('the worker shut down during the action'));
+    workerSignal?.addEventListener('abort', onStop, { once: true });
+    let result: { status: 'success'; output: unknown } | { status: 'error'; error: RunError };
+    let conn: ConnectionWithIntegration | undefined;
+    try {
+      [conn] = await findConnectionsById(db, [run.connectionPk]);
+      if (!conn) throw new Error('the connection was deleted');
+      const def = deps.registry.action(conn.provider, run.functionName);
+      if (!def) throw new Error(`action "${run.functionName}" does not exist for provider ${conn.provider}`);
+      const ctx = await deps.runtime.context(conn, controller.signal, runLog);
+      const input = def.input.parse(run.input);
+      const raw = await Promise.race([
+        def.exec(ctx, input),
+        new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })),
+      ]);
+      const parsed = def.output.safeParse(raw);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw new Error(`the action's output does not match its schema: ${issue.path.join('.') || '(output)'}: ${issue.message}`);
+      }
+      result = { status: 'success', output: parsed.data };
+    } catch (err) {
+      result = { status: 'error', error: runErrorOf(err, controller.signal) };
+      runLog.error(`action failed: ${result.error.message}`);
+    } finally {
+      clearTimeout(timeout);
+      workerSignal?.removeEventListener('abort', onStop);
+    }
+    await db.transaction(async (tx) => {
+      const finished = await finishRun(tx, runId, result.status === 'success' ? { status: 'success', output: result.output } : { status: 'error', error: result.error });
+      if (finished?.async && conn) {
+        await recordEvent(tx, {
+          environmentId: run.environmentId,
+          type: 'async_action',
+          operation: 'done',
+          success: result.status === 'success',
+          providerConfigKey: conn.providerConfigKey,
+          connectionId: conn.connectionId,
+          payload: { id: runId, actionName: run.functionName, statusUrl: `${deps.serverUrl}/action/${runId}` },
+        });
+      }
+    });
+    await runLog.flush();
+    return { status: result.status };
+  };
+}

@@ -1,0 +1,86 @@
+import { and, eq, lt, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { runs } from '../db/schema/index.js';
+import type { ConnectionReader } from '../connections/reader.js';
+import type { FunctionRegistry } from '../functions/registry.js';
+import { findFunctionConfig } from '../functions/repository.js';
+import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
+import type { Queues } from '../queue/queues.js';
+import { findRun, insertRun, type RunRow } from '../runs/repository.js';
+
+export interface ActionTrigger {
+  providerConfigKey: string;
+  connectionId: string;
+  actionName: string;
+  input: unknown;
+  async: boolean;
+}
+
+export type ActionOutcome =
+  | { state: 'done'; run: RunRow }
+  | { state: 'pending'; run: RunRow };
+
+export type ActionService = ReturnType<typeof createActionService>;
+
+/** Validates and queues action runs, and waits for them when the caller wants the result now. */
+export function createActionService(deps: { db: Db; reader: ConnectionReader; registry: FunctionRegistry; queues: Queues; waitMs: number }) {
+  const { db, registry, queues } = deps;
+
+  return {
+    async trigger(environmentId: string, t: ActionTrigger): Promise<ActionOutcome> {
+      const conn = await deps.reader.get(environmentId, t.providerConfigKey, t.connectionId);
+      if (!conn) throw new NotFoundError(`Connection "${t.connectionId}" not found for integration "${t.providerConfigKey}"`);
+      const def = registry.action(conn.provider, t.actionName);
+      if (!def) throw new NotFoundError(`Action "${t.actionName}" does not exist for ${conn.provider}`, 'unknown_action');
+      if (!(await findFunctionConfig(db, environmentId, conn.integrationId, t.actionName))) {
+        throw new NotFoundError(
+          `Action "${t.actionName}" is not enabled on integration "${t.providerConfigKey}": enable it with POST /integration/${t.providerConfigKey}/functions`,
+          'function_not_enabled',
+        );
+      }
+      if (conn.error?.type === 'auth') {
+        throw new FailedDependencyError('connection_needs_reauthorization', `Connection "${t.connectionId}" must be re-authorized by its user: ${conn.error.message}`);
+      }
+      const parsed = def.input.safeParse(t.input ?? {});
+      if (!parsed.success) {
+        const details = parsed.error.issues.map((i) => ({ field: ['input', ...i.path.map(String)].join('.'), message: i.message }));
+        throw new ValidationError(`${details[0]!.field}: ${details[0]!.message}`, details);
+      }
+      // The run exists in Postgres before its job: a lost job is re-queued from the row.
+      const run = await insertRun(db, {
+        environmentId,
+        connectionPk: conn.id,
+        type: 'action',
+        functionName: t.actionName,
+        trigger: 'api',
+        status: 'queued',
+        async: t.async,
+        input: parsed.data,
+      });
+      const job = await queues.add('actions', { runId: run.id }, { jobId: run.id });
+      if (t.async || deps.waitMs === 0) return { state: 'pending', run };
+      // Whether the wait ends with the job's completion, its failure or the time limit, the
+      // outcome is read from the run row, which the worker writes before its job completes.
+      await job.waitUntilFinished(await queues.actionEvents(), deps.waitMs).catch(() => undefined);
+      const done = await findRun(db, environmentId, run.id);
+      if (!done || done.status === 'queued' || done.status === 'running') return { state: 'pending', run: done ?? run };
+      return { state: 'done', run: done };
+    },
+
+    /** Re-adds the jobs of action runs still queued after 30 s (their job was lost with Redis); an existing job id is a no-op. */
+    async requeueQueued(): Promise<void> {
+      const rows = await db
+        .select({ id: runs.id })
+        .from(runs)
+        .where(and(eq(runs.type, 'action'), eq(runs.status, 'queued'), lt(runs.createdAt, sql`now() - interval '30 seconds'`)))
+        .limit(1000);
+      for (const r of rows) await queues.add('actions', { runId: r.id }, { jobId: r.id });
+    },
+
+    async get(environmentId: string, id: string): Promise<RunRow> {
+      const run = await findRun(db, environmentId, id);
+      if (!run || run.type !== 'action') throw new NotFoundError(`Action run "${id}" not found`);
+      return run;
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { findIntegration } from '../integrations/repository.js';
+import { ValidationError, NotFoundError } from '../lib/errors.js';
+import type { FunctionDefinition } from './define.js';
+import { formatFrequency, type FunctionRegistry, parseFrequency } from './registry.js';
+import * as repo from './repository.js';
+
+export type FunctionService = ReturnType<typeof createFunctionService>;
+
+export interface FunctionView {
+  definition: FunctionDefinition;
+  config: repo.FunctionConfigRow | undefined;
+}
+
+export interface EnableInput {
+  name: string;
+  frequency?: string;
+  autoStart?: boolean;
+}
+
+/** Which built-in functions an integration runs, with their frequency and auto-start. */
+export function createFunctionService(deps: { db: Db; registry: FunctionRegistry; onSyncsDue(ids: number[]): Promise<void> }) {
+  const { db, registry } = deps;
+
+  async function integration(environmentId: string, key: string) {
+    const row = await findIntegration(db, environmentId, key);
+    if (!row) throw new NotFoundError(`Integration "${key}" not found`);
+    return row;
+  }
+
+  return {
+    async list(environmentId: string, key: string): Promise<FunctionView[]> {
+      const row = await integration(environmentId, key);
+      const configs = await repo.listFunctionConfigs(db, environmentId, row.id);
+      return registry.forProvider(row.provider).map((definition) => ({ definition, config: configs.find((c) => c.name === definition.name) }));
+    },
+
+    async enable(environmentId: string, key: string, input: EnableInput): Promise<FunctionView & { created: boolean }> {
+      const row = await integration(environmentId, key);
+      const definition = registry.find(row.provider, input.name);
+      if (!definition) {
+        const names = registry.forProvider(row.provider).map((d) => d.name);
+        throw ValidationError.field('name', `"${input.name}" is not a function of ${row.provider}${names.length ? ` (available: ${names.join(', ')})` : ' (it has no built-in functions)'}`);
+      }
+      let frequencySeconds: number | null = null;
+      if (definition.type === 'sync') {
+        const parsed = parseFrequency(input.frequency ?? definition.frequency);
+        if ('error' in parsed) throw ValidationError.field('frequency', parsed.error);
+        frequencySeconds = parsed.seconds;
+      } else if (input.frequency !== undefined) {
+        throw ValidationError.field('frequency', 'only syncs have a frequency');
+      }
+      const { config, created, due } = await db.transaction(async (tx) => {
+        const { row: config, inserted } = await repo.upsertFunctionConfig(tx, {
+          environmentId,
+          integrationId: row.id,
+          name: definition.name,
+          type: definition.type,
+          frequencySeconds,
+          autoStart: definition.type === 'sync' ? (input.autoStart ?? definition.autoStart) : false,
+        });
+        const due = definition.type === 'sync' ? await repo.createSyncsForConfig(tx, config) : [];
+        return { config, created: inserted, due: config.autoStart ? due : [] };
+      });
+      await deps.onSyncsDue(due);
+      return { definition, config, created };
+    },
+
+    /** Disables a function: its schedules stop and the records of its models are removed. */
+    async disable(environmentId: string, key: string, name: string): Promise<void> {
+      const row = await integration(environmentId, key);
+      const definition = registry.find(row.provider, name);
+      await db.transaction(async (tx) => {
+        if (!(await repo.deleteFunctionConfig(tx, environmentId, row.id, name))) {
+          throw new NotFoundError(`Function "${name}" is not enabled on integration "${key}"`);
+        }
+        if (definition?.type === 'sync') {
+          await tx.execute(sql`DELETE FROM records WHERE model = ANY(${sql.param(Object.keys(definition.models))}::text[])
+                                 AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
+        }
+      });
+    },
+  };
+}
+
+export { formatFrequency };

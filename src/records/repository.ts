@@ -1,0 +1,160 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import { type DbOrTx, queryRows } from '../db/client.js';
+import type { RecordAction } from '../db/schema/index.js';
+
+export interface PreparedRecord {
+  id: string;
+  /** The record as JSON text (what is stored and served back verbatim). */
+  json: string;
+  hash: string;
+}
+
+/** Serializes and hashes records; the last of several with the same id wins (one row per id). */
+export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
+  const byId = new Map<string, PreparedRecord>();
+  for (const item of items) {
+    const id = String(item.id);
+    const json = JSON.stringify(item);
+    byId.set(id, { id, json, hash: createHash('sha256').update(json).digest('base64url').slice(0, 24) });
+  }
+  return [...byId.values()];
+}
+
+function batchJson(records: readonly PreparedRecord[]): string {
+  // The data is already JSON text: splice it in rather than stringify it a second time. The batch
+  // is read as `json` (not `jsonb`), so each record's text is stored exactly as written here.
+  let out = '[';
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    if (i) out += ',';
+    out += `{"i":${JSON.stringify(r.id)},"h":"${r.hash}","d":${r.json}}`;
+  }
+  return `${out}]`;
+}
+
+/**
+ * Serializes writers of one (connection, model) feed, so cursors are committed in the order they
+ * were taken and a reader paging by cursor never steps over a row committed later.
+ */
+async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`);
+}
+
+export interface WriteCounts {
+  added: number;
+  updated: number;
+  deleted: number;
+}
+
+/**
+ * Inserts new records and rewrites only those whose content hash changed (or that come back after
+ * a deletion); unchanged ones are untouched, so re-running a batch changes nothing.
+ * Call inside a transaction.
+ */
+export async function upsertRecords(tx: DbOrTx, connectionPk: number, model: string, records: readonly PreparedRecord[]): Promise<WriteCounts> {
+  if (!records.length) return { added: 0, updated: 0, deleted: 0 };
+  await lockFeed(tx, connectionPk, model);
+  const [row] = await queryRows<{ added: number; updated: number }>(
+    tx,
+    sql`WITH written AS (
+          INSERT INTO records AS r (connection_pk, model, external_id, data, hash, last_action)
+          SELECT ${connectionPk}, ${model}, e->>'i', e->'d', e->>'h', 'added'
+            FROM json_array_elements(${batchJson(records)}::json) AS e
+          ON CONFLICT (connection_pk, model, external_id) DO UPDATE
+            SET data = excluded.data, hash = excluded.hash, modified_at = now(),
+                cursor = nextval('records_cursor_seq'),
+                last_action = CASE WHEN r.deleted_at IS NULL THEN 'updated' ELSE 'added' END,
+                deleted_at = NULL
+            WHERE r.hash <> excluded.hash OR r.deleted_at IS NOT NULL
+          RETURNING (xmax = 0) AS inserted, last_action
+        )
+        SELECT count(*) FILTER (WHERE last_action = 'added')::int AS added,
+               count(*) FILTER (WHERE last_action = 'updated')::int AS updated
+          FROM written`,
+  );
+  return { added: row?.added ?? 0, updated: row?.updated ?? 0, deleted: 0 };
+}
+
+/** Marks records deleted (those not already deleted); returns how many changed. */
+export async function deleteRecords(tx: DbOrTx, connectionPk: number, model: string, ids: readonly string[]): Promise<number> {
+  if (!ids.length) return 0;
+  await lockFeed(tx, connectionPk, model);
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`WITH gone AS (
+          UPDATE records SET deleted_at = now(), modified_at = now(), last_action = 'deleted', cursor = nextval('records_cursor_seq')
+           WHERE connection_pk = ${connectionPk} AND model = ${model} AND deleted_at IS NULL
+             AND external_id = ANY(${sql.param([...ids])}::text[])
+          RETURNING 1)
+        SELECT count(*)::int AS n FROM gone`,
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** End of a successful full sync: every live record of the model that the run did not see is deleted. */
+export async function deleteRecordsNotSeen(tx: DbOrTx, connectionPk: number, model: string, seen: readonly string[]): Promise<number> {
+  await lockFeed(tx, connectionPk, model);
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`WITH seen AS (SELECT unnest(${sql.param([...seen])}::text[]) AS external_id),
+        gone AS (
+          UPDATE records r SET deleted_at = now(), modified_at = now(), last_action = 'deleted', cursor = nextval('records_cursor_seq')
+           WHERE r.connection_pk = ${connectionPk} AND r.model = ${model} AND r.deleted_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.external_id = r.external_id)
+          RETURNING 1)
+        SELECT count(*)::int AS n FROM gone`,
+  );
+  return rows[0]?.n ?? 0;
+}
+
+export interface RecordRow {
+  data: string;
+  last_action: RecordAction;
+  first_seen_at: string;
+  modified_at: string;
+  deleted_at: string | null;
+  cursor: string;
+}
+
+export interface RecordQuery {
+  connectionPk: number;
+  model: string;
+  after: number;
+  limit: number;
+  modifiedAfter?: Date;
+  actions?: RecordAction[];
+  ids?: string[];
+}
+
+/** One page of a model's change feed, in cursor order (timestamps as ISO text, data as JSON text). */
+export async function readRecords(db: DbOrTx, q: RecordQuery): Promise<RecordRow[]> {
+  const filters = [sql`connection_pk = ${q.connectionPk}`, sql`model = ${q.model}`, sql`cursor > ${q.after}`];
+  if (q.modifiedAfter) filters.push(sql`modified_at > ${q.modifiedAfter.toISOString()}::timestamptz`);
+  if (q.actions?.length) filters.push(sql`last_action = ANY(${sql.param(q.actions)}::text[])`);
+  if (q.ids?.length) filters.push(sql`external_id = ANY(${sql.param(q.ids)}::text[])`);
+  return queryRows<RecordRow>(
+    db,
+    sql`SELECT data::text AS data, last_action,
+               to_char(first_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS first_seen_at,
+               to_char(modified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS modified_at,
+               to_char(deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS deleted_at,
+               cursor::text AS cursor
+          FROM records WHERE ${sql.join(filters, sql` AND `)}
+         ORDER BY cursor LIMIT ${q.limit}`,
+  );
+}
+
+/** Live (not deleted) records per model of one connection. */
+export async function countRecords(db: DbOrTx, connectionPk: number, models: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = Object.fromEntries(models.map((m) => [m, 0]));
+  if (!models.length) return out;
+  const rows = await queryRows<{ model: string; n: number }>(
+    db,
+    sql`SELECT model, count(*)::int AS n FROM records
+         WHERE connection_pk = ${connectionPk} AND model = ANY(${sql.param([...models])}::text[]) AND deleted_at IS NULL
+         GROUP BY model`,
+  );
+  for (const r of rows) out[r.model] = r.n;
+  return out;
+}

@@ -1,0 +1,95 @@
+import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../db/client.js';
+import { type LogLevel, type RunError, type RunStatus, runLogs, runs } from '../db/schema/index.js';
+
+export type RunRow = typeof runs.$inferSelect;
+export type NewRun = typeof runs.$inferInsert;
+
+export async function insertRun(db: DbOrTx, values: NewRun): Promise<RunRow> {
+  const [row] = await db.insert(runs).values(values).returning();
+  return row!;
+}
+
+export async function findRun(db: DbOrTx, environmentId: string, id: string): Promise<RunRow | undefined> {
+  const [row] = await db.select().from(runs).where(and(eq(runs.environmentId, environmentId), eq(runs.id, id)));
+  return row;
+}
+
+export async function findRunById(db: DbOrTx, id: string): Promise<RunRow | undefined> {
+  const [row] = await db.select().from(runs).where(eq(runs.id, id));
+  return row;
+}
+
+/** Marks a queued (or recovered) run as running; returns false when it is gone or already finished. */
+export async function startRun(db: DbOrTx, id: string, attempt?: number): Promise<boolean> {
+  const rows = await db
+    .update(runs)
+    .set({ status: 'running', startedAt: sql`coalesce(${runs.startedAt}, now())`, ...(attempt && { attempt }) })
+    .where(and(eq(runs.id, id), sql`${runs.status} IN ('queued', 'running')`))
+    .returning({ id: runs.id });
+  return rows.length > 0;
+}
+
+export async function addRunCounts(db: DbOrTx, id: string, c: { added: number; updated: number; deleted: number }): Promise<void> {
+  if (!c.added && !c.updated && !c.deleted) return;
+  await db
+    .update(runs)
+    .set({ added: sql`${runs.added} + ${c.added}`, updated: sql`${runs.updated} + ${c.updated}`, deleted: sql`${runs.deleted} + ${c.deleted}` })
+    .where(eq(runs.id, id));
+}
+
+export async function finishRun(
+  db: DbOrTx,
+  id: string,
+  result: { status: Extract<RunStatus, 'success' | 'error'>; output?: unknown; error?: RunError },
+): Promise<RunRow | undefined> {
+  const [row] = await db
+    .update(runs)
+    .set({ status: result.status, output: result.output ?? null, error: result.error ?? null, endedAt: sql`now()` })
+    .where(and(eq(runs.id, id), sql`${runs.status} IN ('queued', 'running')`))
+    .returning();
+  return row;
+}
+
+export async function listSyncRuns(db: DbOrTx, environmentId: string, syncId: number, limit: number): Promise<RunRow[]> {
+  return db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.environmentId, environmentId), eq(runs.syncId, syncId)))
+    .orderBy(desc(runs.createdAt))
+    .limit(limit);
+}
+
+export interface LogLine {
+  level: LogLevel;
+  message: string;
+  data?: Record<string, unknown>;
+  at?: Date;
+}
+
+export async function insertRunLogs(db: DbOrTx, runId: string, lines: readonly LogLine[]): Promise<void> {
+  if (!lines.length) return;
+  await db.insert(runLogs).values(lines.map((l) => ({ runId, level: l.level, message: l.message, data: l.data ?? null, at: l.at ?? new Date() })));
+}
+
+export async function listRunLogs(db: DbOrTx, runId: string, afterId: number, limit: number) {
+  return db
+    .select({ id: runLogs.id, at: runLogs.at, level: runLogs.level, message: runLogs.message, data: runLogs.data })
+    .from(runLogs)
+    .where(and(eq(runLogs.runId, runId), sql`${runLogs.id} > ${afterId}`))
+    .orderBy(runLogs.id)
+    .limit(limit);
+}
+
+/** Action runs stuck in `queued`/`running` longer than `olderThan` (their worker died). */
+export async function failStaleActionRuns(db: DbOrTx, olderThan: Date): Promise<RunRow[]> {
+  return db
+    .update(runs)
+    .set({
+      status: 'error',
+      endedAt: sql`now()`,
+      error: { message: 'The worker running this action stopped before it finished; the action may or may not have been performed.', code: 'worker_lost' },
+    })
+    .where(and(eq(runs.type, 'action'), sql`${runs.status} IN ('queued', 'running')`, lt(runs.createdAt, olderThan)))
+    .returning();
+}

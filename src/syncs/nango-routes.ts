@@ -1,0 +1,98 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { formatFrequency } from '../functions/registry.js';
+import { connectionIdSchema, errors, providerConfigKey } from '../lib/schemas.js';
+import { findRunById } from '../runs/repository.js';
+import type { Db } from '../db/client.js';
+import { functionName, nangoSyncStatus, toNangoSyncStatus } from './schemas.js';
+import type { SyncService } from './service.js';
+
+const syncNames = z
+  .string()
+  .min(1)
+  .max(2000)
+  .transform((s, ctx) => {
+    if (s.trim() === '*') return '*' as const;
+    const names = s.split(',').map((n) => n.trim()).filter(Boolean);
+    for (const n of names) {
+      if (!functionName.safeParse(n).success) ctx.addIssue({ code: 'custom', message: `"${n}" is not a sync name` });
+    }
+    return names;
+  })
+  .describe('Comma-separated sync names, or `*` for all');
+
+const startPauseBody = z.object({
+  provider_config_key: providerConfigKey,
+  syncs: z.array(functionName).min(1).max(50),
+  connection_id: connectionIdSchema.optional().describe('Only this connection (default: every connection of the integration)'),
+});
+
+/** Nango-compatible sync control: `/sync/status`, `/sync/start`, `/sync/pause`, frequency override. */
+export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; db: Db }> = async (app, { syncs: svc, db }) => {
+  const tags = ['Sync (Nango-compatible)'];
+
+  app.get('/sync/status', {
+    schema: {
+      operationId: 'nangoSyncStatus',
+      tags,
+      summary: 'Sync Status (Nango)',
+      description: 'Status of syncs of an integration, for one connection or all of them (at most 1,000 connections).',
+      querystring: z.object({ provider_config_key: providerConfigKey, syncs: syncNames, connection_id: connectionIdSchema.optional() }),
+      response: { 200: z.object({ syncs: z.array(nangoSyncStatus) }), ...errors(400, 401, 404) },
+    },
+    handler: async (req) => {
+      const q = req.query;
+      const views = await svc.statuses(req.environment.id, q.provider_config_key, q.syncs, q.connection_id);
+      const out = [];
+      for (const v of views) {
+        const latest = v.sync.lastRunId ? await findRunById(db, v.sync.lastRunId) : undefined;
+        out.push(toNangoSyncStatus(v, latest, formatFrequency(v.frequencySeconds)));
+      }
+      return { syncs: out };
+    },
+  });
+
+  for (const [path, paused] of [
+    ['/sync/start', false],
+    ['/sync/pause', true],
+  ] as const) {
+    app.post(path, {
+      schema: {
+        operationId: paused ? 'nangoPauseSyncs' : 'nangoStartSyncs',
+        tags,
+        summary: paused ? 'Pause Syncs (Nango)' : 'Start Syncs (Nango)',
+        description: paused
+          ? 'Pauses the syncs: no run starts until they are started again (a run in progress finishes).'
+          : 'Starts (or resumes) the syncs: each runs now if it was never run or its time has come, then on its schedule.',
+        body: startPauseBody,
+        response: { 200: z.object({ success: z.boolean(), count: z.number().int() }), ...errors(400, 401, 404) },
+      },
+      handler: async (req) => {
+        const b = req.body;
+        const count = await svc.setPaused(req.environment.id, b.provider_config_key, b.syncs, paused, b.connection_id);
+        return { success: true, count };
+      },
+    });
+  }
+
+  app.put('/sync/update-connection-frequency', {
+    schema: {
+      operationId: 'nangoUpdateConnectionFrequency',
+      tags,
+      summary: 'Override Sync Frequency (Nango)',
+      description: "Sets one connection's frequency for a sync (`15m`, `2h`, `1d`; 1 minute to 31 days), or `null` to go back to the integration's.",
+      body: z.object({
+        provider_config_key: providerConfigKey,
+        connection_id: connectionIdSchema,
+        sync_name: functionName,
+        frequency: z.string().max(50).nullable(),
+      }),
+      response: { 200: z.object({ frequency: z.number().int().describe('Seconds between runs') }), ...errors(400, 401, 404) },
+    },
+    handler: async (req) => {
+      const b = req.body;
+      const { frequencySeconds } = await svc.setFrequency(req.environment.id, b.provider_config_key, b.connection_id, b.sync_name, b.frequency);
+      return { frequency: frequencySeconds };
+    },
+  });
+};

@@ -1,0 +1,179 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { connections, integrations } from '../db/schema/index.js';
+import type { ConnectionReader } from '../connections/reader.js';
+import type { ConnectionWithIntegration } from '../connections/repository.js';
+import type { SyncDefinition } from '../functions/define.js';
+import { type FunctionRegistry, parseFrequency } from '../functions/registry.js';
+import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
+import type { Queues } from '../queue/queues.js';
+import { countRecords } from '../records/repository.js';
+import { findRun, listRunLogs, listSyncRuns, type RunRow } from '../runs/repository.js';
+import * as repo from './repository.js';
+
+export type SyncService = ReturnType<typeof createSyncService>;
+
+export type SyncState = 'running' | 'success' | 'error' | 'paused';
+
+export interface SyncView {
+  sync: repo.SyncWithConfig;
+  connection: ConnectionWithIntegration;
+  definition: SyncDefinition | undefined;
+  status: SyncState;
+  frequencySeconds: number;
+  recordCounts: Record<string, number>;
+}
+
+/** A sync waiting for its first run counts as running: it has been started and is queued. */
+export function syncState(s: repo.SyncRow): SyncState {
+  if (s.paused) return 'paused';
+  if (s.runningRunId || !s.lastStatus) return 'running';
+  return s.lastStatus;
+}
+
+/** Sync control: trigger, pause, start, frequency, status and runs, for one tenant at a time. */
+export function createSyncService(deps: { db: Db; reader: ConnectionReader; registry: FunctionRegistry; queues: Queues }) {
+  const { db, registry, queues } = deps;
+
+  async function connection(environmentId: string, key: string, connectionId: string) {
+    const conn = await deps.reader.get(environmentId, key, connectionId);
+    if (!conn) throw new NotFoundError(`Connection "${connectionId}" not found for integration "${key}"`);
+    return conn;
+  }
+
+  /** The named syncs of a connection; a name the provider has no sync for is a 400 naming the field. */
+  async function named(environmentId: string, conn: ConnectionWithIntegration, names: readonly string[], field: string) {
+    for (const name of names) {
+      if (!registry.sync(conn.provider, name)) throw ValidationError.field(field, `"${name}" is not a sync of ${conn.provider}`);
+    }
+    const rows = await repo.listConnectionSyncs(db, environmentId, conn.id, names);
+    const missing = names.filter((n) => !rows.some((r) => r.name === n));
+    if (missing.length) {
+      throw new NotFoundError(
+        `Sync "${missing[0]}" is not enabled on integration "${conn.providerConfigKey}": enable it with POST /integration/${conn.providerConfigKey}/functions`,
+        'sync_not_enabled',
+      );
+    }
+    return rows;
+  }
+
+  /** Connections of an integration (all, or one), for the Nango-style bulk calls. */
+  async function connectionsOf(environmentId: string, key: string, connectionId?: string): Promise<number[]> {
+    if (connectionId) return [(await connection(environmentId, key, connectionId)).id];
+    const rows = await db
+      .select({ id: connections.id })
+      .from(connections)
+      .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+      .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, key)));
+    const [integration] = await db
+      .select({ id: integrations.id })
+      .from(integrations)
+      .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, key)));
+    if (!integration) throw new NotFoundError(`Integration "${key}" not found`);
+    return rows.map((r) => r.id);
+  }
+
+  async function enqueue(ids: readonly number[]) {
+    for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
+  }
+
+  async function view(environmentId: string, conn: ConnectionWithIntegration, sync: repo.SyncWithConfig): Promise<SyncView> {
+    const definition = registry.sync(conn.provider, sync.name);
+    return {
+      sync,
+      connection: conn,
+      definition,
+      status: syncState(sync),
+      frequencySeconds: sync.frequencySeconds ?? sync.defaultFrequencySeconds,
+      recordCounts: await countRecords(db, conn.id, Object.keys(definition?.models ?? {})),
+    };
+  }
+
+  return {
+    async trigger(environmentId: string, key: string, connectionId: string, names: readonly string[], opts: { reset: boolean }) {
+      const conn = await connection(environmentId, key, connectionId);
+      const rows = await named(environmentId, conn, names, 'syncs');
+      const paused = rows.find((r) => r.paused);
+      if (paused) throw new ConflictError(`Sync "${paused.name}" is paused for connection "${connectionId}": start it first (POST /sync/start)`, 'sync_paused');
+      const ids = await repo.markDue(db, rows.map((r) => r.id), opts);
+      await enqueue(ids);
+      return rows.map((r) => ({ name: r.name, status: r.runningRunId ? 'queued_after_current_run' : 'queued' }));
+    },
+
+    async status(environmentId: string, key: string, connectionId: string, name: string): Promise<SyncView> {
+      const conn = await connection(environmentId, key, connectionId);
+      const [row] = await named(environmentId, conn, [name], 'sync_name');
+      return view(environmentId, conn, row!);
+    },
+
+    /** Status of syncs across an integration's connections (or one), `*` for all of them. */
+    async statuses(environmentId: string, key: string, names: readonly string[] | '*', connectionId?: string): Promise<SyncView[]> {
+      const pks = await connectionsOf(environmentId, key, connectionId);
+      const out: SyncView[] = [];
+      for (const pk of pks.slice(0, 1000)) {
+        const rows = await repo.listConnectionSyncs(db, environmentId, pk, names === '*' ? undefined : names);
+        if (!rows.length) continue;
+        const conn = await connectionByPk(environmentId, key, pk);
+        if (!conn) continue;
+        for (const row of rows) out.push(await view(environmentId, conn, row));
+      }
+      return out;
+    },
+
+    /** Nango `POST /sync/start` and `/sync/pause`: for one connection or all of an integration's. */
+    async setPaused(environmentId: string, key: string, names: readonly string[], paused: boolean, connectionId?: string): Promise<number> {
+      const pks = await connectionsOf(environmentId, key, connectionId);
+      if (connectionId) await named(environmentId, (await connection(environmentId, key, connectionId)), names, 'syncs');
+      const rows = pks.length
+        ? await db
+            .select({ id: repo.syncsTable.id })
+            .from(repo.syncsTable)
+            .where(and(eq(repo.syncsTable.environmentId, environmentId), inArray(repo.syncsTable.connectionPk, pks), inArray(repo.syncsTable.name, [...names])))
+        : [];
+      const ids = await repo.setPaused(db, rows.map((r) => r.id), paused);
+      if (!paused) await enqueue(ids);
+      return ids.length;
+    },
+
+    async setFrequency(environmentId: string, key: string, connectionId: string, name: string, frequency: string | null) {
+      const conn = await connection(environmentId, key, connectionId);
+      const [row] = await named(environmentId, conn, [name], 'sync_name');
+      let seconds: number | null = null;
+      if (frequency !== null) {
+        const parsed = parseFrequency(frequency);
+        if ('error' in parsed) throw ValidationError.field('frequency', parsed.error);
+        seconds = parsed.seconds;
+      }
+      await repo.setFrequency(db, row!.id, seconds);
+      return { frequencySeconds: seconds ?? row!.defaultFrequencySeconds };
+    },
+
+    async runs(environmentId: string, key: string, connectionId: string, name: string, limit: number): Promise<RunRow[]> {
+      const conn = await connection(environmentId, key, connectionId);
+      const [row] = await named(environmentId, conn, [name], 'sync_name');
+      return listSyncRuns(db, environmentId, row!.id, limit);
+    },
+
+    async run(environmentId: string, runId: string): Promise<RunRow> {
+      const run = await findRun(db, environmentId, runId);
+      if (!run) throw new NotFoundError(`Run "${runId}" not found`);
+      return run;
+    },
+
+    async runLogs(environmentId: string, runId: string, afterId: number, limit: number) {
+      const run = await findRun(db, environmentId, runId);
+      if (!run) throw new NotFoundError(`Run "${runId}" not found`);
+      return listRunLogs(db, runId, afterId, limit);
+    },
+  };
+
+  async function connectionByPk(environmentId: string, key: string, pk: number) {
+    const [row] = await db
+      .select({ connectionId: connections.connectionId })
+      .from(connections)
+      .where(and(eq(connections.environmentId, environmentId), eq(connections.id, pk)));
+    return row ? deps.reader.get(environmentId, key, row.connectionId) : undefined;
+  }
+}
+
+

@@ -1,0 +1,88 @@
+import type { Worker } from 'bullmq';
+import type { Config } from './config.js';
+import type { Logger } from './lib/logger.js';
+import { createWorker } from './queue/queues.js';
+import type { RedisTarget } from './queue/redis.js';
+import { failStaleActionRuns } from './runs/repository.js';
+import type { Services } from './services.js';
+import { listRunnableSyncIds } from './syncs/repository.js';
+
+export type WorkerConfig = Pick<Config, 'queues' | 'runs'>;
+
+export interface Workers {
+  /** Finishes running actions and webhooks, hands running syncs back (resumed by the next worker). */
+  stop(): Promise<void>;
+  /** One scheduler pass now (also runs every TERAPI_SCHEDULER_INTERVAL_SECONDS). */
+  tick(): Promise<void>;
+}
+
+const TICK_ID = 'terapi-scheduler-tick';
+
+/**
+ * The BullMQ workers of one process: syncs, actions, webhook deliveries and the scheduler tick.
+ * The tick derives everything from Postgres (due syncs, expired leases, undispatched events,
+ * jobs lost with Redis), so losing Redis loses no work.
+ */
+export async function startWorkers(deps: { services: Services; config: WorkerConfig; redis: RedisTarget; log: Logger }): Promise<Workers> {
+  const { services, config, log } = deps;
+  const { db, queues, syncRunner, actionRunner, webhooks } = services;
+  const base = { target: deps.redis, prefix: config.queues.prefix };
+  const stopping = new AbortController();
+  let ticks = 0;
+
+  async function tick(): Promise<void> {
+    ticks++;
+    for (const id of await listRunnableSyncIds(db, 1000)) {
+      // A deterministic id: while one wake-up job waits, more ticks do not stack others.
+      await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}` });
+    }
+    await webhooks.dispatch();
+    if (ticks % 6 === 1) {
+      await webhooks.requeuePending();
+      await services.requeueQueuedActions();
+      const stale = await failStaleActionRuns(db, new Date(Date.now() - config.runs.actionTimeoutMs - 120_000));
+      if (stale.length) log.warn({ runs: stale.map((r) => r.id) }, 'action runs lost with their worker were marked failed');
+    }
+  }
+
+  const workers: Worker[] = [
+    createWorker('syncs', { ...base, concurrency: config.queues.syncConcurrency, maxStalledCount: 10 }, async ({ syncId }) =>
+      syncRunner.run(syncId, stopping.signal),
+    ),
+    // An action may have reached the provider before its worker died: never run it twice.
+    createWorker('actions', { ...base, concurrency: config.queues.actionConcurrency, maxStalledCount: 0 }, async ({ runId }) =>
+      actionRunner(runId),
+    ),
+    createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) => {
+      const attempt = job.attemptsMade + 1;
+      await webhooks.deliver(deliveryId, attempt, attempt >= (job.opts.attempts ?? 1));
+    }),
+    createWorker('scheduler', { ...base, concurrency: 1 }, async () => tick()),
+  ];
+  for (const w of workers) {
+    w.on('error', (err) => log.warn({ err, queue: w.name }, 'queue worker error'));
+    w.on('failed', (job, err) => {
+      if (w.name !== 'webhooks') log.warn({ err, queue: w.name, jobId: job?.id }, 'job failed');
+    });
+  }
+
+  // The tick's schedule lives in Redis; re-declaring it (idempotent) restores it after Redis lost it.
+  const declare = () =>
+    queues
+      .queue('scheduler')
+      .upsertJobScheduler(TICK_ID, { every: config.runs.schedulerIntervalMs }, { name: 'tick', data: {} })
+      .catch((err: unknown) => log.warn({ err }, 'could not declare the scheduler tick'));
+  await declare();
+  const redeclare = setInterval(declare, 30_000);
+  redeclare.unref();
+
+  return {
+    tick,
+    async stop() {
+      clearInterval(redeclare);
+      stopping.abort();
+      syncRunner.abortAll('the worker is shutting down; the run will be resumed');
+      await Promise.all(workers.map((w) => w.close()));
+    },
+  };
+}
