@@ -50,6 +50,7 @@ export const configSchema = z
     TERAPI_ACTION_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
     TERAPI_ACTION_WAIT_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
     TERAPI_RUN_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(60),
+    TERAPI_PROVIDER_RETRIES: z.coerce.number().int().min(0).max(20).default(8),
     TERAPI_SCHEDULER_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
     TERAPI_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(15),
     TERAPI_WEBHOOK_BACKOFF_SECONDS: z.coerce.number().min(0.05).max(3600).default(5),
@@ -92,6 +93,7 @@ export const configSchema = z
       actionWaitMs: c.TERAPI_ACTION_WAIT_SECONDS * 1000,
       leaseMs: c.TERAPI_RUN_LEASE_SECONDS * 1000,
       schedulerIntervalMs: c.TERAPI_SCHEDULER_INTERVAL_SECONDS * 1000,
+      providerRetries: c.TERAPI_PROVIDER_RETRIES,
     },
     webhooks: {
       maxAttempts: c.TERAPI_WEBHOOK_MAX_ATTEMPTS,

@@ -83,7 +83,7 @@ export async function createServices(deps: ServiceDeps) {
 
   const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix });
   const registry = createFunctionRegistry(deps.extraFunctions);
-  const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch });
+  const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch, retries: config.runs.providerRetries });
   const enqueueSyncs = async (ids: readonly number[]) => {
     for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
   };

@@ -60,7 +60,7 @@ export function createRunLog(db: Db, runId: string, log: Logger): RunLog {
 export type FunctionRuntime = ReturnType<typeof createFunctionRuntime>;
 
 /** Builds what every function gets: the connection, its HTTP client, metadata and logger. */
-export function createFunctionRuntime(deps: { db: Db; catalog: Catalog; tokens: TokenService; fetch: typeof fetch }) {
+export function createFunctionRuntime(deps: { db: Db; catalog: Catalog; tokens: TokenService; fetch: typeof fetch; retries: number }) {
   const { db, catalog, tokens } = deps;
 
   async function baseUrlOf(conn: ConnectionWithIntegration): Promise<string> {
@@ -80,6 +80,7 @@ export function createFunctionRuntime(deps: { db: Db; catalog: Catalog; tokens: 
         baseUrl: await baseUrlOf(conn),
         signal,
         log,
+        retries: deps.retries,
         async credentials(force) {
           const { credentials } = await tokens.getToken(conn.environmentId, conn.providerConfigKey, conn.connectionId, { force, cached: !force });
           const refreshable = credentials.type === 'OAUTH2_CC' || (credentials.type === 'OAUTH2' && Boolean(credentials.refresh_token));

@@ -141,7 +141,7 @@ export async function readRecords(db: DbOrTx, q: RecordQuery): Promise<RecordRow
                to_char(deleted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS deleted_at,
                cursor::text AS cursor
           FROM records WHERE ${sql.join(filters, sql` AND `)}
-         ORDER BY cursor LIMIT ${q.limit}`,
+         ORDER BY records.cursor /* the column: the output alias is text */ LIMIT ${q.limit}`,
   );
 }
 
