@@ -180,7 +180,7 @@ export function createConnectionService(deps: {
           success: true,
           providerConfigKey: p.providerConfigKey,
           connectionId: p.connectionId,
-          payload: { provider: p.provider, auth_mode: p.stored.type, end_user: p.endUser, tags: p.tags },
+          payload: { provider: p.provider, authMode: p.stored.type, endUser: p.endUser, tags: p.tags },
         });
         await notifyChange(tx, 'conn', row.id);
         return row;
