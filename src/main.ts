@@ -83,6 +83,8 @@ async function main(argv: string[]): Promise<void> {
   if (!config.databaseUrl || !config.redisUrl) await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
 
   const vault = await loadVault(config);
+  // Queues come first: without Redis there is nothing to do, so say so before touching the database.
+  const embeddedRedis = config.redisUrl || role === 'migrate' ? undefined : await startEmbeddedRedis({ dataDir: config.dataDir, log });
   const database = await openAndMigrate(config, log);
   const dbLabel = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite (${path.join(config.dataDir, 'pgdata')})`;
   if (role === 'migrate') {
@@ -91,9 +93,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  const catalog = loadCatalog();
-  const embeddedRedis = config.redisUrl ? undefined : await startEmbeddedRedis({ dataDir: config.dataDir, log });
   const redis: RedisTarget = config.redisUrl ? { url: config.redisUrl } : embeddedRedis!.target;
+  const catalog = loadCatalog();
   const services = await createServices({ config, database, vault, catalog, logger: log, redis });
   const workers = role === 'api' ? undefined : await startWorkers({ services, config, redis, log });
   const refresher = createBackgroundRefresher({

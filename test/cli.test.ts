@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +28,15 @@ function terapi(args: string[], env: Record<string, string>) {
     throw new Error(`terapi did not start: ${stdout} ${stderr}`);
   };
   return { child, exited, listening, out: () => stdout, err: () => stderr };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function stop(child: ChildProcess, exited: Promise<number | null>) {
@@ -67,7 +76,12 @@ describe('terapi serve (embedded)', () => {
     const list = await fetch(`${again.url}/integration`, { headers: { authorization: `Bearer ${key}` } });
     const body = (await list.json()) as { integrations: { unique_key: string }[] };
     expect(body.integrations.map((i) => i.unique_key)).toEqual(['gh']);
+    // The embedded redis-server kept its append-only file in the data directory and stopped with Terapi.
+    const redisPid = Number(await readFile(path.join(dataDir, 'redis', 'redis.pid'), 'utf8').catch(() => '0'));
+    expect((await stat(path.join(dataDir, 'redis', 'appendonlydir'))).isDirectory()).toBe(true);
     expect(await stop(second.child, second.exited)).toBe(0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(redisPid > 0 && alive(redisPid)).toBe(false);
   }, 120_000);
 
   it('uses TERAPI_SECRET_KEY when set', async () => {
@@ -134,6 +148,19 @@ describe('startup refusals', () => {
     const p = terapi(['serve'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres', TERAPI_DATA_DIR: dataDir });
     expect(await p.exited).toBe(1);
     expect(p.err()).toContain('TERAPI_ENCRYPTION_KEY is required');
+  });
+
+  it('without a redis-server binary (and no REDIS_URL) says so and how to fix it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'terapi-cli-'));
+    try {
+      const p = terapi(['serve'], { TERAPI_DATA_DIR: dir, PATH: '/nonexistent' });
+      expect(await p.exited).toBe(1);
+      expect(p.err()).toContain('redis-server');
+      expect(p.err()).toContain('apt-get install redis-server');
+      expect(p.err()).toContain('REDIS_URL');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects an unknown role', async () => {
