@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineSync } from '../../src/functions/define.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { defineAction, defineSync } from '../../src/functions/define.js';
+import { startWorkers } from '../../src/workers.js';
+import { createTestApp, defaultTestConfig, type TestApp, testRedis } from '../helpers/app.js';
 import { allRecords, connectFake, enable, recordsPage, syncStatus, until, waitForRun } from '../helpers/syncs.js';
 import { type FakeGithub, startFakeGithub } from '../fixtures/providers/github.js';
 
@@ -10,6 +11,12 @@ let gh: FakeGithub;
 const KEY = 'gh';
 const CONN = 'c1';
 let explodeCalls = 0;
+const config = {
+  ...defaultTestConfig,
+  allowProviderUrlOverrides: true,
+  egress: { allowPrivateNetworks: true, allowedHosts: [], timeoutMs: 400 },
+  runs: { syncTimeoutMs: 2500, actionTimeoutMs: 1500, actionWaitMs: 5000, leaseMs: 3000, schedulerIntervalMs: 300, providerRetries: 1 },
+};
 
 /** Functions an embedding application adds next to the built-ins (here: ones that misbehave). */
 const extra = {
@@ -38,6 +45,15 @@ const extra = {
         await ctx.batchSave('Thing', [{ id: 'x', n: 'not a number' as unknown as number }]);
       },
     }),
+    defineAction({
+      name: 'stall',
+      description: 'never returns',
+      input: z.object({}),
+      output: z.object({}),
+      async exec() {
+        return new Promise(() => {});
+      },
+    }),
   ],
 };
 
@@ -47,15 +63,7 @@ const trigger = (syncs: string[], extraBody: Record<string, unknown> = {}, conn 
 beforeAll(async () => {
   gh = await startFakeGithub();
   gh.controls.seed({ repos: 1, issuesPerRepo: 30 });
-  t = await createTestApp({
-    workers: true,
-    extraFunctions: extra,
-    config: {
-      allowProviderUrlOverrides: true,
-      egress: { allowPrivateNetworks: true, allowedHosts: [], timeoutMs: 400 },
-      runs: { syncTimeoutMs: 2500, actionTimeoutMs: 1500, actionWaitMs: 5000, leaseMs: 3000, schedulerIntervalMs: 300, providerRetries: 1 },
-    },
-  });
+  t = await createTestApp({ workers: true, extraFunctions: extra, config });
   await connectFake(t, { key: KEY, provider: 'github', baseUrl: gh.url, token: gh.token, connectionId: CONN });
 });
 afterAll(async () => {
@@ -114,6 +122,28 @@ describe('functions that fail', () => {
       return s.status === 'success' && s;
     });
     expect(ok.error).toBeNull();
+  });
+});
+
+describe('actions that fail', () => {
+  it('an action over its time limit answers 504 and its run ends in error', async () => {
+    await enable(t, KEY, 'stall');
+    const started = Date.now();
+    const r = await t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'stall', input: {} } });
+    expect(r.statusCode, r.body).toBe(504);
+    expect(r.json()).toMatchObject({ error: 'action_timeout', message: 'action timed out after 2 s', action_name: 'stall' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    const run = await t.call({ method: 'GET', url: `/action/${r.json().run_id}` });
+    expect(run.json()).toMatchObject({ status: 'error', success: false, error: 'action timed out after 2 s' });
+  });
+
+  it('a provider that hangs fails the action (after the egress timeout and retries) with 424', async () => {
+    await enable(t, KEY, 'create-issue');
+    gh.controls.hangNext(2);
+    const [o, r] = [...gh.state.repos.values()][0]!.full_name.split('/');
+    const res = await t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 't' } } });
+    expect(res.statusCode, res.body).toBe(424);
+    expect(res.json()).toMatchObject({ error: 'action_failed', message: expect.stringMatching(/time/i) });
   });
 });
 
@@ -220,5 +250,39 @@ describe('sync control', () => {
     expect(list.find((f: { name: string }) => f.name === 'pull-requests').enabled).toBe(false);
     expect((await t.call({ method: 'GET', url: `/sync/${CONN}/pull-requests?provider_config_key=${KEY}` })).statusCode).toBe(404);
     expect((await t.call({ method: 'DELETE', url: `/integration/${KEY}/functions/pull-requests` })).statusCode).toBe(404);
+  });
+});
+
+describe('worker shutdown', () => {
+  it('a worker stopping mid-run hands the sync back; the next worker resumes it as its next attempt', async () => {
+    const KEY3 = 'gh-handback';
+    const slow = await startFakeGithub({ delayMs: 30 });
+    try {
+      slow.controls.seed({ repos: 2, issuesPerRepo: 300 });
+      await connectFake(t, { key: KEY3, provider: 'github', baseUrl: slow.url, token: slow.token, connectionId: CONN });
+      // This file's workers stop for good (this test is the file's last); two generations replace them.
+      await t.workers!.stop();
+      const slowConfig = { ...config, runs: { ...config.runs, syncTimeoutMs: 30_000 } };
+      const workers = await startWorkers({ services: t.services, config: slowConfig, redis: await testRedis(), log: t.app.log as never });
+      await enable(t, KEY3, 'issues');
+      await until('the run to save records', async () => (await syncStatus(t, KEY3, CONN, 'issues')).records_count > 0);
+      const stopped = Date.now();
+      await workers.stop();
+      expect(Date.now() - stopped).toBeLessThan(2000);
+      expect((await syncStatus(t, KEY3, CONN, 'issues')).status).toBe('running');
+      slow.controls.delayMs = 0;
+      const next = await startWorkers({ services: t.services, config: slowConfig, redis: await testRedis(), log: t.app.log as never });
+      try {
+        const s = await waitForRun(t, KEY3, CONN, 'issues');
+        expect(s).toMatchObject({ status: 'success', records_count: 600 });
+        const runs = (await t.call({ method: 'GET', url: `/sync/${CONN}/issues/runs?provider_config_key=${KEY3}` })).json().runs;
+        expect(runs).toHaveLength(1);
+        expect(runs[0]).toMatchObject({ status: 'success', attempt: 2, added: 600 });
+      } finally {
+        await next.stop();
+      }
+    } finally {
+      await slow.close();
+    }
   });
 });
