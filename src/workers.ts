@@ -59,7 +59,16 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     }),
     createWorker('scheduler', { ...base, concurrency: 1 }, async () => tick()),
   ];
+  // Runs record their webhook events in Postgres; dispatch them right away instead of at the next tick.
+  let dispatchTimer: NodeJS.Timeout | undefined;
+  const dispatchSoon = () => {
+    dispatchTimer ??= setTimeout(() => {
+      dispatchTimer = undefined;
+      webhooks.dispatch().catch((err: unknown) => log.warn({ err }, 'webhook dispatch failed'));
+    }, 20);
+  };
   for (const w of workers) {
+    if (w.name === 'syncs' || w.name === 'actions') w.on('completed', dispatchSoon);
     w.on('error', (err) => log.warn({ err, queue: w.name }, 'queue worker error'));
     w.on('failed', (job, err) => {
       if (w.name !== 'webhooks') log.warn({ err, queue: w.name, jobId: job?.id }, 'job failed');
@@ -80,6 +89,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     tick,
     async stop() {
       clearInterval(redeclare);
+      clearTimeout(dispatchTimer);
       stopping.abort();
       syncRunner.abortAll('the worker is shutting down; the run will be resumed');
       await Promise.all(workers.map((w) => w.close()));
