@@ -52,6 +52,7 @@ export const configSchema = z
     TERAPI_RUN_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(60),
     TERAPI_PROVIDER_RETRIES: z.coerce.number().int().min(0).max(20).default(8),
     TERAPI_SCHEDULER_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
+    TERAPI_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
     TERAPI_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(15),
     TERAPI_WEBHOOK_BACKOFF_SECONDS: z.coerce.number().min(0.05).max(3600).default(5),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -94,6 +95,7 @@ export const configSchema = z
       leaseMs: c.TERAPI_RUN_LEASE_SECONDS * 1000,
       schedulerIntervalMs: c.TERAPI_SCHEDULER_INTERVAL_SECONDS * 1000,
       providerRetries: c.TERAPI_PROVIDER_RETRIES,
+      retentionDays: c.TERAPI_RETENTION_DAYS,
     },
     webhooks: {
       maxAttempts: c.TERAPI_WEBHOOK_MAX_ATTEMPTS,

@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 import type { Logger } from './lib/logger.js';
 import { createWorker } from './queue/queues.js';
 import type { RedisTarget } from './queue/redis.js';
-import { failStaleActionRuns } from './runs/repository.js';
+import { deleteExpired, failStaleActionRuns } from './runs/repository.js';
 import type { Services } from './services.js';
 import { listRunnableSyncIds } from './syncs/repository.js';
 
@@ -14,6 +14,8 @@ export interface Workers {
   stop(): Promise<void>;
   /** One scheduler pass now (also runs every TERAPI_SCHEDULER_INTERVAL_SECONDS). */
   tick(): Promise<void>;
+  /** Deletes runs and events past the retention (also every 120 ticks). */
+  housekeeping(): Promise<{ runs: number; events: number }>;
 }
 
 const TICK_ID = 'terapi-scheduler-tick';
@@ -30,6 +32,12 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
   const stopping = new AbortController();
   let ticks = 0;
 
+  async function housekeeping() {
+    const removed = await deleteExpired(db, config.runs.retentionDays);
+    if (removed.runs || removed.events) log.info({ ...removed, retentionDays: config.runs.retentionDays }, 'old runs and events deleted');
+    return removed;
+  }
+
   async function tick(): Promise<void> {
     ticks++;
     for (const id of await listRunnableSyncIds(db, 1000)) {
@@ -43,6 +51,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       const stale = await failStaleActionRuns(db, new Date(Date.now() - config.runs.actionTimeoutMs - 120_000));
       if (stale.length) log.warn({ runs: stale.map((r) => r.id) }, 'action runs lost with their worker were marked failed');
     }
+    if (ticks % 120 === 1) await housekeeping();
   }
 
   const workers: Worker[] = [
@@ -87,6 +96,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
 
   return {
     tick,
+    housekeeping,
     async stop() {
       clearInterval(redeclare);
       clearTimeout(dispatchTimer);

@@ -81,6 +81,21 @@ export async function listRunLogs(db: DbOrTx, runId: string, afterId: number, li
     .limit(limit);
 }
 
+/**
+ * Housekeeping: deletes finished runs (their logs go with them) and dispatched events (with their
+ * deliveries) older than the retention, in bounded batches so one pass never holds locks for long.
+ */
+export async function deleteExpired(db: DbOrTx, retentionDays: number): Promise<{ runs: number; events: number }> {
+  const cutoff = sql`now() - make_interval(days => ${retentionDays})`;
+  const r = await db.execute(sql`DELETE FROM runs WHERE id IN (
+      SELECT id FROM runs WHERE created_at < ${cutoff} AND status IN ('success', 'error') LIMIT 5000)`);
+  const e = await db.execute(sql`DELETE FROM events WHERE id IN (
+      SELECT id FROM events WHERE created_at < ${cutoff} AND delivered_at IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending') LIMIT 5000)`);
+  const count = (x: unknown) => Number((x as { rowCount?: number; affectedRows?: number }).rowCount ?? (x as { affectedRows?: number }).affectedRows ?? 0);
+  return { runs: count(r), events: count(e) };
+}
+
 /** Action runs stuck in `queued`/`running` longer than `olderThan` (their worker died). */
 export async function failStaleActionRuns(db: DbOrTx, olderThan: Date): Promise<RunRow[]> {
   return db

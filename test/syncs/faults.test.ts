@@ -15,7 +15,7 @@ const config = {
   ...defaultTestConfig,
   allowProviderUrlOverrides: true,
   egress: { allowPrivateNetworks: true, allowedHosts: [], timeoutMs: 400 },
-  runs: { syncTimeoutMs: 2500, actionTimeoutMs: 1500, actionWaitMs: 5000, leaseMs: 3000, schedulerIntervalMs: 300, providerRetries: 1 },
+  runs: { syncTimeoutMs: 2500, actionTimeoutMs: 1500, actionWaitMs: 5000, leaseMs: 3000, schedulerIntervalMs: 300, providerRetries: 1, retentionDays: 30 },
 };
 
 /** Functions an embedding application adds next to the built-ins (here: ones that misbehave). */
@@ -250,6 +250,21 @@ describe('sync control', () => {
     expect(list.find((f: { name: string }) => f.name === 'pull-requests').enabled).toBe(false);
     expect((await t.call({ method: 'GET', url: `/sync/${CONN}/pull-requests?provider_config_key=${KEY}` })).statusCode).toBe(404);
     expect((await t.call({ method: 'DELETE', url: `/integration/${KEY}/functions/pull-requests` })).statusCode).toBe(404);
+  });
+});
+
+describe('housekeeping', () => {
+  it('deletes finished runs (with their logs) and delivered events past the retention, nothing newer', async () => {
+    const q = async (text: string) => ((await t.services.db.execute(text as never)) as unknown as { rows: Record<string, string>[] }).rows;
+    const [{ n: runsBefore }] = (await q(`SELECT count(*)::int AS n FROM runs`)) as [{ n: string }];
+    expect(Number(runsBefore)).toBeGreaterThan(3);
+    await q(`UPDATE runs SET created_at = now() - interval '40 days' WHERE id IN (SELECT id FROM runs WHERE status IN ('success','error') ORDER BY created_at LIMIT 2)`);
+    await q(`UPDATE events SET created_at = now() - interval '40 days', delivered_at = now() WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1)`);
+    const removed = await t.workers!.housekeeping();
+    expect(removed).toEqual({ runs: 2, events: 1 });
+    expect(Number(((await q(`SELECT count(*)::int AS n FROM runs`)) as [{ n: string }])[0].n)).toBe(Number(runsBefore) - 2);
+    expect(await q(`SELECT 1 FROM run_logs l LEFT JOIN runs r ON r.id = l.run_id WHERE r.id IS NULL`)).toEqual([]);
+    expect(await t.workers!.housekeeping()).toEqual({ runs: 0, events: 0 });
   });
 });
 
