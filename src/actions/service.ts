@@ -61,7 +61,24 @@ export function createActionService(deps: { db: Db; reader: ConnectionReader; re
       if (t.async || deps.waitMs === 0) return { state: 'pending', run };
       // Whether the wait ends with the job's completion, its failure or the time limit, the
       // outcome is read from the run row, which the worker writes before its job completes.
-      await job.waitUntilFinished(await queues.actionEvents(), deps.waitMs).catch(() => undefined);
+      // The completion event can be missed (a QueueEvents reader that started listening after the
+      // job finished), so the row is also polled, ever less often, until the deadline.
+      const deadline = Date.now() + deps.waitMs;
+      let settled = false;
+      const byEvent = queues
+        .actionEvents()
+        .then((events) => job.waitUntilFinished(events, deps.waitMs))
+        .catch(() => undefined)
+        .finally(() => (settled = true));
+      const byPolling = (async () => {
+        for (let delay = 100; !settled && Date.now() < deadline; delay = Math.min(delay * 2, 1000)) {
+          await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
+          const current = await findRun(db, environmentId, run.id);
+          if (current && (current.status === 'success' || current.status === 'error')) return;
+        }
+      })();
+      await Promise.race([byEvent, byPolling]);
+      settled = true;
       const done = await findRun(db, environmentId, run.id);
       if (!done || done.status === 'queued' || done.status === 'running') return { state: 'pending', run: done ?? run };
       return { state: 'done', run: done };

@@ -176,9 +176,25 @@ async function searchContactsSince(ctx: ContactsContext, since: number): Promise
   }
 }
 
+/**
+ * Incremental runs: neither the list (archived=false) nor search returns archived contacts (HubSpot's delete), so
+ * the archived ones are listed on their own and their records marked deleted. All of them, every run: the list is
+ * not ordered by archivedAt, and deleting a record already deleted (or never synced) changes nothing.
+ */
+async function deleteArchivedContacts(ctx: ContactsContext): Promise<void> {
+  let total = 0;
+  const req = { path: '/crm/v3/objects/contacts', query: { limit: PAGE_SIZE, archived: true } };
+  for await (const page of ctx.http.paginate<HubspotObject>(req, listPaginator)) {
+    ctx.signal.throwIfAborted();
+    if (page.length > 0) await ctx.batchDelete('HubspotContact', page.map((o) => ({ id: o.id })));
+    total += page.length;
+  }
+  ctx.log.info('archived contacts checked', { total });
+}
+
 const contacts = defineSync({
   name: 'contacts',
-  description: 'Contacts, listed in full on the first run and then searched by lastmodifieddate.',
+  description: 'Contacts, listed in full on the first run and then searched by lastmodifieddate; contacts archived in HubSpot are deleted.',
   models: { HubspotContact },
   frequency: '15m',
   syncType: 'incremental',
@@ -187,7 +203,10 @@ const contacts = defineSync({
   async exec(ctx) {
     const checkpoint = await ctx.getCheckpoint();
     const since = Number(checkpoint?.lastModifiedAfter ?? Number.NaN);
-    if (checkpoint && Number.isSafeInteger(since) && since >= 0) return searchContactsSince(ctx, since);
+    if (checkpoint && Number.isSafeInteger(since) && since >= 0) {
+      await searchContactsSince(ctx, since);
+      return deleteArchivedContacts(ctx);
+    }
     if (checkpoint) ctx.log.warn('unreadable checkpoint, listing every contact', { checkpoint });
     return listAllContacts(ctx);
   },
