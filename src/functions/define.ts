@@ -122,15 +122,31 @@ export function defineAction<I extends z.ZodType, O extends z.ZodType>(def: Omit
   return { type: 'action', ...def };
 }
 
-/** A provider's answer that is not 2xx (after retries). Actions surface it as 424 with status and body. */
-export class ProviderHttpError extends Error {
+/**
+ * The provider refused: actions surface it as 424 with the provider's status and body. Throw it
+ * (or a subclass) for errors a provider reports inside a 2xx answer (Slack's `ok: false`, GraphQL
+ * `errors`), so the SaaS backend sees what the provider said.
+ */
+export class ProviderError extends Error {
   constructor(
+    message: string,
     readonly status: number,
     readonly body: string,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}
+
+/** A provider's answer that is not 2xx (after retries). */
+export class ProviderHttpError extends ProviderError {
+  constructor(
+    status: number,
+    body: string,
     readonly method: string,
     readonly url: string,
   ) {
-    super(`${method} ${url} answered ${status}${body ? `: ${body.slice(0, 300)}` : ''}`);
+    super(`${method} ${url} answered ${status}${body ? `: ${body.slice(0, 300)}` : ''}`, status, body);
     this.name = 'ProviderHttpError';
   }
 }

@@ -4,7 +4,7 @@ import type { Db } from '../db/client.js';
 import type { RunError, SyncCheckpoint } from '../db/schema/index.js';
 import { findConnectionsById } from '../connections/repository.js';
 import { recordEvent } from '../events/repository.js';
-import { ProviderHttpError, type SyncContext, type SyncDefinition } from '../functions/define.js';
+import { ProviderError, type SyncContext, type SyncDefinition } from '../functions/define.js';
 import type { FunctionRegistry } from '../functions/registry.js';
 import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
 import type { Logger } from '../lib/logger.js';
@@ -25,13 +25,20 @@ export interface SyncRunnerDeps {
 
 type Counts = { added: number; updated: number; deleted: number };
 
+/**
+ * Records per statement when a batchSave is written in chunks (larger batches only), so that
+ * validating and serializing one chunk overlaps the database writing the previous one.
+ */
+const SAVE_CHUNK = 250;
+const DUPLICATE_IN_BATCH = Symbol('an id appears in two chunks of one batch');
+
 /** The message and upstream answer of whatever a function threw. */
 export function runErrorOf(err: unknown, signal?: AbortSignal): RunError {
   if (signal?.aborted) {
     const reason = signal.reason;
     return { message: reason instanceof Error ? reason.message : String(reason), code: 'aborted' };
   }
-  if (err instanceof ProviderHttpError) return { message: err.message, upstream: { status: err.status, body: err.body }, code: 'provider_error' };
+  if (err instanceof ProviderError) return { message: err.message, upstream: { status: err.status, body: err.body.slice(0, 4000) }, code: 'provider_error' };
   return { message: err instanceof Error ? err.message : String(err) };
 }
 
@@ -120,24 +127,74 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         total.deleted += c.deleted;
         counts.set(model, total);
       };
-      const save = async (model: string, items: unknown[]) => {
-        const schema = validator(definition, model);
+      /** Validates items[from, to) with the model's schema and serializes them (the last of equal ids wins). */
+      const prepare = (schema: z.ZodType, model: string, items: unknown[], from: number, to: number) => {
         const valid: Record<string, unknown>[] = [];
-        for (const [i, item] of items.entries()) {
-          const parsed = schema.safeParse(item);
+        for (let i = from; i < to; i++) {
+          const parsed = schema.safeParse(items[i]);
           if (!parsed.success) {
             const issue = parsed.error.issues[0]!;
             throw new Error(`record ${i} of ${model} does not match the model: ${issue.path.join('.') || '(record)'}: ${issue.message}`);
           }
           valid.push(parsed.data as Record<string, unknown>);
         }
-        const prepared = records.prepareRecords(valid);
-        if (full) {
-          const set = seen.get(model) ?? new Set<string>();
-          for (const r of prepared) set.add(r.id);
-          seen.set(model, set);
+        return records.prepareRecords(valid);
+      };
+      const markSeen = (model: string, ids: Iterable<string>) => {
+        if (!full) return;
+        const set = seen.get(model) ?? new Set<string>();
+        for (const id of ids) set.add(id);
+        seen.set(model, set);
+      };
+      const save = async (model: string, items: unknown[]) => {
+        const schema = validator(definition, model);
+        if (items.length > SAVE_CHUNK) {
+          const ids = await savePipelined(schema, model, items).catch((err: unknown) => {
+            if (err === DUPLICATE_IN_BATCH) return undefined;
+            throw err;
+          });
+          if (ids) return markSeen(model, ids);
+          // An id repeated in two chunks (rolled back): the whole batch at once, where the last one wins.
         }
+        const prepared = prepare(schema, model, items, 0, items.length);
+        markSeen(model, prepared.map((r) => r.id));
         await write(model, (tx) => records.upsertRecords(tx, sync.connectionPk, model, prepared));
+      };
+      /**
+       * A large batch is still one transaction (all or nothing, one lock, exact counts), written in
+       * chunks so that this process validates and serializes chunk n+1 while Postgres writes chunk n.
+       * Returns the ids written; rejects with DUPLICATE_IN_BATCH (nothing written) when an id
+       * appears in two chunks, since the chunks could not then count it once.
+       */
+      const savePipelined = async (schema: z.ZodType, model: string, items: unknown[]): Promise<Set<string>> => {
+        const ids = new Set<string>();
+        await write(model, async (tx) => {
+          const total: Counts = { added: 0, updated: 0, deleted: 0 };
+          const add = (c: Counts) => {
+            total.added += c.added;
+            total.updated += c.updated;
+          };
+          let pending: Promise<Counts> | undefined;
+          try {
+            await records.lockFeed(tx, sync.connectionPk, model);
+            for (let from = 0; from < items.length; from += SAVE_CHUNK) {
+              const chunk = prepare(schema, model, items, from, Math.min(from + SAVE_CHUNK, items.length));
+              for (const r of chunk) {
+                if (ids.has(r.id)) throw DUPLICATE_IN_BATCH;
+                ids.add(r.id);
+              }
+              if (pending) add(await pending);
+              pending = records.upsertRecords(tx, sync.connectionPk, model, chunk, { locked: true });
+            }
+            add(await pending!);
+            return total;
+          } catch (err) {
+            // Let the statement in flight settle before the transaction rolls back.
+            await pending?.catch(() => undefined);
+            throw err;
+          }
+        });
+        return ids;
       };
 
       const base = await deps.runtime.context(conn, controller.signal, runLog);

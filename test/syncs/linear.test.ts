@@ -269,13 +269,14 @@ describe('Linear create-issue (action)', () => {
     expect(lin.controls.requests).toHaveLength(0);
   });
 
-  it('answers 424 action_failed (no upstream) when Linear answers HTTP 200 with GraphQL errors', async () => {
+  it('answers 424 provider_error with the GraphQL errors when Linear answers HTTP 200 with errors', async () => {
     const count = lin.state.issues.length;
     const r = await create({ teamId: 'no-such-team', title: 'x' });
     expect(r.statusCode, r.body).toBe(424);
     const body = r.json();
-    expect(body).toMatchObject({ error: 'action_failed', action_name: 'create-issue', message: 'Linear GraphQL error: Entity not found: Team (INVALID_INPUT)' });
-    expect(body.upstream).toBeUndefined();
+    expect(body).toMatchObject({ error: 'provider_error', action_name: 'create-issue', message: 'Linear GraphQL error: Entity not found: Team (INVALID_INPUT)' });
+    expect(body.upstream.status).toBe(200);
+    expect(JSON.parse(body.upstream.body).errors[0].extensions.code).toBe('INVALID_INPUT');
     expect(lin.state.issues).toHaveLength(count);
   });
 

@@ -204,7 +204,7 @@ describe('Slack channels (full sync)', () => {
     expect(requestsTo('conversations.list', mark).length).toBeGreaterThanOrEqual(2);
     const [failedRun] = await runsOf('channels');
     expect(failedRun).toMatchObject({ status: 'error', deleted: 0, error: { message: expect.stringMatching(/invalid_auth/) } });
-    expect(failedRun!.error!.upstream).toBeUndefined();
+    expect(failedRun!.error!.upstream).toMatchObject({ status: 200, body: expect.stringContaining('invalid_auth') });
     expect((await recordsPage(t, KEY, CONN, 'model=SlackChannel&filter=deleted')).json().records).toHaveLength(0);
 
     await triggerSync('channels');
@@ -266,21 +266,22 @@ describe('Slack send-message (action)', () => {
     expect(slack.controls.requests.length).toBe(mark);
   });
 
-  it("answers 424 action_failed (no upstream) when Slack says ok: false", async () => {
+  it("answers 424 provider_error with Slack's answer when Slack says ok: false", async () => {
     const count = slack.controls.messages.length;
     const r = await send({ channel: 'C0NOSUCH1', text: 'anyone?' });
     expect(r.statusCode, r.body).toBe(424);
     const body = r.json();
-    expect(body).toMatchObject({ error: 'action_failed', action_name: 'send-message', message: 'Slack chat.postMessage failed: channel_not_found', run_id: expect.any(String) });
-    // Slack answered HTTP 200: there is no upstream status to report.
-    expect(body.upstream).toBeUndefined();
+    expect(body).toMatchObject({ error: 'provider_error', action_name: 'send-message', message: 'Slack chat.postMessage failed: channel_not_found', run_id: expect.any(String) });
+    // Slack answered HTTP 200 with ok: false: that answer is what the backend gets.
+    expect(body.upstream.status).toBe(200);
+    expect(JSON.parse(body.upstream.body)).toMatchObject({ ok: false, error: 'channel_not_found' });
     const run = await t.call({ method: 'GET', url: `/action/${body.run_id}` });
-    expect(run.json()).toMatchObject({ status: 'error', success: false, error: 'Slack chat.postMessage failed: channel_not_found', upstream: null, output: null });
+    expect(run.json()).toMatchObject({ status: 'error', success: false, error: 'Slack chat.postMessage failed: channel_not_found', upstream: { status: 200 }, output: null });
 
     const lurk = slack.controls.addChannel({ name: 'lurk', is_member: false });
     const notIn = await send({ channel: lurk.id, text: 'hi' });
     expect(notIn.statusCode).toBe(424);
-    expect(notIn.json()).toMatchObject({ error: 'action_failed', message: 'Slack chat.postMessage failed: not_in_channel' });
+    expect(notIn.json()).toMatchObject({ error: 'provider_error', message: 'Slack chat.postMessage failed: not_in_channel' });
     expect(slack.controls.messages.length).toBe(count);
   });
 

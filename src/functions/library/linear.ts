@@ -3,6 +3,7 @@ import { z } from 'zod';
 import {
   defineAction,
   defineSync,
+  ProviderError,
   ProviderHttpError,
   type Checkpoint,
   type FunctionContextBase,
@@ -54,10 +55,10 @@ interface GraphQLError {
 }
 
 /** A GraphQL answer carrying `errors` (Linear answers most of them with HTTP 200, so the HTTP client lets them through). */
-export class LinearGraphQLError extends Error {
+export class LinearGraphQLError extends ProviderError {
   readonly codes: string[];
   constructor(readonly errors: GraphQLError[]) {
-    super(`Linear GraphQL error: ${errors.map((e) => `${e.message}${e.extensions?.code ? ` (${e.extensions.code})` : ''}`).join('; ')}`);
+    super(`Linear GraphQL error: ${errors.map((e) => `${e.message}${e.extensions?.code ? ` (${e.extensions.code})` : ''}`).join('; ')}`, 200, JSON.stringify({ errors }));
     this.name = 'LinearGraphQLError';
     this.codes = errors.map((e) => e.extensions?.code ?? '').filter((c) => c !== '');
   }

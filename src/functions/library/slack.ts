@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineAction, defineSync, type FunctionContextBase, type FunctionDefinition, type HttpRequest } from '../define.js';
+import { defineAction, defineSync, type FunctionContextBase, type FunctionDefinition, type HttpRequest, ProviderError } from '../define.js';
 
 /** Built-in Slack functions, written against the Slack Web API (base URL `https://slack.com/api`). */
 
@@ -92,13 +92,14 @@ interface PostMessageAnswer extends SlackEnvelope {
 }
 
 /** Slack refused a Web API call (`ok: false` in a 200 answer); `code` is Slack's error string. */
-export class SlackApiError extends Error {
+export class SlackApiError extends ProviderError {
   constructor(
     readonly method: string,
     readonly code: string,
     readonly needed?: string,
+    body = '',
   ) {
-    super(`Slack ${method} failed: ${code}${needed ? ` (needed scope: ${needed})` : ''}`);
+    super(`Slack ${method} failed: ${code}${needed ? ` (needed scope: ${needed})` : ''}`, 200, body);
     this.name = 'SlackApiError';
   }
 }
@@ -111,7 +112,7 @@ async function slackCall<T extends SlackEnvelope>(ctx: FunctionContextBase, meth
   const { data } = await ctx.http.request<T>({ ...req, path: `/${method}` });
   if (typeof data !== 'object' || data === null || data.ok !== true) {
     const body = (typeof data === 'object' && data !== null ? data : {}) as Partial<SlackEnvelope>;
-    throw new SlackApiError(method, body.error ?? 'unexpected_response', body.needed);
+    throw new SlackApiError(method, body.error ?? 'unexpected_response', body.needed, JSON.stringify(data ?? null));
   }
   const warnings = data.response_metadata?.warnings ?? (data.warning ? [data.warning] : []);
   if (warnings.length > 0) ctx.log.warn(`Slack ${method} warned`, { warnings });
