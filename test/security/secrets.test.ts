@@ -6,6 +6,11 @@
  * Every secret below is a unique random value, so finding it anywhere is a leak. Each check looks
  * for the whole value and for its random core (a response or log that truncated or re-prefixed a
  * secret still leaks it).
+ *
+ * The app runs its queue workers: a GitHub integration on a fake GitHub API syncs records and runs
+ * actions (synchronous, X-Async, and one the provider refuses) with a connection's access token,
+ * and the events go out as signed webhooks to a local endpoint. The webhook signing secret is one
+ * of the secrets: handed out only by the calls that create or rotate it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -14,8 +19,12 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVault } from '../../src/lib/vault.js';
+import { verifySignature } from '../../src/webhooks/signing.js';
 import { type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
+import { type FakeGithub, startFakeGithub } from '../fixtures/providers/github.js';
 import { ADMIN_KEY, createTestApp, defaultTestConfig, type TestApp } from '../helpers/app.js';
+import { until } from '../helpers/syncs.js';
+import { startWebhookReceiver, type WebhookReceiver } from './fixtures.js';
 
 // ---------------------------------------------------------------------------------------------
 // Known secrets
@@ -77,6 +86,10 @@ const S = {
   fixtureClientSecret: secret('fixture_client_secret'),
   connectApiKey: secret('SG_connect_api_key'),
   connectWrongKey: secret('SG_connect_wrong_key'),
+  // The GitHub integration whose functions run (on the fake GitHub, which accepts only this token).
+  ghSyncClientSecret: secret('gh_sync_client_secret'),
+  ghSyncWebhookSecret: secret('gh_sync_webhook_secret'),
+  ghSyncAccess: secret('gho_sync_access'),
 };
 const TWILIO_USER = 'AC0123456789abcdef';
 const TWILIO_BASIC = Buffer.from(`${TWILIO_USER}:${S.twPassword}`).toString('base64');
@@ -126,7 +139,12 @@ beforeAll(async () => {
   await new Promise<void>((r) => fakeApi.listen(0, '127.0.0.1', r));
   fakeApiUrl = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
 
-  t = await createTestApp();
+  github = await startFakeGithub({ token: S.ghSyncAccess });
+  github.controls.seed({ repos: 2, issuesPerRepo: 3 });
+  github.controls.addIssue(`${github.login}/repo-1`, { title: ISSUE_MARKER });
+  receiver = await startWebhookReceiver('/hooks/secrets');
+
+  t = await createTestApp({ workers: true, config: { allowProviderUrlOverrides: true } });
   registerSecret('environment secret key', t.env.key, 'terapi_sk_'.length + 4);
   registerSecret('admin key', ADMIN_KEY, 'admin_'.length);
   known.push({ label: 'twilio basic auth header', value: TWILIO_BASIC, cores: [TWILIO_BASIC] });
@@ -261,11 +279,14 @@ beforeAll(async () => {
   registerSecret('rotated environment key', admin.rotatedKey, 'terapi_sk_'.length + 4);
 
   await connectFlows();
+  await functionFlows();
 }, 60_000);
 afterAll(async () => {
   await t?.close();
   await oauthServer?.close();
   await new Promise((r) => (fakeApi ? fakeApi.close(r) : r(undefined)));
+  await github?.close();
+  await receiver?.close();
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -460,6 +481,119 @@ async function connectFlows() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Functions: a sync and actions run by the workers, and the webhooks that announce them
+// ---------------------------------------------------------------------------------------------
+
+const ISSUE_MARKER = 'secrets-fixture-issue';
+const SYNC_CONNECTION = 'gh-sync-user';
+let github: FakeGithub;
+let receiver: WebhookReceiver;
+
+const fn = {
+  /** The webhook settings answers: the first PUT (creates the secret), a second PUT, the rotation, a GET. */
+  putRes: undefined as unknown as LightMyRequestResponse,
+  putAgainRes: undefined as unknown as LightMyRequestResponse,
+  rotateRes: undefined as unknown as LightMyRequestResponse,
+  getRes: undefined as unknown as LightMyRequestResponse,
+  secret: '',
+  rotatedSecret: '',
+  syncRun: '',
+  actionRun: '',
+  asyncActionRun: '',
+  failedActionRun: '',
+  /** Answers of the action triggers (synchronous, X-Async, refused by the provider). */
+  responses: [] as { label: string; res: LightMyRequestResponse }[],
+};
+
+/** Parameters of the sync connection's GET contexts: its sync, the sync's model. */
+const functionParams: Record<string, Record<string, string>> = {};
+
+async function functionFlows() {
+  // The signing secret: created (and shown) by the first PUT, not by the next; rotated (and shown) once.
+  fn.putRes = await t.call({ method: 'PUT', url: '/environment/webhooks', payload: { urls: [receiver.url] } });
+  expect(fn.putRes.statusCode, fn.putRes.body).toBe(200);
+  fn.secret = fn.putRes.json().secret ?? '';
+  registerSecret('webhook signing secret', fn.secret, 'whsec_'.length + 4);
+  fn.putAgainRes = await t.call({ method: 'PUT', url: '/environment/webhooks', payload: { urls: [receiver.url] } });
+  expect(fn.putAgainRes.statusCode, fn.putAgainRes.body).toBe(200);
+  fn.rotateRes = await t.call({ method: 'POST', url: '/environment/webhooks/rotate-secret', payload: { overlap_seconds: 3600 } });
+  expect(fn.rotateRes.statusCode, fn.rotateRes.body).toBe(200);
+  fn.rotatedSecret = fn.rotateRes.json().secret ?? '';
+  registerSecret('webhook signing secret (rotated)', fn.rotatedSecret, 'whsec_'.length + 4);
+  fn.getRes = await t.call({ method: 'GET', url: '/environment/webhooks' });
+
+  await write('POST /integration gh-sync (fake GitHub API)', {
+    method: 'POST',
+    url: '/integration',
+    payload: {
+      provider_config_key: 'gh-sync',
+      provider: 'github',
+      oauth_client_id: 'gh-sync-client-id',
+      oauth_client_secret: S.ghSyncClientSecret,
+      api_base_url: github.url,
+      secrets: { webhook_secret: S.ghSyncWebhookSecret },
+    },
+  });
+  // No refresh token: a forced refresh in the GET sweep below must not reach GitHub's real token endpoint.
+  await write('POST /connection gh-sync', {
+    method: 'POST',
+    url: '/connection',
+    payload: { connection_id: SYNC_CONNECTION, provider_config_key: 'gh-sync', credentials: { access_token: S.ghSyncAccess, token_type: 'bearer', scope: 'repo' } },
+  });
+  handouts[SYNC_CONNECTION] = { always: [S.ghSyncAccess], withFlag: [], authToken: [S.ghSyncAccess] };
+  connections.push({ key: 'gh-sync', id: SYNC_CONNECTION, provider: 'github' });
+  functionParams[SYNC_CONNECTION] = { sync_name: 'issues', syncs: 'issues', model: 'GithubIssue' };
+
+  // The sync starts on its own (auto-start) and writes records with the connection's token.
+  await write('POST /integration/{key}/functions issues', { method: 'POST', url: '/integration/gh-sync/functions', payload: { name: 'issues', frequency: '1d' } }, 201);
+  await write('POST /v1/integrations/{key}/functions create-issue', { method: 'POST', url: '/v1/integrations/gh-sync/functions', payload: { name: 'create-issue' } }, 201);
+  await until('the issues sync', async () => {
+    const res = (await t.call({ method: 'GET', url: `/sync/${SYNC_CONNECTION}/issues?provider_config_key=gh-sync` })).json();
+    if (res.status === 'error') throw new Error(`the sync failed: ${res.error}`);
+    return res.status === 'success';
+  });
+  fn.syncRun = (await t.call({ method: 'GET', url: `/sync/${SYNC_CONNECTION}/issues/runs?provider_config_key=gh-sync` })).json().runs[0].id;
+
+  const trigger = (label: string, status: number, opts: Parameters<TestApp['call']>[0]) =>
+    t.call(opts).then((res) => {
+      expect(res.statusCode, `${label}: ${res.body}`).toBe(status);
+      fn.responses.push({ label, res });
+      return res;
+    });
+  const input = (repo: string, title: string) => ({ owner: github.login, repo, title, body: 'from the secrets sweep' });
+  await trigger('POST /action/trigger', 200, {
+    method: 'POST',
+    url: '/action/trigger',
+    payload: { connection_id: SYNC_CONNECTION, provider_config_key: 'gh-sync', action_name: 'create-issue', input: input('repo-1', 'created') },
+  });
+  const pending = await trigger('POST /v1/actions/trigger (X-Async)', 202, {
+    method: 'POST',
+    url: '/v1/actions/trigger',
+    headers: { 'connection-id': SYNC_CONNECTION, 'provider-config-key': 'gh-sync', 'x-async': 'true' },
+    payload: { action_name: 'create-issue', input: input('repo-2', 'created async') },
+  });
+  fn.asyncActionRun = pending.json().id;
+  // The provider refuses (no such repository): 424 with GitHub's answer.
+  const failed = await trigger('POST /action/trigger (provider error)', 424, {
+    method: 'POST',
+    url: '/action/trigger',
+    payload: { connection_id: SYNC_CONNECTION, provider_config_key: 'gh-sync', action_name: 'create-issue', input: input('no-such-repo', 'refused') },
+  });
+  fn.failedActionRun = failed.json().run_id;
+  await until('the async action', async () => (await t.call({ method: 'GET', url: `/action/${fn.asyncActionRun}` })).json().status === 'success');
+  const rows = ((await t.db.database.db.execute(sql`SELECT id::text AS id FROM runs WHERE type = 'action' AND NOT async AND status = 'success'`)) as unknown as {
+    rows: { id: string }[];
+  }).rows;
+  fn.actionRun = rows[0]!.id;
+
+  // The sync's and the async action's events, delivered to the endpoint.
+  await until('the webhook deliveries', async () => {
+    const list: { type: string; status: string }[] = (await t.call({ method: 'GET', url: '/environment/webhooks/deliveries?limit=200' })).json().deliveries;
+    return ['sync', 'async_action'].every((type) => list.some((d) => d.type === type)) && list.every((d) => d.status === 'delivered');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // OpenAPI: every GET route, with its parameters filled from the fixture
 // ---------------------------------------------------------------------------------------------
 
@@ -479,24 +613,34 @@ function contexts(): Record<string, string>[] {
     connection_id: c.id,
     connectionId: c.id,
     name: c.provider,
+    // GET /records takes the connection in headers.
+    'connection-id': c.id,
+    'provider-config-key': c.key,
+    ...functionParams[c.id],
   }));
   out.push({ provider_config_key: 'slack', integrationId: 'slack', unique_key: 'slack', name: 'slack' });
   out.push({ account_id: t.env.accountId, environment_id: t.env.id });
   out.push({ account_id: admin.accountId, environment_id: admin.environmentId });
+  // Runs (of the sync and of each action) and action results.
+  for (const id of [fn.syncRun, fn.actionRun, fn.asyncActionRun, fn.failedActionRun]) out.push({ run_id: id });
+  for (const id of [fn.actionRun, fn.asyncActionRun, fn.failedActionRun]) out.push({ id });
   return out;
 }
 
 const isBooleanParam = (p: Param) => p.schema?.type === 'boolean' || (Array.isArray(p.schema?.enum) && p.schema.enum.includes('true'));
 
-/** URLs for a GET route: required parameters only, every known parameter, and every flag on. */
-function urlsFor(path: string, params: Param[]): { url: string; ctx: Record<string, string> }[] {
-  const out = new Map<string, Record<string, string>>();
+/** URLs (and header parameters) for a GET route: required parameters only, every known parameter, and every flag on. */
+function urlsFor(path: string, params: Param[]): { url: string; ctx: Record<string, string>; headers: Record<string, string> }[] {
+  const out = new Map<string, { url: string; ctx: Record<string, string>; headers: Record<string, string> }>();
   for (const ctx of contexts()) {
     const pathParams = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]!);
     if (!pathParams.every((n) => ctx[n] !== undefined)) continue;
     const url = path.replace(/\{([^}]+)\}/g, (_m, n: string) => encodeURIComponent(ctx[n]!));
     const query = params.filter((p) => p.in === 'query');
     if (query.some((p) => p.required && ctx[p.name] === undefined)) continue;
+    const headerParams = params.filter((p) => p.in === 'header');
+    if (headerParams.some((p) => p.required && ctx[p.name] === undefined)) continue;
+    const headers = Object.fromEntries(headerParams.filter((p) => ctx[p.name] !== undefined).map((p) => [p.name, ctx[p.name]!]));
     const variants = [
       query.filter((p) => p.required).map((p) => [p.name, ctx[p.name]!]),
       query.filter((p) => ctx[p.name] !== undefined).map((p) => [p.name, ctx[p.name]!]),
@@ -507,10 +651,11 @@ function urlsFor(path: string, params: Param[]): { url: string; ctx: Record<stri
     ];
     for (const v of variants) {
       const qs = new URLSearchParams(v as [string, string][]).toString();
-      out.set(qs ? `${url}?${qs}` : url, ctx);
+      const full = qs ? `${url}?${qs}` : url;
+      out.set(`${full} ${JSON.stringify(headers)}`, { url: full, ctx, headers });
     }
   }
-  return [...out].map(([url, ctx]) => ({ url, ctx }));
+  return [...out.values()];
 }
 
 /** The secrets a route may return: the token-handout routes return the connection's own credentials. */
@@ -549,9 +694,9 @@ describe('secrets never leave through responses, logs or the database', () => {
     for (const [path, ops] of [...gets, ['/openapi.json', { get: {} }] as const]) {
       // Routes authorized by a connect session token (GET /connect/session) get the session's token.
       const bySession = (ops.get as { security?: Record<string, string[]>[] }).security?.some((s) => 'ConnectSessionAuth' in s);
-      for (const { url, ctx } of urlsFor(path, ops.get?.parameters ?? [])) {
+      for (const { url, ctx, headers } of urlsFor(path, ops.get?.parameters ?? [])) {
         const key = path.startsWith('/admin') ? ADMIN_KEY : bySession ? connect.token : t.env.key;
-        const res = await t.call({ method: 'GET', url, key });
+        const res = await t.call({ method: 'GET', url, key, headers });
         calls++;
         if (res.statusCode >= 200 && res.statusCode < 300) succeeded.add(path);
         else problems.push(`GET ${url}: ${res.statusCode} ${res.body.slice(0, 200)}`);
@@ -704,6 +849,70 @@ describe('secrets never leave through responses, logs or the database', () => {
     expect(String(byLabel('GET /connect/i/fixture (OAuth start)').headers.location)).toContain('code_challenge=');
     expect(byLabel('GET /connect/session').json().data.end_user).toMatchObject({ id: CONNECT_USER });
     expect(byLabel('GET /connect/session (reconnect)').json().data.is_reconnect).toBe(true);
+  });
+
+  it('webhook settings hand out the signing secret once, when created or rotated; GET shows only its hint', async () => {
+    const created = fn.putRes.json();
+    expect(created.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
+    expect(created.secret_hint).toBe(`${fn.secret.slice(0, 10)}…`);
+    expect(secretsIn(everything(fn.putRes), [fn.secret])).toEqual([]);
+    // Setting the URLs again keeps the secret and does not show it.
+    expect(fn.putAgainRes.json()).toEqual({ urls: [receiver.url], secret_hint: created.secret_hint, previous_secret_expires_at: null });
+    expect(secretsIn(everything(fn.putAgainRes))).toEqual([]);
+    // The rotation shows the new secret only (the previous one keeps signing during the overlap).
+    const rotated = fn.rotateRes.json();
+    expect(rotated.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
+    expect(rotated.secret).not.toBe(fn.secret);
+    expect(rotated.previous_secret_expires_at).toEqual(expect.any(String));
+    expect(secretsIn(everything(fn.rotateRes), [fn.rotatedSecret])).toEqual([]);
+    // GET, then and now: the hint of the current secret, never a secret.
+    for (const res of [fn.getRes, await t.call({ method: 'GET', url: '/environment/webhooks' })]) {
+      expect(res.statusCode).toBe(200);
+      expect(Object.keys(res.json()).sort()).toEqual(['previous_secret_expires_at', 'secret_hint', 'urls']);
+      expect(res.json().secret_hint).toBe(`${fn.rotatedSecret.slice(0, 10)}…`);
+      expect(secretsIn(everything(res))).toEqual([]);
+    }
+
+    // The deliveries were signed with both secrets (the rotation overlap), and carry neither, nor any other secret.
+    expect(receiver.received.length).toBeGreaterThanOrEqual(2);
+    const types = new Set<string>();
+    for (const hook of receiver.received) {
+      types.add(String(hook.headers['terapi-event']));
+      const signature = String(hook.headers['terapi-signature']);
+      expect(signature.match(/v1=/g)).toHaveLength(2);
+      expect(verifySignature(signature, hook.body, fn.rotatedSecret)).toBe(true);
+      expect(verifySignature(signature, hook.body, fn.secret)).toBe(true);
+      expect(secretsIn(`${JSON.stringify(hook.headers)}\n${hook.body}`)).toEqual([]);
+    }
+    expect([...types].sort()).toEqual(expect.arrayContaining(['async_action', 'sync']));
+  });
+
+  it('syncs and actions ran with the connection\'s token; their answers, records, runs and logs show no secret', async () => {
+    // The token was used (so the checks below would have seen it leak).
+    expect(github.state.requests.filter((r) => String(r.headers.authorization).includes(S.ghSyncAccess)).length).toBeGreaterThan(2);
+    const problems: string[] = [];
+    for (const { label, res } of fn.responses) {
+      const leaked = secretsIn(everything(res));
+      if (leaked.length) problems.push(`${label} (${res.statusCode}) shows ${leaked.join(', ')}: ${res.body.slice(0, 300)}`);
+    }
+    expect(problems).toEqual([]);
+    const refused = fn.responses.find((r) => r.label === 'POST /action/trigger (provider error)')!.res.json();
+    expect(refused).toMatchObject({ error: 'provider_error', upstream: { status: 404 } });
+
+    // What the GET sweep read is real: records of the fake's issues, runs with logs, the actions' outcomes.
+    const get = async (url: string, headers?: Record<string, string>) => {
+      const res = await t.call({ method: 'GET', url, headers });
+      expect(res.statusCode, `${url}: ${res.body}`).toBe(200);
+      expect(secretsIn(everything(res)), url).toEqual([]);
+      return res.json();
+    };
+    const records = await get('/records?model=GithubIssue&limit=1000', { 'connection-id': SYNC_CONNECTION, 'provider-config-key': 'gh-sync' });
+    expect(records.records.map((r: { title: string }) => r.title)).toContain(ISSUE_MARKER);
+    for (const id of [fn.syncRun, fn.actionRun, fn.asyncActionRun, fn.failedActionRun]) {
+      expect((await get(`/runs/${id}/logs?limit=1000`)).logs.length, id).toBeGreaterThan(0);
+    }
+    expect((await get(`/action/${fn.failedActionRun}`)).upstream).toMatchObject({ status: 404 });
+    expect((await get(`/action/${fn.asyncActionRun}`)).status).toBe('success');
   });
 
   it('admin create-environment and rotate-secret-key return the new key once; other admin responses never do', async () => {
@@ -894,8 +1103,10 @@ describe('secrets never leave through responses, logs or the database', () => {
   });
 
   it('no log line contains a secret', () => {
-    // The logs saw the work above: successes, 4xx of every kind.
+    // The logs saw the work above: successes, 4xx of every kind, and the workers' syncs and actions.
     expect(t.logs.length).toBeGreaterThan(100);
+    expect(t.logs.some((l) => JSON.parse(l).msg === 'sync run finished'), 'a sync run was logged').toBe(true);
+    expect(t.logs.some((l) => JSON.parse(l).req?.url === '/environment/webhooks/rotate-secret'), 'the secret rotation was logged').toBe(true);
     const statuses = new Set(t.logs.map((l) => JSON.parse(l).res?.statusCode).filter(Boolean));
     for (const status of [200, 201, 204, 302, 303, 400, 401, 403, 404, 409, 413, 415]) expect(statuses, `a logged ${status}`).toContain(status);
     const leaking = t.logs.filter((l) => secretsIn(l).length);
@@ -953,7 +1164,24 @@ describe('secrets never leave through responses, logs or the database', () => {
     const tables = (
       await rows<{ name: string }>(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`)
     ).map((r) => String(r.name));
-    for (const table of ['accounts', 'environments', 'integrations', 'connections', 'connect_sessions', 'oauth_sessions', 'events']) expect(tables).toContain(table);
+    for (const table of [
+      'accounts',
+      'environments',
+      'integrations',
+      'connections',
+      'connect_sessions',
+      'oauth_sessions',
+      'events',
+      'function_configs',
+      'syncs',
+      'runs',
+      'run_logs',
+      'records',
+      'webhook_settings',
+      'webhook_deliveries',
+    ]) {
+      expect(tables).toContain(table);
+    }
 
     const dump: string[] = [];
     for (const table of tables) {
@@ -961,7 +1189,19 @@ describe('secrets never leave through responses, logs or the database', () => {
     }
     const all = dump.join('\n');
     // The dump is real: it holds the fixture's non-secret values.
-    for (const marker of ['gh-user-1', 'pp-client-id', 'seats', 'gh-client-id', CONNECT_USER, connect.oauthConnectionId, connect.sgConnectionId]) {
+    for (const marker of [
+      'gh-user-1',
+      'pp-client-id',
+      'seats',
+      'gh-client-id',
+      CONNECT_USER,
+      connect.oauthConnectionId,
+      connect.sgConnectionId,
+      ISSUE_MARKER,
+      'github issue created',
+      fn.failedActionRun,
+      receiver.url,
+    ]) {
       expect(all).toContain(marker);
     }
     const leaking = dump.filter((line) => secretsIn(line).length);
@@ -986,6 +1226,12 @@ describe('secrets never leave through responses, logs or the database', () => {
     );
     expect(creds.length).toBeGreaterThanOrEqual(connections.length);
     for (const c of creds) expect(c.credentials_enc, c.connection_id).toMatch(/^v1:test:/);
+    // The webhook signing secrets (current and, during the overlap, previous) as vault ciphertexts.
+    const [hooks] = await rows<{ secret_enc: string; previous_secret_enc: string | null }>(
+      sql`SELECT secret_enc, previous_secret_enc FROM webhook_settings WHERE environment_id = ${t.env.id}`,
+    );
+    expect(hooks?.secret_enc).toMatch(/^v1:test:/);
+    expect(hooks?.previous_secret_enc).toMatch(/^v1:test:/);
 
     // Connect session tokens only as SHA-256; a deleted session is gone.
     const sessions = (await rows<{ token_hash: string }>(sql`SELECT token_hash FROM connect_sessions`)).map((s) => s.token_hash);
