@@ -43,9 +43,11 @@ export function createFunctionService(deps: { db: Db; registry: FunctionRegistry
         const names = registry.forProvider(row.provider).map((d) => d.name);
         throw ValidationError.field('name', `"${input.name}" is not a function of ${row.provider}${names.length ? ` (available: ${names.join(', ')})` : ' (it has no built-in functions)'}`);
       }
+      // Enabling again changes only what the request names; the rest keeps its stored value.
+      const existing = await repo.findFunctionConfig(db, environmentId, row.id, definition.name);
       let frequencySeconds: number | null = null;
       if (definition.type === 'sync') {
-        const parsed = parseFrequency(input.frequency ?? definition.frequency);
+        const parsed = input.frequency === undefined && existing?.frequencySeconds ? { seconds: existing.frequencySeconds } : parseFrequency(input.frequency ?? definition.frequency);
         if ('error' in parsed) throw ValidationError.field('frequency', parsed.error);
         frequencySeconds = parsed.seconds;
       } else if (input.frequency !== undefined) {
@@ -58,7 +60,7 @@ export function createFunctionService(deps: { db: Db; registry: FunctionRegistry
           name: definition.name,
           type: definition.type,
           frequencySeconds,
-          autoStart: definition.type === 'sync' ? (input.autoStart ?? definition.autoStart) : false,
+          autoStart: definition.type === 'sync' ? (input.autoStart ?? existing?.autoStart ?? definition.autoStart) : false,
         });
         const due = definition.type === 'sync' ? await repo.createSyncsForConfig(tx, config) : [];
         return { config, created: inserted, due: config.autoStart ? due : [] };

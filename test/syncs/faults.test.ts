@@ -188,6 +188,11 @@ describe('sync control', () => {
       expect(r.json().message).toMatch(/^frequency: /);
     }
     expect((await put(null)).json()).toEqual({ frequency: 900 });
+    // Enabling again with only the name keeps the integration's settings.
+    expect((await enable(t, KEY, 'issues', { frequency: '30m' })).frequency).toBe('30m');
+    expect(await enable(t, KEY, 'issues')).toMatchObject({ frequency: '30m', auto_start: true });
+    expect((await put(null)).json()).toEqual({ frequency: 1800 });
+    await enable(t, KEY, 'issues', { frequency: '15m' });
     const enableBad = await t.call({ method: 'POST', url: `/integration/${KEY}/functions`, payload: { name: 'issues', frequency: '10s' } });
     expect(enableBad.statusCode).toBe(400);
   });
