@@ -2,7 +2,7 @@
 #
 # Terapi image: one binary, the role is the command (serve | api | worker | migrate).
 #   docker build -t terapi .
-#   docker run -p 3003:3003 -v terapi-data:/data terapi            # embedded mode (PGlite in /data)
+#   docker run -p 3003:3003 -v terapi-data:/data terapi            # embedded mode (PGlite and redis-server in /data)
 #   docker run terapi migrate                                       # with DATABASE_URL etc. set
 # docker-compose.yml runs the scaled-out shape (postgres, redis, migrate, api, worker).
 
@@ -23,6 +23,11 @@ RUN npm run build \
 FROM node:26-bookworm-slim AS runtime
 WORKDIR /app
 ENV NODE_ENV=production
+
+# Embedded mode (no REDIS_URL) runs redis-server as a child process; with REDIS_URL it stays unused.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends redis-server \
+ && rm -rf /var/lib/apt/lists/*
 
 # Owned by root and read-only for the `node` user that runs the server.
 COPY package.json package-lock.json ./
