@@ -26,7 +26,7 @@
  *
  * SIGTERM/SIGINT: close the server, the database, drop the bench database, exit 0.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { createInterface } from 'node:readline';
@@ -41,6 +41,7 @@ import { type AppConfig, buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { type Database, openDatabase } from '../src/db/client.js';
 import { createKeyCache } from '../src/environments/key-cache.js';
+import { generateSecretKey } from '../src/environments/keys.js';
 import { findEnvironmentByKeyHash } from '../src/environments/repository.js';
 import { createEnvironmentService } from '../src/environments/service.js';
 import { createLogger } from '../src/lib/logger.js';
@@ -71,6 +72,8 @@ export interface ReadyLine {
 }
 
 const PROVIDER_CONFIG_KEY = 'github-bench';
+/** Seeded access tokens look like this one: `gho_` + 36 hex characters. */
+const bareAccessToken = `gho_${randomBytes(18).toString('hex')}`;
 const ID_PREFIX = 'bench-conn-';
 const logLevel = process.env.BENCH_LOG_LEVEL ?? 'warn';
 const connectionCount = Number(process.env.BENCH_CONNECTIONS ?? 1000);
@@ -113,11 +116,20 @@ async function startBare(): Promise<{ app: FastifyInstance; ready: Omit<ReadyLin
     metadata: { team: 'bench', plan: 'pro' },
     credentials: { type: 'oauth2', expires_at: expiresAt },
   }));
+  // GET /auth/token's twin: the same URL, a body of the same shape and size as Terapi's token
+  // response (124 B: a 40-character access token, `raw`, `expires_at`) and the same response
+  // headers (an `x-request-id` of the same length, fixed: no per-request work).
+  const requestId = randomUUID();
+  app.get<{ Params: { provider_config_key: string; connection_id: string } }>('/auth/token/:provider_config_key/:connection_id', async (_req, reply) => {
+    reply.header('x-request-id', requestId);
+    return { type: 'Bearer', access_token: bareAccessToken, raw: {}, expires_at: expiresAt };
+  });
   return {
     app,
     ready: {
       mode: 'bare',
-      key: 'unused',
+      // A key of the real length, so the load generator sends the same request bytes (the route ignores it).
+      key: generateSecretKey(),
       connectionId: `${ID_PREFIX}0`,
       providerConfigKey: PROVIDER_CONFIG_KEY,
       idPrefix: ID_PREFIX,

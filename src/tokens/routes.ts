@@ -32,6 +32,22 @@ export function toAuthToken(c: StoredCredentials): z.output<typeof authToken> {
   }
 }
 
+/**
+ * `toAuthToken` once per credentials object: the token service hands out the same object for a
+ * cached connection row until the row changes (any write, refresh or TTL replaces it), so hot
+ * calls skip rebuilding `raw` without the refresh token. The result is shared: nothing mutates it
+ * (the route's serializer only reads it).
+ */
+const handouts = new WeakMap<StoredCredentials, z.output<typeof authToken>>();
+function authTokenOf(c: StoredCredentials): z.output<typeof authToken> {
+  let token = handouts.get(c);
+  if (!token) {
+    token = toAuthToken(c);
+    handouts.set(c, token);
+  }
+  return token;
+}
+
 export const tokenRoutes: FastifyPluginAsyncZod<{ tokens: TokenService }> = async (app, { tokens }) => {
   for (const [prefix, operationId, tags] of [
     ['/auth/token', 'getAuthToken', ['Authentication']],
@@ -51,13 +67,8 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ tokens: TokenService }> = asyn
         }),
         response: { 200: authToken, ...errors(400, 401, 404, 424, 503) },
       },
-      handler: async (req) => {
-        const { credentials } = await tokens.getToken(req.environment.id, req.params.provider_config_key, req.params.connection_id, {
-          force: req.query.force_refresh ?? false,
-          cached: true,
-        });
-        return toAuthToken(credentials);
-      },
+      handler: (req) =>
+        tokens.credentials(req.environment.id, req.params.provider_config_key, req.params.connection_id, req.query.force_refresh ?? false).then(authTokenOf),
     });
   }
 };

@@ -62,16 +62,20 @@ export function createTokenService(deps: {
       `Connection "${c.connectionId}" of "${c.providerConfigKey}" must be re-authorized by its user: ${error.message}`,
     );
 
-  /** Refresh when the token expires within the margin (never more than half its lifetime). */
-  function isStale(c: ConnectionWithIntegration, creds: StoredCredentials, now: number): boolean {
-    if (creds.type !== 'OAUTH2' && creds.type !== 'OAUTH2_CC') return false;
-    if (!creds.access_token) return true;
-    if (!creds.expires_at) return false;
+  /**
+   * The instant (ms) from which the credentials must be refreshed: the margin before expiry, never
+   * more than half their lifetime. `-Infinity` for an OAuth connection without an access token,
+   * `Infinity` for credentials that never need one; NaN (never stale) for an unparsable expiry.
+   */
+  function staleAt(c: ConnectionWithIntegration, creds: StoredCredentials): number {
+    if (creds.type !== 'OAUTH2' && creds.type !== 'OAUTH2_CC') return Infinity;
+    if (!creds.access_token) return -Infinity;
+    if (!creds.expires_at) return Infinity;
     const expires = Date.parse(creds.expires_at);
     const issued = (c.lastRefreshedAt ?? c.updatedAt).getTime();
     const configured = (providerOf(c).token_expiration_buffer_seconds ?? deps.marginSeconds) * 1000;
     const margin = expires > issued ? Math.min(configured, (expires - issued) / 2) : configured;
-    return expires - margin <= now;
+    return expires - margin;
   }
 
   async function oauthContext(c: ConnectionWithIntegration, creds: StoredCredentials): Promise<OAuthContext> {
@@ -200,20 +204,30 @@ export function createTokenService(deps: {
     throw new ServiceUnavailableError('refresh_unavailable', `Timed out waiting for the token refresh of connection "${c.connectionId}"`);
   }
 
-  // The decrypted credentials of a row, computed once per row object (the cache compares identity).
-  const decrypted = new WeakMap<ConnectionWithIntegration, StoredCredentials | undefined>();
-  function decryptedOf(c: ConnectionWithIntegration): StoredCredentials | undefined {
-    if (!decrypted.has(c)) decrypted.set(c, decrypt(c, c.credentialsEnc));
-    return decrypted.get(c);
+  /**
+   * Per row object: its decrypted credentials and when they go stale, computed once. Cached rows
+   * are shared and replaced (not mutated) on every write, so a row's state never changes; only
+   * the comparison with the clock runs on every call.
+   */
+  const rowStates = new WeakMap<ConnectionWithIntegration, { creds: StoredCredentials | undefined; staleAt: number }>();
+  function stateOf(c: ConnectionWithIntegration) {
+    let state = rowStates.get(c);
+    if (!state) {
+      const creds = decrypt(c, c.credentialsEnc);
+      state = { creds, staleAt: creds ? staleAt(c, creds) : Infinity };
+      rowStates.set(c, state);
+    }
+    return state;
   }
 
-  async function fresh(c: ConnectionWithIntegration, force: boolean): Promise<StoredCredentials> {
-    const creds = decryptedOf(c);
+  /** The row's credentials if they are fresh (no promise on this path), else the refresh's result. */
+  function fresh(c: ConnectionWithIntegration, force: boolean): StoredCredentials | Promise<StoredCredentials> {
+    const { creds, staleAt: staleFrom } = stateOf(c);
     if (!creds) throw new FailedDependencyError('connection_has_no_credentials', `Connection "${c.connectionId}" has no credentials yet`);
     if (creds.type === 'API_KEY' || creds.type === 'BASIC') return creds;
     if (c.error && !force) throw needsReauth(c, c.error);
     const now = Date.now();
-    if (!force && !isStale(c, creds, now)) return creds;
+    if (!force && !(staleFrom <= now)) return creds;
     const canRefresh = creds.type === 'OAUTH2_CC' || Boolean(creds.type === 'OAUTH2' && creds.refresh_token);
     if (!canRefresh) {
       if (creds.expires_at && Date.parse(creds.expires_at) <= now) {
@@ -229,6 +243,9 @@ export function createTokenService(deps: {
     return promise;
   }
 
+  const notFound = (providerConfigKey: string, connectionId: string) =>
+    new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
+
   return {
     /** The connection's credentials, refreshed first when they expire soon or when forced. */
     async getToken(
@@ -242,8 +259,19 @@ export function createTokenService(deps: {
       const connection = opts.cached
         ? await reader.get(environmentId, providerConfigKey, connectionId)
         : await findConnection(db, environmentId, providerConfigKey, connectionId);
-      if (!connection) throw new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
+      if (!connection) throw notFound(providerConfigKey, connectionId);
       return { connection, credentials: await fresh(connection, opts.force ?? false) };
+    },
+
+    /**
+     * GET /auth/token's path: `getToken` with `cached: true`, without the result object. The row
+     * comes from the connection cache (invalidated in every process on every write); freshness is
+     * still checked on every call.
+     */
+    async credentials(environmentId: string, providerConfigKey: string, connectionId: string, force: boolean): Promise<StoredCredentials> {
+      const connection = await reader.get(environmentId, providerConfigKey, connectionId);
+      if (!connection) throw notFound(providerConfigKey, connectionId);
+      return fresh(connection, force);
     },
 
     /** Background refresh of one connection by internal id; failures are recorded, not thrown. */
