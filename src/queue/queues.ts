@@ -52,6 +52,8 @@ export function createQueues(opts: QueueOptions) {
     if (!q) {
       q = new Queue(name, { connection, prefix: opts.prefix, defaultJobOptions: queueDefinitions[name].options });
       q.on('error', () => {});
+      // Every synchronous action waiting on its job adds a listener (BullMQ's waitUntilFinished).
+      q.setMaxListeners(0);
       queues.set(name, q);
     }
     return q;

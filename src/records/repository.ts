@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import crypto from 'node:crypto';
+import { is, sql } from 'drizzle-orm';
+import { NodePgDatabase, NodePgTransaction } from 'drizzle-orm/node-postgres';
 import { type DbOrTx, queryRows } from '../db/client.js';
 import type { RecordAction } from '../db/schema/index.js';
 
@@ -10,35 +11,55 @@ export interface PreparedRecord {
   hash: string;
 }
 
+/** SHA-256 as base64url: the one-shot `crypto.hash` (Node ≥ 20.12) skips a Hash object per record. */
+const sha256 =
+  typeof crypto.hash === 'function'
+    ? (text: string) => crypto.hash('sha256', text, 'base64url')
+    : (text: string) => crypto.createHash('sha256').update(text).digest('base64url');
+
 /** Serializes and hashes records; the last of several with the same id wins (one row per id). */
 export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
   const byId = new Map<string, PreparedRecord>();
   for (const item of items) {
     const id = String(item.id);
     const json = JSON.stringify(item);
-    byId.set(id, { id, json, hash: createHash('sha256').update(json).digest('base64url').slice(0, 24) });
+    byId.set(id, { id, json, hash: sha256(json).slice(0, 24) });
   }
   return [...byId.values()];
 }
 
-function batchJson(records: readonly PreparedRecord[]): string {
-  // The data is already JSON text: splice it in rather than stringify it a second time. The batch
-  // is read as `json` (not `jsonb`), so each record's text is stored exactly as written here.
-  let out = '[';
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    if (i) out += ',';
-    out += `{"i":${JSON.stringify(r.id)},"h":"${r.hash}","d":${r.json}}`;
+/**
+ * A `text[]` parameter. node-postgres sends a Buffer parameter in binary format, so the array goes
+ * in PostgreSQL's binary array layout: each element's UTF-8 bytes behind its length, with nothing
+ * to quote or escape on either side. That matters here: the elements are ~1 KB JSON texts full of
+ * quotes and backslashes. (PGlite takes a JS array and writes the text form itself.)
+ */
+function textArray(db: DbOrTx, values: readonly string[]): Buffer | string[] {
+  if (!is(db, NodePgTransaction) && !is(db, NodePgDatabase)) return [...values];
+  let size = 20;
+  for (const v of values) size += 4 + Buffer.byteLength(v);
+  const out = Buffer.allocUnsafe(size);
+  out.writeInt32BE(1, 0); // dimensions
+  out.writeInt32BE(0, 4); // no nulls
+  out.writeInt32BE(25, 8); // element type: text
+  out.writeInt32BE(values.length, 12);
+  out.writeInt32BE(1, 16); // lower bound
+  let at = 20;
+  for (const v of values) {
+    const n = out.write(v, at + 4, 'utf8');
+    out.writeInt32BE(n, at);
+    at += 4 + n;
   }
-  return `${out}]`;
+  return out;
 }
 
 /**
  * Serializes writers of one (connection, model) feed, so cursors are committed in the order they
  * were taken and a reader paging by cursor never steps over a row committed later.
  */
-async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`);
+export async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
+  // Sent at once (`.execute()`), so a caller can prepare its first statement while it is in flight.
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`).execute();
 }
 
 export interface WriteCounts {
@@ -47,32 +68,64 @@ export interface WriteCounts {
   deleted: number;
 }
 
+/** Records encoded as the upsert's parameters (see `encodeRecords`). */
+export interface EncodedRecords {
+  readonly count: number;
+  readonly ids: Buffer | string[];
+  readonly hashes: Buffer | string[];
+  readonly data: Buffer | string[];
+}
+
+/**
+ * Encodes prepared records as the upsert's three `text[]` parameters (ids, hashes, JSON texts).
+ * Separate from `upsertRecords` so a caller can do it while the previous statement runs.
+ */
+export function encodeRecords(db: DbOrTx, records: readonly PreparedRecord[]): EncodedRecords {
+  return {
+    count: records.length,
+    ids: textArray(db, records.map((r) => r.id)),
+    hashes: textArray(db, records.map((r) => r.hash)),
+    data: textArray(db, records.map((r) => r.json)),
+  };
+}
+
 /**
  * Inserts new records and rewrites only those whose content hash changed (or that come back after
  * a deletion); unchanged ones are untouched, so re-running a batch changes nothing.
- * Call inside a transaction.
+ * Call inside a transaction. `locked`: the caller already holds this feed's lock in this transaction.
  */
-export async function upsertRecords(tx: DbOrTx, connectionPk: number, model: string, records: readonly PreparedRecord[]): Promise<WriteCounts> {
-  if (!records.length) return { added: 0, updated: 0, deleted: 0 };
-  await lockFeed(tx, connectionPk, model);
-  const [row] = await queryRows<{ added: number; updated: number }>(
-    tx,
-    sql`WITH written AS (
+export async function upsertRecords(
+  tx: DbOrTx,
+  connectionPk: number,
+  model: string,
+  records: readonly PreparedRecord[] | EncodedRecords,
+  opts: { locked?: boolean } = {},
+): Promise<WriteCounts> {
+  const batch = 'count' in records ? records : encodeRecords(tx, records);
+  if (!batch.count) return { added: 0, updated: 0, deleted: 0 };
+  if (!opts.locked) await lockFeed(tx, connectionPk, model);
+  const { ids, hashes, data } = batch;
+  // Each JSON text is cast to `json` once, which only validates it: `json` keeps the text exactly as written.
+  const result = (await tx
+    .execute(
+      sql`WITH written AS (
           INSERT INTO records AS r (connection_pk, model, external_id, data, hash, last_action)
-          SELECT ${connectionPk}, ${model}, e->>'i', e->'d', e->>'h', 'added'
-            FROM json_array_elements(${batchJson(records)}::json) AS e
+          SELECT ${connectionPk}, ${model}, x.i, x.d::json, x.h, 'added'
+            FROM unnest(${sql.param(ids)}::text[], ${sql.param(hashes)}::text[], ${sql.param(data)}::text[]) AS x(i, h, d)
           ON CONFLICT (connection_pk, model, external_id) DO UPDATE
             SET data = excluded.data, hash = excluded.hash, modified_at = now(),
                 cursor = nextval('records_cursor_seq'),
                 last_action = CASE WHEN r.deleted_at IS NULL THEN 'updated' ELSE 'added' END,
                 deleted_at = NULL
             WHERE r.hash <> excluded.hash OR r.deleted_at IS NOT NULL
-          RETURNING (xmax = 0) AS inserted, last_action
+          RETURNING last_action
         )
         SELECT count(*) FILTER (WHERE last_action = 'added')::int AS added,
                count(*) FILTER (WHERE last_action = 'updated')::int AS updated
           FROM written`,
-  );
+    )
+    .execute()) as unknown as { rows: { added: number; updated: number }[] };
+  const row = result.rows[0];
   return { added: row?.added ?? 0, updated: row?.updated ?? 0, deleted: 0 };
 }
 

@@ -30,6 +30,8 @@ type Counts = { added: number; updated: number; deleted: number };
  * validating and serializing one chunk overlaps the database writing the previous one.
  */
 const SAVE_CHUNK = 250;
+/** The first chunks are smaller (50, 100, 200, then SAVE_CHUNK), so Postgres starts sooner. */
+const SAVE_FIRST_CHUNK = 50;
 const DUPLICATE_IN_BATCH = Symbol('an id appears in two chunks of one batch');
 
 /** The message and upstream answer of whatever a function threw. */
@@ -174,23 +176,24 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
             total.added += c.added;
             total.updated += c.updated;
           };
-          let pending: Promise<Counts> | undefined;
+          // The lock is taken while the first chunk is prepared.
+          let pending: Promise<Counts> = records.lockFeed(tx, sync.connectionPk, model).then(() => ({ added: 0, updated: 0, deleted: 0 }));
           try {
-            await records.lockFeed(tx, sync.connectionPk, model);
-            for (let from = 0; from < items.length; from += SAVE_CHUNK) {
-              const chunk = prepare(schema, model, items, from, Math.min(from + SAVE_CHUNK, items.length));
+            for (let from = 0, size = SAVE_FIRST_CHUNK; from < items.length; from += size, size = Math.min(size * 2, SAVE_CHUNK)) {
+              const chunk = prepare(schema, model, items, from, Math.min(from + size, items.length));
               for (const r of chunk) {
                 if (ids.has(r.id)) throw DUPLICATE_IN_BATCH;
                 ids.add(r.id);
               }
-              if (pending) add(await pending);
-              pending = records.upsertRecords(tx, sync.connectionPk, model, chunk, { locked: true });
+              const encoded = records.encodeRecords(tx, chunk);
+              add(await pending);
+              pending = records.upsertRecords(tx, sync.connectionPk, model, encoded, { locked: true });
             }
-            add(await pending!);
+            add(await pending);
             return total;
           } catch (err) {
             // Let the statement in flight settle before the transaction rolls back.
-            await pending?.catch(() => undefined);
+            await pending.catch(() => undefined);
             throw err;
           }
         });
