@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sha256 } from '../lib/hash.js';
 import type { Db } from '../db/client.js';
 import type { EndUser, IntegrationDefaults } from '../db/schema/index.js';
 import { findConnection } from '../connections/repository.js';
@@ -20,7 +21,7 @@ export type ConnectSession = repo.ConnectSessionRow;
 export type ConnectSessionService = ReturnType<typeof createConnectSessionService>;
 
 const TOKEN_PREFIX = 'terapi_cs_';
-export const hashSessionToken = (token: string) => createHash('sha256').update(token).digest('hex');
+export const hashSessionToken = (token: string) => sha256(token, 'hex');
 
 /** Connect sessions: short-lived tokens that let one end user connect accounts on the Connect page. */
 export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; serverUrl: string }) {

@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sha256 } from '../lib/hash.js';
 
 const PREFIX = 'terapi_sk_';
 
@@ -12,7 +13,7 @@ export function generateSecretKey(): string {
  * dictionary to attack, and lookups stay a single indexed equality.
  */
 export function hashSecretKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return sha256(key, 'hex');
 }
 
 export function secretKeyHint(key: string): string {

@@ -1,4 +1,5 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { sha256 } from '../lib/hash.js';
 import * as oidc from 'openid-client';
 import type { ConnectSession } from '../connect/service.js';
 import * as connectRepo from '../connect/repository.js';
@@ -39,7 +40,7 @@ export interface FlowResult {
 }
 
 const OAUTH_SESSION_TTL_MS = 10 * 60_000;
-const hashState = (state: string) => createHash('sha256').update(state).digest('hex');
+const hashState = (state: string) => sha256(state, 'hex');
 
 export type AuthFlows = ReturnType<typeof createAuthFlows>;
 

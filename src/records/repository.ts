@@ -1,7 +1,7 @@
-import crypto from 'node:crypto';
 import { is, sql } from 'drizzle-orm';
 import { NodePgDatabase, NodePgTransaction } from 'drizzle-orm/node-postgres';
 import { type DbOrTx, queryRows } from '../db/client.js';
+import { sha256 } from '../lib/hash.js';
 import type { RecordAction } from '../db/schema/index.js';
 
 export interface PreparedRecord {
@@ -11,19 +11,13 @@ export interface PreparedRecord {
   hash: string;
 }
 
-/** SHA-256 as base64url: the one-shot `crypto.hash` (Node ≥ 20.12) skips a Hash object per record. */
-const sha256 =
-  typeof crypto.hash === 'function'
-    ? (text: string) => crypto.hash('sha256', text, 'base64url')
-    : (text: string) => crypto.createHash('sha256').update(text).digest('base64url');
-
 /** Serializes and hashes records; the last of several with the same id wins (one row per id). */
 export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
   const byId = new Map<string, PreparedRecord>();
   for (const item of items) {
     const id = String(item.id);
     const json = JSON.stringify(item);
-    byId.set(id, { id, json, hash: sha256(json).slice(0, 24) });
+    byId.set(id, { id, json, hash: sha256(json, 'base64url').slice(0, 24) });
   }
   return [...byId.values()];
 }

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import type { ConnectionReader } from '../connections/reader.js';
 import type { RecordAction } from '../db/schema/index.js';
 import type { Db } from '../db/client.js';
 import type { FunctionRegistry } from '../functions/registry.js';
 import { decodeCursor, encodeCursor } from '../lib/cursor.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
+import { sha256 } from '../lib/hash.js';
 import { readRecords } from './repository.js';
 
 export type RecordService = ReturnType<typeof createRecordService>;
@@ -22,7 +22,7 @@ export interface RecordListQuery {
 
 /** A cursor names its feed, so one from another connection or model is refused, not misapplied. */
 function feedTag(connectionPk: number, model: string): string {
-  return createHash('sha256').update(`${connectionPk}\u0000${model}`).digest('base64url').slice(0, 10);
+  return sha256(`${connectionPk}\u0000${model}`, 'base64url').slice(0, 10);
 }
 
 const UPPER: Record<RecordAction, string> = { added: 'ADDED', updated: 'UPDATED', deleted: 'DELETED' };
