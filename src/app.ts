@@ -108,7 +108,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await api.register(syncRoutes, { syncs: services.syncs, family });
       await api.register(actionRoutes, { actions: services.actions, family, serverUrl: config.serverUrl });
     }
-    await api.register(nangoSyncRoutes, { syncs: services.syncs, db: database.db });
+    await api.register(nangoSyncRoutes, { syncs: services.syncs });
     await api.register(actionStatusRoutes, { actions: services.actions });
     await api.register(runRoutes, { syncs: services.syncs });
     await api.register(recordRoutes, { records: services.records });

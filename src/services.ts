@@ -101,7 +101,7 @@ export async function createServices(deps: ServiceDeps) {
     sessions: createConnectSessionService({ db, ttlSeconds: config.connectSessionTtlSeconds, serverUrl: config.serverUrl }),
     flows: createAuthFlows({ db, vault, catalog, oauth, connections, fetch: egressFetch, serverUrl: config.serverUrl }),
     functions: createFunctionService({ db, registry, onSyncsDue: enqueueSyncs }),
-    syncs: createSyncService({ db, reader, registry, queues }),
+    syncs: createSyncService({ db, reader, registry, enqueue: enqueueSyncs }),
     actions,
     records: createRecordService({ db, reader, registry }),
     webhooks: createWebhookService({

@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { type LogLevel, type RunError, type RunStatus, runLogs, runs } from '../db/schema/index.js';
 
@@ -18,6 +18,10 @@ export async function findRun(db: DbOrTx, environmentId: string, id: string): Pr
 export async function findRunById(db: DbOrTx, id: string): Promise<RunRow | undefined> {
   const [row] = await db.select().from(runs).where(eq(runs.id, id));
   return row;
+}
+
+export async function findRunsById(db: DbOrTx, ids: readonly string[]): Promise<RunRow[]> {
+  return ids.length ? db.select().from(runs).where(inArray(runs.id, [...ids])) : [];
 }
 
 /** Marks a queued (or recovered) run as running; returns false when it is gone or already finished. */

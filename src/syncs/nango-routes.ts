@@ -2,8 +2,6 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { formatFrequency } from '../functions/registry.js';
 import { connectionIdSchema, errors, providerConfigKey } from '../lib/schemas.js';
-import { findRunById } from '../runs/repository.js';
-import type { Db } from '../db/client.js';
 import { functionName, nangoSyncStatus, toNangoSyncStatus } from './schemas.js';
 import type { SyncService } from './service.js';
 
@@ -28,7 +26,7 @@ const startPauseBody = z.object({
 });
 
 /** Nango-compatible sync control: `/sync/status`, `/sync/start`, `/sync/pause`, frequency override. */
-export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; db: Db }> = async (app, { syncs: svc, db }) => {
+export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = async (app, { syncs: svc }) => {
   const tags = ['Sync (Nango-compatible)'];
 
   app.get('/sync/status', {
@@ -36,19 +34,14 @@ export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; db: Db
       operationId: 'nangoSyncStatus',
       tags,
       summary: 'Sync Status (Nango)',
-      description: 'Status of syncs of an integration, for one connection or all of them (at most 1,000 connections).',
+      description: 'Status of syncs of an integration, for one connection or all of them.',
       querystring: z.object({ provider_config_key: providerConfigKey, syncs: syncNames, connection_id: connectionIdSchema.optional() }),
       response: { 200: z.object({ syncs: z.array(nangoSyncStatus) }), ...errors(400, 401, 404) },
     },
     handler: async (req) => {
       const q = req.query;
       const views = await svc.statuses(req.environment.id, q.provider_config_key, q.syncs, q.connection_id);
-      const out = [];
-      for (const v of views) {
-        const latest = v.sync.lastRunId ? await findRunById(db, v.sync.lastRunId) : undefined;
-        out.push(toNangoSyncStatus(v, latest, formatFrequency(v.frequencySeconds)));
-      }
-      return { syncs: out };
+      return { syncs: views.map((v) => toNangoSyncStatus(v, v.latestRun, formatFrequency(v.frequencySeconds))) };
     },
   });
 

@@ -10,6 +10,15 @@ const columns = { ...getTableColumns(syncs), defaultFrequencySeconds: sql<number
 
 /** The syncs of one connection (optionally only some names), scoped by tenant. */
 export async function listConnectionSyncs(db: DbOrTx, environmentId: string, connectionPk: number, names?: readonly string[]): Promise<SyncWithConfig[]> {
+  return listSyncs(db, environmentId, { connectionPk, names });
+}
+
+/** Syncs of one tenant by integration and/or connection, optionally only some names (at most `limit`). */
+export async function listSyncs(
+  db: DbOrTx,
+  environmentId: string,
+  f: { integrationId?: number; connectionPk?: number; names?: readonly string[]; limit?: number },
+): Promise<SyncWithConfig[]> {
   return db
     .select(columns)
     .from(syncs)
@@ -17,11 +26,13 @@ export async function listConnectionSyncs(db: DbOrTx, environmentId: string, con
     .where(
       and(
         eq(syncs.environmentId, environmentId),
-        eq(syncs.connectionPk, connectionPk),
-        ...(names ? [inArray(syncs.name, [...names])] : []),
+        f.integrationId === undefined ? undefined : eq(functionConfigs.integrationId, f.integrationId),
+        f.connectionPk === undefined ? undefined : eq(syncs.connectionPk, f.connectionPk),
+        f.names ? inArray(syncs.name, [...f.names]) : undefined,
       ),
     )
-    .orderBy(syncs.name);
+    .orderBy(syncs.connectionPk, syncs.name)
+    .limit(f.limit ?? 10_000);
 }
 
 export async function findSyncById(db: DbOrTx, id: number): Promise<SyncWithConfig | undefined> {
@@ -165,4 +176,3 @@ export async function releaseSync(
     .returning({ due: sql<boolean>`${syncs.nextRunAt} <= now() AND NOT ${syncs.paused}` });
   return { released: rows.length > 0, dueAgain: Boolean(rows[0]?.due) };
 }
-export { syncs as syncsTable };

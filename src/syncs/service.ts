@@ -1,14 +1,12 @@
-import { and, eq, inArray } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { connections, integrations } from '../db/schema/index.js';
 import type { ConnectionReader } from '../connections/reader.js';
-import type { ConnectionWithIntegration } from '../connections/repository.js';
+import { type ConnectionWithIntegration, findConnectionsById } from '../connections/repository.js';
+import { findIntegration } from '../integrations/repository.js';
 import type { SyncDefinition } from '../functions/define.js';
 import { type FunctionRegistry, parseFrequency } from '../functions/registry.js';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
-import type { Queues } from '../queue/queues.js';
 import { countRecords } from '../records/repository.js';
-import { findRun, listRunLogs, listSyncRuns, type RunRow } from '../runs/repository.js';
+import { findRun, findRunsById, listRunLogs, listSyncRuns, type RunRow } from '../runs/repository.js';
 import * as repo from './repository.js';
 
 export type SyncService = ReturnType<typeof createSyncService>;
@@ -32,8 +30,14 @@ export function syncState(s: repo.SyncRow): SyncState {
 }
 
 /** Sync control: trigger, pause, start, frequency, status and runs, for one tenant at a time. */
-export function createSyncService(deps: { db: Db; reader: ConnectionReader; registry: FunctionRegistry; queues: Queues }) {
-  const { db, registry, queues } = deps;
+export function createSyncService(deps: {
+  db: Db;
+  reader: ConnectionReader;
+  registry: FunctionRegistry;
+  /** Wakes workers for syncs that are due now. */
+  enqueue(ids: readonly number[]): Promise<void>;
+}) {
+  const { db, registry } = deps;
 
   async function connection(environmentId: string, key: string, connectionId: string) {
     const conn = await deps.reader.get(environmentId, key, connectionId);
@@ -57,24 +61,15 @@ export function createSyncService(deps: { db: Db; reader: ConnectionReader; regi
     return rows;
   }
 
-  /** Connections of an integration (all, or one), for the Nango-style bulk calls. */
-  async function connectionsOf(environmentId: string, key: string, connectionId?: string): Promise<number[]> {
-    if (connectionId) return [(await connection(environmentId, key, connectionId)).id];
-    const rows = await db
-      .select({ id: connections.id })
-      .from(connections)
-      .innerJoin(integrations, eq(integrations.id, connections.integrationId))
-      .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, key)));
-    const [integration] = await db
-      .select({ id: integrations.id })
-      .from(integrations)
-      .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, key)));
+  /** The syncs an integration-wide call (Nango style) acts on: of one connection, or of all of them. */
+  async function scopedSyncs(environmentId: string, key: string, names: readonly string[] | undefined, connectionId?: string) {
+    if (connectionId) {
+      const conn = await connection(environmentId, key, connectionId);
+      return repo.listSyncs(db, environmentId, { connectionPk: conn.id, names });
+    }
+    const integration = await findIntegration(db, environmentId, key);
     if (!integration) throw new NotFoundError(`Integration "${key}" not found`);
-    return rows.map((r) => r.id);
-  }
-
-  async function enqueue(ids: readonly number[]) {
-    for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
+    return repo.listSyncs(db, environmentId, { integrationId: integration.id, names });
   }
 
   async function view(environmentId: string, conn: ConnectionWithIntegration, sync: repo.SyncWithConfig): Promise<SyncView> {
@@ -96,7 +91,7 @@ export function createSyncService(deps: { db: Db; reader: ConnectionReader; regi
       const paused = rows.find((r) => r.paused);
       if (paused) throw new ConflictError(`Sync "${paused.name}" is paused for connection "${connectionId}": start it first (POST /sync/start)`, 'sync_paused');
       const ids = await repo.markDue(db, rows.map((r) => r.id), opts);
-      await enqueue(ids);
+      await deps.enqueue(ids);
       return rows.map((r) => ({ name: r.name, status: r.runningRunId ? 'queued_after_current_run' : 'queued' }));
     },
 
@@ -106,32 +101,25 @@ export function createSyncService(deps: { db: Db; reader: ConnectionReader; regi
       return view(environmentId, conn, row!);
     },
 
-    /** Status of syncs across an integration's connections (or one), `*` for all of them. */
-    async statuses(environmentId: string, key: string, names: readonly string[] | '*', connectionId?: string): Promise<SyncView[]> {
-      const pks = await connectionsOf(environmentId, key, connectionId);
-      const out: SyncView[] = [];
-      for (const pk of pks.slice(0, 1000)) {
-        const rows = await repo.listConnectionSyncs(db, environmentId, pk, names === '*' ? undefined : names);
-        if (!rows.length) continue;
-        const conn = await connectionByPk(environmentId, key, pk);
-        if (!conn) continue;
-        for (const row of rows) out.push(await view(environmentId, conn, row));
+    /** Status of syncs across an integration's connections (or one), `*` for all of them; with each one's latest run. */
+    async statuses(environmentId: string, key: string, names: readonly string[] | '*', connectionId?: string) {
+      const rows = await scopedSyncs(environmentId, key, names === '*' ? undefined : names, connectionId);
+      const conns = new Map((await findConnectionsById(db, [...new Set(rows.map((r) => r.connectionPk))])).map((c) => [c.id, c]));
+      const latest = new Map((await findRunsById(db, rows.flatMap((r) => (r.lastRunId ? [r.lastRunId] : [])))).map((r) => [r.id, r]));
+      const out: (SyncView & { latestRun: RunRow | undefined })[] = [];
+      for (const row of rows) {
+        const conn = conns.get(row.connectionPk);
+        if (conn) out.push({ ...(await view(environmentId, conn, row)), latestRun: row.lastRunId ? latest.get(row.lastRunId) : undefined });
       }
       return out;
     },
 
     /** Nango `POST /sync/start` and `/sync/pause`: for one connection or all of an integration's. */
     async setPaused(environmentId: string, key: string, names: readonly string[], paused: boolean, connectionId?: string): Promise<number> {
-      const pks = await connectionsOf(environmentId, key, connectionId);
-      if (connectionId) await named(environmentId, (await connection(environmentId, key, connectionId)), names, 'syncs');
-      const rows = pks.length
-        ? await db
-            .select({ id: repo.syncsTable.id })
-            .from(repo.syncsTable)
-            .where(and(eq(repo.syncsTable.environmentId, environmentId), inArray(repo.syncsTable.connectionPk, pks), inArray(repo.syncsTable.name, [...names])))
-        : [];
+      // For one connection, an unknown or disabled name is an error (as for a trigger).
+      const rows = connectionId ? await named(environmentId, await connection(environmentId, key, connectionId), names, 'syncs') : await scopedSyncs(environmentId, key, names);
       const ids = await repo.setPaused(db, rows.map((r) => r.id), paused);
-      if (!paused) await enqueue(ids);
+      if (!paused) await deps.enqueue(ids);
       return ids.length;
     },
 
@@ -166,14 +154,4 @@ export function createSyncService(deps: { db: Db; reader: ConnectionReader; regi
       return listRunLogs(db, runId, afterId, limit);
     },
   };
-
-  async function connectionByPk(environmentId: string, key: string, pk: number) {
-    const [row] = await db
-      .select({ connectionId: connections.connectionId })
-      .from(connections)
-      .where(and(eq(connections.environmentId, environmentId), eq(connections.id, pk)));
-    return row ? deps.reader.get(environmentId, key, row.connectionId) : undefined;
-  }
 }
-
-
