@@ -123,7 +123,6 @@ export async function createServices(deps: ServiceDeps) {
       enqueue: (id) => enqueueSyncs([id]),
     }),
     actionRunner: createActionRunner({ db, registry, runtime, log: logger, timeoutMs: config.runs.actionTimeoutMs, serverUrl: config.serverUrl }),
-    requeueQueuedActions: () => actions.requeueQueued(),
     async close() {
       await queues.close();
       await hub.close();

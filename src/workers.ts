@@ -46,8 +46,10 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     }
     await webhooks.dispatch();
     if (ticks % 6 === 1) {
-      await webhooks.requeuePending();
-      await services.requeueQueuedActions();
+      // Jobs older than a few ticks that Redis does not know are lost: add them again.
+      const lost = config.runs.schedulerIntervalMs * 6;
+      await webhooks.requeuePending(lost);
+      await services.actions.requeueQueued(lost);
       const stale = await failStaleActionRuns(db, new Date(Date.now() - config.runs.actionTimeoutMs - 120_000));
       if (stale.length) log.warn({ runs: stale.map((r) => r.id) }, 'action runs lost with their worker were marked failed');
     }

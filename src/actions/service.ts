@@ -1,4 +1,4 @@
-import { and, eq, lt, sql } from 'drizzle-orm';
+import { and, eq, lt } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { runs } from '../db/schema/index.js';
 import type { ConnectionReader } from '../connections/reader.js';
@@ -84,12 +84,12 @@ export function createActionService(deps: { db: Db; reader: ConnectionReader; re
       return { state: 'done', run: done };
     },
 
-    /** Re-adds the jobs of action runs still queued after 30 s (their job was lost with Redis); an existing job id is a no-op. */
-    async requeueQueued(): Promise<void> {
+    /** Re-adds the jobs of action runs queued for `olderThanMs` (their job may have been lost with Redis); an existing job id is a no-op. */
+    async requeueQueued(olderThanMs: number): Promise<void> {
       const rows = await db
         .select({ id: runs.id })
         .from(runs)
-        .where(and(eq(runs.type, 'action'), eq(runs.status, 'queued'), lt(runs.createdAt, sql`now() - interval '30 seconds'`)))
+        .where(and(eq(runs.type, 'action'), eq(runs.status, 'queued'), lt(runs.createdAt, new Date(Date.now() - olderThanMs))))
         .limit(1000);
       for (const r of rows) await queues.add('actions', { runId: r.id }, { jobId: r.id });
     },

@@ -162,12 +162,12 @@ export function createWebhookService(deps: {
       return created.length;
     },
 
-    /** Re-queues pending deliveries whose job may have been lost with Redis (adding an existing job id is a no-op). */
-    async requeuePending(): Promise<void> {
+    /** Re-queues deliveries pending for `olderThanMs` (their job may have been lost with Redis; adding an existing job id is a no-op). */
+    async requeuePending(olderThanMs: number): Promise<void> {
       const rows = await db
         .select({ id: webhookDeliveries.id })
         .from(webhookDeliveries)
-        .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.updatedAt, sql`now() - interval '30 seconds'`)))
+        .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.updatedAt, new Date(Date.now() - olderThanMs))))
         .limit(1000);
       for (const r of rows) await queues.add('webhooks', { deliveryId: r.id }, jobOptions(r.id));
     },

@@ -1,9 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createVault, generateKeySpec, parseEncryptionKeys } from '../../src/lib/vault.js';
 import { createRedis } from '../../src/queue/redis.js';
+import { startWorkers } from '../../src/workers.js';
 import { createTestApp, createTestDatabase, defaultTestConfig, type TestApp, type TestDatabase, testRedis, usingPostgres } from '../helpers/app.js';
 import { allRecords, connectFake, enable, syncStatus, until, waitForRun } from '../helpers/syncs.js';
 import { type FakeGithub, startFakeGithub } from '../fixtures/providers/github.js';
@@ -20,13 +23,17 @@ async function loseRedisData(prefix: string) {
   redis.disconnect();
 }
 
+const PREFIX = `terapi-redis-loss-${process.pid}`;
+const config = { ...defaultTestConfig, queues: { ...defaultTestConfig.queues, prefix: PREFIX }, webhooks: { maxAttempts: 5, backoffMs: 10_000 } };
+
 describe('Redis loses its data while syncs are queued', () => {
   let t: TestApp;
   let gh: FakeGithub;
   beforeAll(async () => {
     gh = await startFakeGithub();
     gh.controls.seed({ repos: 1, issuesPerRepo: 20 });
-    t = await createTestApp({ workers: true, config: { allowProviderUrlOverrides: true, queues: { ...defaultTestConfig.queues, prefix: `terapi-redis-loss-${process.pid}` } } });
+    // Webhook retries 10 s apart: a delivery whose retry job Redis lost is delivered only if it is re-queued.
+    t = await createTestApp({ workers: true, config: { ...config, allowProviderUrlOverrides: true } });
     await connectFake(t, { key: 'gh', provider: 'github', baseUrl: gh.url, token: gh.token, connectionId: 'c' });
   });
   afterAll(async () => {
@@ -41,20 +48,74 @@ describe('Redis loses its data while syncs are queued', () => {
     await t.workers!.stop();
     gh.controls.addIssue([...gh.state.repos.values()][0]!.full_name, { title: 'while redis was down' });
     expect((await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: 'c', provider_config_key: 'gh', syncs: ['issues'] } })).statusCode).toBe(200);
-    await loseRedisData(`terapi-redis-loss-${process.pid}`);
-    const { startWorkers } = await import('../../src/workers.js');
-    const workers = await startWorkers({ services: t.services, config: { ...defaultTestConfig, queues: { ...defaultTestConfig.queues, prefix: `terapi-redis-loss-${process.pid}` } }, redis: await testRedis(), log: t.app.log as never });
+    await loseRedisData(PREFIX);
+    const workers = await startWorkers({ services: t.services, config, redis: await testRedis(), log: t.app.log as never });
     try {
       const after = await waitForRun(t, 'gh', 'c', 'issues', first.last_sync_date);
       expect(after).toMatchObject({ status: 'success', records_count: 21 });
       // And with the workers running, losing Redis again does not stop the schedule for long.
-      await loseRedisData(`terapi-redis-loss-${process.pid}`);
+      await loseRedisData(PREFIX);
       gh.controls.addIssue([...gh.state.repos.values()][0]!.full_name, { title: 'second loss' });
       await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: 'c', provider_config_key: 'gh', syncs: ['issues'] } });
       const again = await waitForRun(t, 'gh', 'c', 'issues', after.last_sync_date);
       expect(again.records_count).toBe(22);
     } finally {
       await workers.stop();
+    }
+  });
+
+  it('queued actions and webhook deliveries whose jobs were lost are queued again from Postgres', async () => {
+    let down = true;
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        if (down) return res.writeHead(503).end();
+        received.push(JSON.parse(body).type);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+      expect((await t.call({ method: 'PUT', url: '/environment/webhooks', payload: { urls: [url] } })).statusCode).toBe(200);
+      await enable(t, 'gh', 'create-issue');
+      // No worker runs: the action's job waits in Redis, and Redis then loses it.
+      await t.workers!.stop();
+      const [owner, repo] = [...gh.state.repos.values()][0]!.full_name.split('/');
+      const queued = await t.call({
+        method: 'POST',
+        url: '/action/trigger',
+        headers: { 'x-async': 'true' },
+        payload: { connection_id: 'c', provider_config_key: 'gh', action_name: 'create-issue', input: { owner, repo, title: 'lost job' } },
+      });
+      expect(queued.statusCode, queued.body).toBe(202);
+      await loseRedisData(PREFIX);
+      const workers = await startWorkers({ services: t.services, config, redis: await testRedis(), log: t.app.log as never });
+      try {
+        const done = await until('the re-queued action', async () => {
+          const r = (await t.call({ method: 'GET', url: `/action/${queued.json().id}` })).json();
+          return r.status === 'success' && r;
+        });
+        expect(done.output).toMatchObject({ title: 'lost job' });
+        // Its async_action event fails its first delivery (receiver down); the retry, 10 s away, is lost with Redis.
+        const pending = await until('a failed first attempt', async () => {
+          const d = (await t.call({ method: 'GET', url: '/environment/webhooks/deliveries?status=pending' })).json().deliveries;
+          return d.find((x: { type: string; attempts: number }) => x.type === 'async_action' && x.attempts === 1);
+        });
+        await loseRedisData(PREFIX);
+        down = false;
+        await until('the re-queued delivery', async () => {
+          const d = (await t.call({ method: 'GET', url: '/environment/webhooks/deliveries' })).json().deliveries;
+          return d.find((x: { id: string; status: string }) => x.id === pending.id && x.status === 'delivered');
+        });
+        expect(received).toContain('async_action');
+      } finally {
+        await workers.stop();
+      }
+    } finally {
+      await new Promise((r) => receiver.close(r));
     }
   });
 });
