@@ -3,7 +3,7 @@ import type { Db } from '../db/client.js';
 import { findIntegration } from '../integrations/repository.js';
 import { ValidationError, NotFoundError } from '../lib/errors.js';
 import type { FunctionDefinition } from './define.js';
-import { formatFrequency, type FunctionRegistry, parseFrequency } from './registry.js';
+import { type FunctionRegistry, parseFrequency } from './registry.js';
 import * as repo from './repository.js';
 
 export type FunctionService = ReturnType<typeof createFunctionService>;
@@ -85,5 +85,3 @@ export function createFunctionService(deps: { db: Db; registry: FunctionRegistry
     },
   };
 }
-
-export { formatFrequency };

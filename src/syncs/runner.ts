@@ -66,10 +66,10 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       const sync = (await repo.findSyncById(tx, syncId))!;
       if (c.recovered) {
         const previous = await findRunById(tx, c.runId);
-        if (previous && (await startRun(tx, c.runId, previous.attempt + 1))) return { ...c, sync, attempt: previous.attempt + 1, fullResync: previous.fullResync };
+        if (previous && (await startRun(tx, c.runId, previous.attempt + 1))) return { ...c, sync, attempt: previous.attempt + 1, fullResync: previous.fullResync, startedAt: previous.startedAt ?? new Date() };
         // The lease pointed at a run that is gone or finished: start a fresh one under the lease.
       }
-      await insertRun(tx, {
+      const inserted = await insertRun(tx, {
         id: c.runId,
         environmentId: sync.environmentId,
         connectionPk: sync.connectionPk,
@@ -81,7 +81,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         fullResync: c.fullResync,
         startedAt: new Date(),
       });
-      return { ...c, sync, attempt: 1 };
+      return { ...c, sync, attempt: 1, startedAt: inserted.startedAt ?? new Date() };
     });
     if (!claim) return 'skipped';
     const { sync, runId } = claim;
@@ -104,10 +104,9 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     const seen = new Map<string, Set<string>>();
     let outcome: { status: 'success' | 'error'; error?: RunError } = { status: 'success' };
     let def: SyncDefinition | undefined;
-    let startedAt = new Date();
+    // The first attempt's start: records modified after it are what this run changed.
+    const { startedAt } = claim;
     try {
-      const run = await findRunById(db, runId);
-      startedAt = run?.startedAt ?? startedAt;
       const [conn] = await findConnectionsById(db, [sync.connectionPk]);
       if (!conn) throw new Error('the connection was deleted');
       def = deps.registry.sync(conn.provider, sync.name);
