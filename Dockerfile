@@ -45,7 +45,7 @@ VOLUME ["/data"]
 ENV HOST=0.0.0.0 \
     PORT=3003 \
     TERAPI_DATA_DIR=/data \
-    NODE_OPTIONS=--enable-source-maps
+    NODE_OPTIONS="--enable-source-maps --max-semi-space-size=64"
 
 USER node
 EXPOSE 3003

@@ -1,32 +1,40 @@
 /**
  * Ingest benchmark: a sync saving N records (default 100,000, ~1 KB each) through `batchSave`,
  * against a raw `COPY … FROM STDIN` of the same rows into the same `records` table, measured in
- * the same run on real Postgres (issue target: ratio ≥ 0.7), plus the unchanged re-sync rate.
+ * the same run on real Postgres (issue target: ratio ≥ 0.7), plus the re-sync rates.
  *
- *   npx tsx bench/ingest.ts                       # 100,000 records, batches of 1,000
- *   npx tsx bench/ingest.ts --batch=100           # one batchSave per 100 records (a GitHub page)
- *   npx tsx bench/ingest.ts --records=20000 --quiet-wait=0 --no-phases
+ * Run it with the Node flags Terapi runs with (the binary's #! line, `npm start`, the Docker image):
+ *
+ *   node --max-semi-space-size=64 --import tsx bench/ingest.ts               # batches of 1,000
+ *   node --max-semi-space-size=64 --import tsx bench/ingest.ts --batch=100   # one batchSave per 100 records (a GitHub page)
+ *   npx tsx bench/ingest.ts --out=ingest-default-heap.json                   # Node's default young generation
  *
  * The sync path is the real one: the app is built as `terapi serve` builds it (createServices +
  * buildApp + startWorkers, real config defaults, real Redis with a unique queue prefix), a
  * bench-only sync (`bench-ingest`, registered with `extraFunctions` for provider github, model
- * `BenchIssue` = the built-in GithubIssue zod schema) is enabled through the API and started
- * with `POST /sync/start` (then `POST /sync/trigger`); a BullMQ worker picks the job and the sync
- * runner executes it. Its exec generates the records in memory and calls `ctx.batchSave` once
- * per batch: zod validation per record, prepareRecords, one transaction per batch with the feed's
- * advisory lock, upsertRecords and the run's counts.
+ * `BenchIssue` = the built-in GithubIssue zod schema) is enabled through the API and started with
+ * `POST /sync/start`, later `POST /sync/trigger`; a BullMQ worker picks the job and the sync runner
+ * executes it. Its exec generates the records in memory and calls `ctx.batchSave` once per batch:
+ * zod validation, serialization and hashing per record, then the records writer (COPY for the
+ * first records of a feed, upserts otherwise; one transaction per write, with the feed's lock and
+ * the run's counts).
  *
- * The baseline: the same rows (same JSON text and hash, prepared before the clock starts) sent
- * by one `COPY records (connection_pk, model, external_id, data, hash, last_action) FROM STDIN`
+ * The baseline: the same rows (same JSON text and hash, prepared before the clock starts) sent by
+ * one `COPY records (connection_pk, model, external_id, data, hash, last_action) FROM STDIN`
  * through a pg client, in one transaction, into the same (truncated) table with the same indexes
- * and the same cursor sequence default. node-postgres has no COPY API without pg-copy-streams,
- * so this file implements the protocol's COPY-in with a tiny pg Submittable (CopyData messages in
- * 64 KB chunks, respecting the socket's backpressure, then CopyDone). It is run before and after
- * the sync (median of the runs; --copy-runs, default 3: two before, one after).
+ * and cursor sequence default, in text format, with a tiny pg Submittable of its own (CopyData
+ * messages of 64 KB, respecting the socket's backpressure, then CopyDone).
+ *
+ * Order: one COPY and one sync first run as warm-ups (not measured: a fresh database's first bulk
+ * write creates WAL segments; a worker's first run compiles its code), then --rounds (default 3)
+ * of COPY, sync first run, unchanged re-sync, changed re-sync. Each ratio is taken against the
+ * COPY of its own round; the summary gives medians over rounds. Before each measured phase:
+ * CHECKPOINT, then a quiet machine; a phase during which other processes used more than
+ * --max-other-load cores is measured again (--attempts, default 3).
  *
  * Phases (skip with --no-phases): the same records through each step alone, in this process, to
  * show where the sync's time goes: generating, zod validation, prepareRecords (JSON.stringify +
- * SHA-256), and upsertRecords in batch transactions (the SQL, without the runner).
+ * SHA-256), the records writer alone, upsertRecords alone.
  *
  * Stops by itself (--max-seconds, default 900); the database `terapi_bench_<random>` is dropped
  * and the queue prefix's Redis keys deleted on exit. Results: bench/results/ingest[-<batch>].json.
@@ -34,12 +42,14 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import path from 'node:path';
-import type { EventEmitter } from 'node:events';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { queryRows } from '../src/db/client.js';
 import { GithubIssue } from '../src/functions/library/github.js';
+import { EncodedBatch } from '../src/records/batch.js';
+import { PipelinedCopy } from '../src/records/copy.js';
 import { prepareRecords, upsertRecords, type PreparedRecord } from '../src/records/repository.js';
+import { createRecordWriter } from '../src/records/writer.js';
 import { formatSummary, summarizeProfile } from './profile-summary.js';
 import {
   BENCH_MODEL,
@@ -68,76 +78,47 @@ import {
 
 const N = numArg('records', 100_000);
 const BATCH = numArg('batch', 1000);
-const COPY_RUNS = numArg('copy-runs', 3);
+const ROUNDS = numArg('rounds', 3);
 const PHASES = argv.get('no-phases') !== 'true';
 const PROFILE = argv.get('profile') === 'true';
 const TARGET = 0.7;
+const round3 = (x: number) => round(x, 3);
 
 // ---------------------------------------------------------------------------------------------
-// COPY FROM STDIN through node-postgres (what pg-copy-streams does, minus the stream API)
+// COPY FROM STDIN through node-postgres: the statement and the data in one go (src/records/copy.ts)
 
-interface PgConnection extends EventEmitter {
-  query(text: string): void;
-  sendCopyFromChunk(chunk: Buffer): boolean | undefined;
-  endCopyFrom(): void;
-  stream: NodeJS.WritableStream & EventEmitter;
+const COPY_TEXT = 'COPY records (connection_pk, model, external_id, data, hash, last_action) FROM STDIN';
+
+/** `COPY … FROM STDIN` of `messages` (CopyData messages); resolves with the rows copied. */
+async function copyIn(client: pg.Client, text: string, messages: readonly Buffer[]): Promise<number> {
+  const copy = new PipelinedCopy(text, messages);
+  void client.query(copy);
+  const tags = await copy.done;
+  return Number(/^COPY (\d+)$/.exec(tags.at(-1) ?? '')?.[1] ?? -1);
 }
 
-/** A pg Submittable: sends `text` (a COPY … FROM STDIN), then the chunks as CopyData, then CopyDone. */
-class CopyIn {
-  rowCount = 0;
-  private error: Error | undefined;
-  readonly done: Promise<number>;
-  private resolve!: (n: number) => void;
-  private reject!: (e: Error) => void;
-  constructor(
-    private readonly text: string,
-    private readonly chunks: readonly Buffer[],
-  ) {
-    this.done = new Promise((res, rej) => {
-      this.resolve = res;
-      this.reject = rej;
-    });
-  }
-  submit(connection: PgConnection) {
-    connection.query(this.text);
-  }
-  async handleCopyInResponse(connection: PgConnection) {
-    for (const chunk of this.chunks) {
-      if (connection.sendCopyFromChunk(chunk) === false) await new Promise((r) => connection.stream.once('drain', r));
-    }
-    connection.endCopyFrom();
-  }
-  handleCommandComplete(msg: { text: string }) {
-    this.rowCount = Number(msg.text.split(' ')[1]);
-  }
-  handleReadyForQuery() {
-    if (this.error) this.reject(this.error);
-    else this.resolve(this.rowCount);
-  }
-  handleError(err: Error) {
-    this.error = err;
-  }
-  handleCopyData() {}
-  handleRowDescription() {}
-  handleDataRow() {}
-  handleEmptyQuery() {}
-  handlePortalSuspended() {}
-}
-
-/** COPY text format: tab-separated, `\N` for null; backslashes doubled (JSON text has no raw control characters). */
+/**
+ * COPY text format (tab-separated, `\N` for null; backslashes doubled: JSON text has no raw control
+ * characters) in CopyData messages of about 64 KB.
+ */
 function copyChunks(connectionPk: number, rows: readonly PreparedRecord[]): Buffer[] {
   const chunks: Buffer[] = [];
   let buf = '';
   const esc = (s: string) => (s.includes('\\') ? s.replaceAll('\\', '\\\\') : s);
+  const flush = () => {
+    const data = Buffer.from(buf);
+    const message = Buffer.allocUnsafe(5 + data.length);
+    message[0] = 0x64; // 'd'
+    message.writeInt32BE(4 + data.length, 1);
+    data.copy(message, 5);
+    chunks.push(message);
+    buf = '';
+  };
   for (const r of rows) {
     buf += `${connectionPk}\t${BENCH_MODEL}\t${esc(r.id)}\t${esc(r.json)}\t${r.hash}\tadded\n`;
-    if (buf.length >= 64 * 1024) {
-      chunks.push(Buffer.from(buf));
-      buf = '';
-    }
+    if (buf.length >= 64 * 1024) flush();
   }
-  if (buf) chunks.push(Buffer.from(buf));
+  if (buf) flush();
   return chunks;
 }
 
@@ -223,7 +204,6 @@ async function main() {
   say(`  records: ${avgBytes} bytes of JSON on average; COPY stream ${round(copyBytes / 2 ** 20, 1)} MiB`);
 
   const phases: Phase[] = [];
-  const copyRuns: Phase[] = [];
   /**
    * Runs a measurement up to --attempts times (default 3) while other processes used more than
    * --max-other-load cores (default 0.25) during it; keeps the quietest attempt.
@@ -248,16 +228,13 @@ async function main() {
       const w = await cpuWindow(dbName);
       const t0 = performance.now();
       await admin('BEGIN');
-      const copy = new CopyIn(`COPY records (connection_pk, model, external_id, data, hash, last_action) FROM STDIN`, chunks);
-      void copyClient.query(copy as never);
-      const rows = await copy.done;
+      const rows = await copyIn(copyClient, COPY_TEXT, chunks);
       await admin('COMMIT');
       const ms = performance.now() - t0;
       const cpu = await w.end();
       if (rows !== N || (await count()) !== N) throw new Error(`COPY wrote ${rows} rows, expected ${N}`);
       return phase(label, N, ms, cpu, { bytes: copyBytes });
     }).then((p) => {
-      copyRuns.push(p);
       phases.push(p);
       return p;
     });
@@ -307,39 +284,66 @@ async function main() {
     phases.push(r.end, r.save);
     return r;
   };
-  let started = false;
   let generation = 0;
 
-  for (let i = 0; i < Math.max(1, COPY_RUNS - 1); i++) await runCopy(`COPY baseline #${i + 1}`);
+  // Warm-up, not measured: the first bulk write into a fresh database creates WAL segments and
+  // grows relation files; every measured phase after it finds them in place.
   await admin('TRUNCATE records');
+  {
+    await admin('BEGIN');
+    await copyIn(copyClient, COPY_TEXT, chunks);
+    await admin('COMMIT');
+  }
 
-  const first = keep(
-    await quietest('first run', async () => {
-      await admin('TRUNCATE records');
-      const r = await profiled(() => runSync('sync, first run (all new)', started ? 'trigger' : 'start', generation));
-      started = true;
-      if (r.counts.added !== N || (await count()) !== N) throw new Error(`first run: counts ${JSON.stringify(r.counts)}, expected ${N} added`);
-      return r;
-    }),
-  );
-  const again = keep(
-    await quietest('unchanged re-sync', async () => {
-      const r = await runSync('re-sync, unchanged', 'trigger', generation);
-      if (r.counts.added || r.counts.updated || r.maxCursorAfter !== r.maxCursorBefore) {
-        throw new Error(`unchanged re-sync rewrote records: ${JSON.stringify(r.counts)}, cursor ${r.maxCursorBefore} → ${r.maxCursorAfter}`);
-      }
-      return r;
-    }),
-  );
-  const changed = keep(
-    await quietest('changed re-sync', async () => {
-      const r = await runSync('re-sync, every record changed', 'trigger', ++generation);
-      if (r.counts.updated !== N) throw new Error(`changed re-sync: ${JSON.stringify(r.counts)}, expected ${N} updated`);
-      return r;
-    }),
-  );
+  // The sync's warm-up, not measured either: a worker that has run before (code compiled by the JIT).
+  {
+    await admin('TRUNCATE records');
+    const r = await runSync('warm-up: sync, first run (all new)', 'start', generation);
+    if (r.counts.added !== N) throw new Error(`warm-up run: counts ${JSON.stringify(r.counts)}`);
+  }
 
-  if (COPY_RUNS > 1) await runCopy(`COPY baseline #${COPY_RUNS}`);
+  // Rounds: COPY, then the sync's first run, unchanged re-sync and changed re-sync, each round on
+  // its own; the ratio is taken within a round (COPY and sync minutes apart at most).
+  const rounds: { copy: Phase; first: Phase; firstSave: Phase; unchanged: Phase; unchangedSave: Phase; changed: Phase; ratio: number }[] = [];
+  for (let n = 1; n <= ROUNDS; n++) {
+    say(`■ round ${n} of ${ROUNDS}`);
+    const copy = await runCopy(`round ${n}: COPY`);
+    const first = keep(
+      await quietest('first run', async () => {
+        await admin('TRUNCATE records');
+        const run = () => runSync(`round ${n}: sync, first run (all new)`, 'trigger', generation);
+        const r = n === 1 ? await profiled(run) : await run();
+        if (r.counts.added !== N || (await count()) !== N) throw new Error(`first run: counts ${JSON.stringify(r.counts)}, expected ${N} added`);
+        return r;
+      }),
+    );
+    const again = keep(
+      await quietest('unchanged re-sync', async () => {
+        const r = await runSync(`round ${n}: re-sync, unchanged`, 'trigger', generation);
+        if (r.counts.added || r.counts.updated || r.maxCursorAfter !== r.maxCursorBefore) {
+          throw new Error(`unchanged re-sync rewrote records: ${JSON.stringify(r.counts)}, cursor ${r.maxCursorBefore} → ${r.maxCursorAfter}`);
+        }
+        return r;
+      }),
+    );
+    const changed = keep(
+      await quietest('changed re-sync', async () => {
+        const r = await runSync(`round ${n}: re-sync, every record changed`, 'trigger', ++generation);
+        if (r.counts.updated !== N) throw new Error(`changed re-sync: ${JSON.stringify(r.counts)}, expected ${N} updated`);
+        return r;
+      }),
+    );
+    rounds.push({
+      copy,
+      first: first.end,
+      firstSave: first.save,
+      unchanged: again.end,
+      unchangedSave: again.save,
+      changed: changed.end,
+      ratio: round3(first.end.recordsPerS / copy.recordsPerS),
+    });
+    say(`  round ${n}: first run / COPY = ${rounds.at(-1)!.ratio}`);
+  }
 
   // Phase breakdown: the same work, step by step, in this process.
   const breakdown: Phase[] = [];
@@ -361,6 +365,28 @@ async function main() {
     const prep: PreparedRecord[][] = [];
     for (let i = 0; i < N; i += BATCH) prep.push(prepareRecords(valid.slice(i, i + BATCH)));
     breakdown.push(phase('prepareRecords (JSON.stringify + SHA-256)', N, performance.now() - t));
+    breakdown.push(
+      await quietest('writer, new rows', async () => {
+        // The records writer alone (batches encoded off the clock): COPY in one round trip per
+        // write, queued batches written together, as a sync's first run writes them.
+        await admin('TRUNCATE records');
+        const batches: EncodedBatch[] = [];
+        const writer = createRecordWriter(db, { connectionPk: pk, onCounts: () => sql`SELECT 1` });
+        for (const part of prep) {
+          const b = await writer.batch(BENCH_MODEL);
+          for (const r of part) b.add(r);
+          batches.push(b);
+        }
+        await settle();
+        const w = await cpuWindow(dbName);
+        const t0 = performance.now();
+        for (const b of batches) await writer.save(b);
+        await writer.flush();
+        const p = phase(`records writer alone, new rows (${batches[0]?.encoding}, queued batches of ${BATCH} written together)`, N, performance.now() - t0, await w.end());
+        if ((await count()) !== N) throw new Error('the writer did not write every record');
+        return p;
+      }),
+    );
     const upsertAll = async () => {
       for (const batch of prep) await db.transaction((tx) => upsertRecords(tx, pk, BENCH_MODEL, batch));
     };
@@ -386,17 +412,23 @@ async function main() {
   }
 
   await copyClient.end();
-  const copyMedian = [...copyRuns].sort((a, b2) => a.recordsPerS - b2.recordsPerS)[Math.floor(copyRuns.length / 2)]!;
-  const ratio = (p: Phase) => round(p.recordsPerS / copyMedian.recordsPerS, 3);
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+  const rate = (pick: (r: (typeof rounds)[number]) => Phase) => median(rounds.map((r) => pick(r).recordsPerS));
+  const ratioOf = (pick: (r: (typeof rounds)[number]) => Phase) => median(rounds.map((r) => round3(pick(r).recordsPerS / r.copy.recordsPerS)));
+  const ratios = rounds.map((r) => r.ratio);
   const summary = {
-    copyMedianRecordsPerS: copyMedian.recordsPerS,
-    syncEndToEnd: { recordsPerS: first.end.recordsPerS, ratio: ratio(first.end) },
-    syncInsideBatchSave: { recordsPerS: first.save.recordsPerS, ratio: ratio(first.save) },
-    unchangedResync: { recordsPerS: again.end.recordsPerS, insideBatchSaveRecordsPerS: again.save.recordsPerS, ratio: ratio(again.end) },
-    changedResync: { recordsPerS: changed.end.recordsPerS, ratio: ratio(changed.end) },
+    rounds: ROUNDS,
+    copyRecordsPerS: rate((r) => r.copy),
+    syncEndToEnd: { recordsPerS: rate((r) => r.first), ratio: median(ratios), ratioPerRound: ratios },
+    syncInsideBatchSave: { recordsPerS: rate((r) => r.firstSave), ratio: ratioOf((r) => r.firstSave) },
+    unchangedResync: { recordsPerS: rate((r) => r.unchanged), insideBatchSaveRecordsPerS: rate((r) => r.unchangedSave), ratio: ratioOf((r) => r.unchanged) },
+    changedResync: { recordsPerS: rate((r) => r.changed), ratio: ratioOf((r) => r.changed) },
     target: TARGET,
-    meetsTarget: ratio(first.end) >= TARGET,
+    meetsTarget: median(ratios) >= TARGET,
   };
+  // Each phase against the COPY of its own round.
+  const copyOfRound = (label: string) => rounds[Number(/^round (\d+)/.exec(label)?.[1] ?? 1) - 1]!.copy.recordsPerS;
+  const ratio = (p: Phase) => round3(p.recordsPerS / copyOfRound(p.label));
   const table = markdownTable(
     ['phase', 'records/s', 'ms', 'ratio to COPY', 'this process cores', 'postgres cores', 'other cores'],
     phases.map((p) => [p.label, p.recordsPerS, p.ms, ratio(p), p.cpu?.processCores ?? '—', p.cpu?.postgresCores ?? '—', p.cpu?.otherCores ?? '—']),
@@ -411,12 +443,12 @@ async function main() {
     out,
     `${JSON.stringify(
       {
-        command: `npx tsx bench/ingest.ts ${process.argv.slice(2).join(' ')}`.trim(),
+        command: `node ${process.execArgv.join(' ')} bench/ingest.ts ${process.argv.slice(2).join(' ')}`.replace(/ +/g, ' ').trim(),
         date: new Date().toISOString(),
         machine: machine(),
         postgres: await postgresSettings(),
         code: codeVersion(),
-        options: { records: N, batchSize: BATCH, copyRuns: COPY_RUNS, avgRecordBytes: avgBytes, queuePrefix: bench.config.queues.prefix },
+        options: { records: N, batchSize: BATCH, rounds: ROUNDS, avgRecordBytes: avgBytes, queuePrefix: bench.config.queues.prefix },
         summary,
         phases,
         breakdown,

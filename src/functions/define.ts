@@ -72,7 +72,14 @@ export interface FunctionContextBase {
 export type Checkpoint = Record<string, string | number | boolean | null>;
 
 export interface SyncContext<Models extends Record<string, z.ZodType> = Record<string, z.ZodType>> extends FunctionContextBase {
-  /** Insert or update records (idempotent: unchanged records are not rewritten). */
+  /**
+   * Insert or update records (idempotent: unchanged records are not rewritten). Each record is
+   * validated with the model's schema before anything is queued (an invalid one fails the call);
+   * the write itself happens behind the function: the call returns once the batch is queued, so the
+   * next page can be fetched while it is written. `batchDelete`, `getCheckpoint`, `saveCheckpoint`
+   * and the end of the run wait for the queued writes (a checkpoint is never saved ahead of its
+   * records); a write the database refuses fails the next of these calls (or `batchSave`), and the run.
+   */
   batchSave<M extends keyof Models & string>(model: M, records: z.input<Models[M]>[]): Promise<void>;
   /** Update records known to exist (same store semantics as batchSave). */
   batchUpdate<M extends keyof Models & string>(model: M, records: z.input<Models[M]>[]): Promise<void>;

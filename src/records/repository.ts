@@ -1,4 +1,4 @@
-import { is, sql } from 'drizzle-orm';
+import { is, type SQL, sql } from 'drizzle-orm';
 import { NodePgDatabase, NodePgTransaction } from 'drizzle-orm/node-postgres';
 import { type DbOrTx, queryRows } from '../db/client.js';
 import { sha256 } from '../lib/hash.js';
@@ -11,15 +11,28 @@ export interface PreparedRecord {
   hash: string;
 }
 
-/** Serializes and hashes records; the last of several with the same id wins (one row per id). */
-export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
+/** Serializes and hashes one record. */
+export function prepareRecord(item: Record<string, unknown>): PreparedRecord {
+  const json = JSON.stringify(item);
+  return { id: String(item.id), json, hash: sha256(json, 'base64url').slice(0, 24) };
+}
+
+/** One record per id: the last of several with the same id wins (the array itself when ids are unique). */
+export function lastOfEachId(records: PreparedRecord[]): PreparedRecord[] {
+  const ids = new Set<string>();
+  for (const r of records) ids.add(r.id);
+  if (ids.size === records.length) return records;
   const byId = new Map<string, PreparedRecord>();
-  for (const item of items) {
-    const id = String(item.id);
-    const json = JSON.stringify(item);
-    byId.set(id, { id, json, hash: sha256(json, 'base64url').slice(0, 24) });
+  for (const r of records) {
+    byId.delete(r.id);
+    byId.set(r.id, r);
   }
   return [...byId.values()];
+}
+
+/** Serializes and hashes records; the last of several with the same id wins (one row per id). */
+export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
+  return lastOfEachId(items.map(prepareRecord));
 }
 
 /**
@@ -48,39 +61,45 @@ function textArray(db: DbOrTx, values: readonly string[]): Buffer | string[] {
 }
 
 /**
- * Serializes writers of one (connection, model) feed, so cursors are committed in the order they
- * were taken and a reader paging by cursor never steps over a row committed later.
+ * The lock of one (connection, model) feed, held by every writer to the end of its transaction, so
+ * cursors are committed in the order they were taken and a reader paging by cursor never steps over
+ * a row committed later.
  */
+export function feedLock(connectionPk: number, model: string): SQL {
+  return sql`pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`;
+}
+
 export async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
-  // Sent at once (`.execute()`), so a caller can prepare its first statement while it is in flight.
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`).execute();
+  await tx.execute(sql`SELECT ${feedLock(connectionPk, model)}`);
 }
 
-export interface WriteCounts {
-  added: number;
-  updated: number;
-  deleted: number;
+/** Whether the feed holds any record (deleted ones included). */
+export async function feedHasRecords(db: DbOrTx, connectionPk: number, model: string): Promise<boolean> {
+  const rows = await queryRows<{ found: boolean }>(db, sql`SELECT EXISTS (SELECT 1 FROM records WHERE connection_pk = ${connectionPk} AND model = ${model}) AS found`);
+  return Boolean(rows[0]?.found);
 }
 
-/** Records encoded as the upsert's parameters (see `encodeRecords`). */
-export interface EncodedRecords {
+/** Records as the upsert's three `text[]` parameters: ids, hashes and JSON texts. */
+export interface RecordArrays {
   readonly count: number;
   readonly ids: Buffer | string[];
   readonly hashes: Buffer | string[];
   readonly data: Buffer | string[];
 }
 
-/**
- * Encodes prepared records as the upsert's three `text[]` parameters (ids, hashes, JSON texts).
- * Separate from `upsertRecords` so a caller can do it while the previous statement runs.
- */
-export function encodeRecords(db: DbOrTx, records: readonly PreparedRecord[]): EncodedRecords {
+function encodeRecordArrays(db: DbOrTx, records: readonly PreparedRecord[]): RecordArrays {
   return {
     count: records.length,
     ids: textArray(db, records.map((r) => r.id)),
     hashes: textArray(db, records.map((r) => r.hash)),
     data: textArray(db, records.map((r) => r.json)),
   };
+}
+
+export interface WriteCounts {
+  added: number;
+  updated: number;
+  deleted: number;
 }
 
 /**
@@ -92,13 +111,12 @@ export async function upsertRecords(
   tx: DbOrTx,
   connectionPk: number,
   model: string,
-  records: readonly PreparedRecord[] | EncodedRecords,
+  records: readonly PreparedRecord[] | RecordArrays,
   opts: { locked?: boolean } = {},
 ): Promise<WriteCounts> {
-  const batch = 'count' in records ? records : encodeRecords(tx, records);
-  if (!batch.count) return { added: 0, updated: 0, deleted: 0 };
+  const { count, ids, hashes, data } = 'count' in records ? records : encodeRecordArrays(tx, records);
+  if (!count) return { added: 0, updated: 0, deleted: 0 };
   if (!opts.locked) await lockFeed(tx, connectionPk, model);
-  const { ids, hashes, data } = batch;
   // Each JSON text is cast to `json` once, which only validates it: `json` keeps the text exactly as written.
   const result = (await tx
     .execute(

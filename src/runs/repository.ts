@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { type LogLevel, type RunError, type RunStatus, runLogs, runs } from '../db/schema/index.js';
 
@@ -34,12 +34,18 @@ export async function startRun(db: DbOrTx, id: string, attempt?: number): Promis
   return rows.length > 0;
 }
 
-export async function addRunCounts(db: DbOrTx, id: string, c: { added: number; updated: number; deleted: number }): Promise<void> {
-  if (!c.added && !c.updated && !c.deleted) return;
-  await db
+/** The statement that adds a batch's counts to a run, for the batch's own transaction. */
+export function runCountsUpdate(db: DbOrTx, id: string, c: { added: number; updated: number; deleted: number }): SQL {
+  return db
     .update(runs)
     .set({ added: sql`${runs.added} + ${c.added}`, updated: sql`${runs.updated} + ${c.updated}`, deleted: sql`${runs.deleted} + ${c.deleted}` })
-    .where(eq(runs.id, id));
+    .where(eq(runs.id, id))
+    .getSQL();
+}
+
+export async function addRunCounts(db: DbOrTx, id: string, c: { added: number; updated: number; deleted: number }): Promise<void> {
+  if (!c.added && !c.updated && !c.deleted) return;
+  await db.execute(runCountsUpdate(db, id, c));
 }
 
 export async function finishRun(

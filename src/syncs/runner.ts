@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { DrizzleQueryError } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { Db } from '../db/client.js';
 import type { RunError, SyncCheckpoint } from '../db/schema/index.js';
@@ -9,7 +11,8 @@ import type { FunctionRegistry } from '../functions/registry.js';
 import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
 import type { Logger } from '../lib/logger.js';
 import * as records from '../records/repository.js';
-import { addRunCounts, finishRun, findRunById, insertRun, startRun } from '../runs/repository.js';
+import { createRecordWriter } from '../records/writer.js';
+import { addRunCounts, finishRun, findRunById, insertRun, runCountsUpdate, startRun } from '../runs/repository.js';
 import * as repo from './repository.js';
 
 export interface SyncRunnerDeps {
@@ -25,14 +28,20 @@ export interface SyncRunnerDeps {
 
 type Counts = { added: number; updated: number; deleted: number };
 
-/**
- * Records per statement when a batchSave is written in chunks (larger batches only), so that
- * validating and serializing one chunk overlaps the database writing the previous one.
- */
-const SAVE_CHUNK = 250;
-/** The first chunks are smaller (50, 100, 200, then SAVE_CHUNK), so Postgres starts sooner. */
-const SAVE_FIRST_CHUNK = 50;
-const DUPLICATE_IN_BATCH = Symbol('an id appears in two chunks of one batch');
+/** Records a run validates and serializes between two turns of the event loop. */
+const PREPARE_SLICE = 100;
+
+/** Longest record id, in UTF-8 bytes: ids are part of the records' primary key (a btree entry). */
+const MAX_ID_BYTES = 1024;
+
+/** Why a record's id cannot be stored, if it cannot. */
+function idProblem(id: unknown): string | undefined {
+  if (typeof id === 'number') return Number.isFinite(id) ? undefined : 'has an id that is not a finite number';
+  if (typeof id !== 'string' || id === '') return 'has no id (a non-empty string or a number)';
+  if (id.length > MAX_ID_BYTES / 3 && Buffer.byteLength(id) > MAX_ID_BYTES) return `has an id longer than ${MAX_ID_BYTES} bytes`;
+  if (id.includes('\0')) return 'has an id with a NUL character';
+  return undefined;
+}
 
 /** The message and upstream answer of whatever a function threw. */
 export function runErrorOf(err: unknown, signal?: AbortSignal): RunError {
@@ -41,6 +50,8 @@ export function runErrorOf(err: unknown, signal?: AbortSignal): RunError {
     return { message: reason instanceof Error ? reason.message : String(reason), code: 'aborted' };
   }
   if (err instanceof ProviderError) return { message: err.message, upstream: { status: err.status, body: err.body.slice(0, 4000) }, code: 'provider_error' };
+  // The database's own message: drizzle's wrapper repeats the statement and every parameter (records).
+  if (err instanceof DrizzleQueryError && err.cause instanceof Error) return { message: err.cause.message };
   return { message: err instanceof Error ? err.message : String(err) };
 }
 
@@ -100,7 +111,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         .catch((err: unknown) => log.warn({ err, syncId }, 'could not renew sync lease'));
     }, Math.max(500, deps.leaseMs / 3));
 
-    const counts = new Map<string, Counts>();
+    const writer = createRecordWriter(db, { connectionPk: sync.connectionPk, onCounts: (c) => runCountsUpdate(db, runId, c) });
     const seen = new Map<string, Set<string>>();
     let outcome: { status: 'success' | 'error'; error?: RunError } = { status: 'success' };
     let def: SyncDefinition | undefined;
@@ -115,88 +126,36 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       const full = definition.syncType === 'full' || claim.fullResync;
       runLog.info(`${full ? 'full' : 'incremental'} sync "${sync.name}" started`, { attempt: claim.attempt });
 
-      const write = async (model: string, fn: (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => Promise<Counts>) => {
+      /**
+       * Validates items with the model's schema, serializes them and queues them for writing. The
+       * event loop runs every PREPARE_SLICE records (across batches), so the writes queued before
+       * keep going (their data drains into the socket, the database's answers are read) while
+       * this process prepares more: a function saving page after page never yields by itself.
+       */
+      let sinceYield = 0;
+      const save = async (model: string, items: unknown[]) => {
         controller.signal.throwIfAborted();
-        const c = await db.transaction(async (tx) => {
-          const result = await fn(tx);
-          await addRunCounts(tx, runId, result);
-          return result;
-        });
-        const total = counts.get(model) ?? { added: 0, updated: 0, deleted: 0 };
-        total.added += c.added;
-        total.updated += c.updated;
-        total.deleted += c.deleted;
-        counts.set(model, total);
-      };
-      /** Validates items[from, to) with the model's schema and serializes them (the last of equal ids wins). */
-      const prepare = (schema: z.ZodType, model: string, items: unknown[], from: number, to: number) => {
-        const valid: Record<string, unknown>[] = [];
-        for (let i = from; i < to; i++) {
+        const schema = validator(definition, model);
+        const batch = await writer.batch(model);
+        let ids = full ? seen.get(model) : undefined;
+        if (full && !ids) seen.set(model, (ids = new Set<string>()));
+        for (let i = 0; i < items.length; i++) {
+          if (++sinceYield >= PREPARE_SLICE) {
+            sinceYield = 0;
+            await yieldToEventLoop();
+          }
           const parsed = schema.safeParse(items[i]);
           if (!parsed.success) {
             const issue = parsed.error.issues[0]!;
             throw new Error(`record ${i} of ${model} does not match the model: ${issue.path.join('.') || '(record)'}: ${issue.message}`);
           }
-          valid.push(parsed.data as Record<string, unknown>);
+          const problem = idProblem((parsed.data as { id?: unknown }).id);
+          if (problem) throw new Error(`record ${i} of ${model} ${problem}`);
+          const record = records.prepareRecord(parsed.data as Record<string, unknown>);
+          batch.add(record);
+          ids?.add(record.id);
         }
-        return records.prepareRecords(valid);
-      };
-      const markSeen = (model: string, ids: Iterable<string>) => {
-        if (!full) return;
-        const set = seen.get(model) ?? new Set<string>();
-        for (const id of ids) set.add(id);
-        seen.set(model, set);
-      };
-      const save = async (model: string, items: unknown[]) => {
-        const schema = validator(definition, model);
-        if (items.length > SAVE_CHUNK) {
-          const ids = await savePipelined(schema, model, items).catch((err: unknown) => {
-            if (err === DUPLICATE_IN_BATCH) return undefined;
-            throw err;
-          });
-          if (ids) return markSeen(model, ids);
-          // An id repeated in two chunks (rolled back): the whole batch at once, where the last one wins.
-        }
-        const prepared = prepare(schema, model, items, 0, items.length);
-        markSeen(model, prepared.map((r) => r.id));
-        await write(model, (tx) => records.upsertRecords(tx, sync.connectionPk, model, prepared));
-      };
-      /**
-       * A large batch is still one transaction (all or nothing, one lock, exact counts), written in
-       * chunks so that this process validates and serializes chunk n+1 while Postgres writes chunk n.
-       * Returns the ids written; rejects with DUPLICATE_IN_BATCH (nothing written) when an id
-       * appears in two chunks, since the chunks could not then count it once.
-       */
-      const savePipelined = async (schema: z.ZodType, model: string, items: unknown[]): Promise<Set<string>> => {
-        const ids = new Set<string>();
-        await write(model, async (tx) => {
-          const total: Counts = { added: 0, updated: 0, deleted: 0 };
-          const add = (c: Counts) => {
-            total.added += c.added;
-            total.updated += c.updated;
-          };
-          // The lock is taken while the first chunk is prepared.
-          let pending: Promise<Counts> = records.lockFeed(tx, sync.connectionPk, model).then(() => ({ added: 0, updated: 0, deleted: 0 }));
-          try {
-            for (let from = 0, size = SAVE_FIRST_CHUNK; from < items.length; from += size, size = Math.min(size * 2, SAVE_CHUNK)) {
-              const chunk = prepare(schema, model, items, from, Math.min(from + size, items.length));
-              for (const r of chunk) {
-                if (ids.has(r.id)) throw DUPLICATE_IN_BATCH;
-                ids.add(r.id);
-              }
-              const encoded = records.encodeRecords(tx, chunk);
-              add(await pending);
-              pending = records.upsertRecords(tx, sync.connectionPk, model, encoded, { locked: true });
-            }
-            add(await pending);
-            return total;
-          } catch (err) {
-            // Let the statement in flight settle before the transaction rolls back.
-            await pending.catch(() => undefined);
-            throw err;
-          }
-        });
-        return ids;
+        await writer.save(batch);
       };
 
       const base = await deps.runtime.context(conn, controller.signal, runLog);
@@ -206,29 +165,39 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         batchUpdate: (model, items) => save(model, items),
         async batchDelete(model, items) {
           validator(definition, model);
-          const ids = items.map((r) => String(r.id));
-          await write(model, async (tx) => ({ added: 0, updated: 0, deleted: await records.deleteRecords(tx, sync.connectionPk, model, ids) }));
+          controller.signal.throwIfAborted();
+          const problem = items.map((r, i) => [i, idProblem(r.id)] as const).find(([, p]) => p);
+          if (problem) throw new Error(`record ${problem[0]} of ${model} ${problem[1]}`);
+          await writer.delete(model, items.map((r) => String(r.id)));
         },
         async getCheckpoint() {
+          await writer.flush();
           if (full) return null;
           const current = await repo.findSyncById(db, syncId);
           return current?.checkpoint ?? null;
         },
         async saveCheckpoint(checkpoint: SyncCheckpoint) {
+          // Never ahead of the records: the batches saved before it are written first.
+          await writer.flush();
           controller.signal.throwIfAborted();
           if (!(await repo.saveCheckpoint(db, syncId, runId, checkpoint))) throw new Error('the sync was deleted or taken over during the run');
         },
       };
       await definition.exec(ctx);
+      await writer.flush();
       controller.signal.throwIfAborted();
     } catch (err) {
       outcome = { status: 'error', error: runErrorOf(err, controller.signal) };
+      // A batch may still be in flight (the function failed while it was written): let it end first.
+      await writer.flush().catch(() => undefined);
     } finally {
       clearTimeout(timeout);
       clearInterval(heartbeat);
       workerSignal?.removeEventListener('abort', onWorkerStop);
       active.delete(runId);
     }
+
+    const counts = new Map<string, Counts>(Object.keys(def?.models ?? {}).map((model) => [model, writer.counts(model)]));
 
     if (workerSignal?.aborted && outcome.status === 'error') {
       // Shutting down: keep the lease so the next worker resumes this run as its next attempt.

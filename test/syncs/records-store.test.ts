@@ -5,14 +5,20 @@ import { queryRows } from '../../src/db/client.js';
 import { defineSync, type SyncContext } from '../../src/functions/define.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 
-// batchSave through the real sync runner (called directly, no queue): large batches are written in
-// chunks inside one transaction, which must not change what is stored or counted.
+// batchSave through the real sync runner (called directly, no queue). Batches are written behind the
+// function (queued batches together, the first records of a feed with COPY on Postgres, falling back
+// to an upsert when an id exists after all), which must never change what is stored or counted.
 
 let plan: (ctx: SyncContext) => Promise<void> = async () => {};
 const store = defineSync({
   name: 'store-test',
   description: 'test: saves whatever the current plan says',
-  models: { Item: z.object({ id: z.string(), name: z.string(), n: z.number().int() }) },
+  models: {
+    Item: z.object({ id: z.string(), name: z.string(), n: z.number().int() }),
+    Page: z.object({ id: z.string(), name: z.string(), n: z.number().int() }),
+    Guarded: z.object({ id: z.string(), name: z.string(), n: z.number().int() }),
+    Loose: z.object({ id: z.unknown().optional(), name: z.string() }),
+  },
   frequency: '1d',
   syncType: 'incremental',
   autoStart: true,
@@ -37,10 +43,10 @@ async function runOnce(p: (ctx: SyncContext) => Promise<void>) {
   return run!;
 }
 
-const rows = () =>
+const rows = (model = 'Item') =>
   queryRows<{ external_id: string; data: string; cursor: string; last_action: string }>(
     t.db.database.db,
-    sql`SELECT external_id, data::text AS data, cursor::text AS cursor, last_action FROM records WHERE connection_pk = ${connectionPk} AND model = 'Item' ORDER BY cursor`,
+    sql`SELECT external_id, data::text AS data, cursor::text AS cursor, last_action FROM records WHERE connection_pk = ${connectionPk} AND model = ${model} ORDER BY cursor`,
   );
 
 beforeAll(async () => {
@@ -79,9 +85,9 @@ describe('batchSave of large batches', () => {
     expect(await rows()).toEqual(stored);
   });
 
-  it('counts an id repeated across the chunks of one batch once, and keeps its last version', async () => {
+  it('counts an id repeated within one batch once, and keeps its last version', async () => {
     const before = await rows();
-    // item-5 (changed) and item-800 (new) appear in the first chunk and again at the end of the batch.
+    // item-5 (changed) and item-800 (new) appear near the start of the batch and again at its end.
     const batch = range(0, 600);
     batch[5] = item(5, 1);
     batch[10] = item(800, 1);
@@ -103,7 +109,7 @@ describe('batchSave of large batches', () => {
     for (const id of ['item-5', 'item-300', 'item-800']) expect(Number(byId.get(id)!.cursor)).toBeGreaterThan(max);
   });
 
-  it('writes nothing of a batch whose invalid record is in a later chunk', async () => {
+  it('writes nothing of a batch with an invalid record, wherever it is', async () => {
     const before = await rows();
     const batch: unknown[] = range(1000, 1600);
     batch[550] = { id: 'item-1550', name: 42, n: 1 };
@@ -118,5 +124,97 @@ describe('batchSave of large batches', () => {
     const after = await rows();
     expect(after).toHaveLength(before.length + 10);
     expect(after.filter((r) => /^item-1\d{3}$/.test(r.external_id))).toHaveLength(0);
+  });
+});
+
+describe('the write path', () => {
+  const page = (i: number, version = 0) => ({ id: `page-${i}`, name: `Page ${i}${version ? ` v${version}` : ''}`, n: i });
+  const pages = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => page(from + k));
+
+  it('writes the first run of a feed exactly; an id seen again in a later batch is updated in place, not duplicated', async () => {
+    const run = await runOnce(async (ctx) => {
+      // Small batches saved back to back: they queue up while the first is written.
+      for (let from = 0; from < 1000; from += 50) await ctx.batchSave('Page', pages(from, from + 50));
+      await ctx.batchSave('Page', [...pages(1000, 1200), page(250, 1)]);
+      await ctx.batchSave('Page', [page(1200), page(999, 1), page(1201)]);
+      await ctx.batchSave('Page', pages(1202, 1300));
+    });
+    expect(run).toMatchObject({ status: 'success', added: 1300, updated: 2, deleted: 0 });
+    const stored = await rows('Page');
+    expect(stored).toHaveLength(1300);
+    expect(new Set(stored.map((r) => r.external_id)).size).toBe(1300);
+    const byId = new Map(stored.map((r) => [r.external_id, r]));
+    expect(byId.get('page-0')).toMatchObject({ data: JSON.stringify(page(0)), last_action: 'added' });
+    expect(byId.get('page-250')).toMatchObject({ data: JSON.stringify(page(250, 1)), last_action: 'updated' });
+    expect(byId.get('page-999')).toMatchObject({ data: JSON.stringify(page(999, 1)), last_action: 'updated' });
+    // Cursors follow the order of the saves: the updates moved past every record saved before them.
+    const cursor = (id: string) => Number(byId.get(id)!.cursor);
+    expect(cursor('page-250')).toBeGreaterThan(cursor('page-998'));
+    expect(cursor('page-999')).toBeGreaterThan(cursor('page-1199'));
+    expect(cursor('page-1299')).toBeGreaterThan(cursor('page-999'));
+    expect(new Set(stored.map((r) => r.cursor)).size).toBe(1300);
+
+    // Run again unchanged: nothing is rewritten.
+    const again = await runOnce(async (ctx) => {
+      for (let from = 0; from < 1300; from += 100) await ctx.batchSave('Page', pages(from, from + 100).map((p) => byIdVersion(p)));
+    });
+    expect(again).toMatchObject({ status: 'success', added: 0, updated: 0 });
+    expect(await rows('Page')).toEqual(stored);
+    function byIdVersion(p: ReturnType<typeof page>) {
+      return p.id === 'page-250' || p.id === 'page-999' ? page(p.n, 1) : p;
+    }
+  });
+
+  it('refuses records whose id cannot be stored, naming the record', async () => {
+    for (const [bad, message] of [
+      [{ name: 'no id' }, /^record 1 of Loose has no id/],
+      [{ id: '', name: 'empty' }, /^record 1 of Loose has no id/],
+      [{ id: { nested: true }, name: 'object' }, /^record 1 of Loose has no id/],
+      [{ id: 'a\u0000b', name: 'nul' }, /^record 1 of Loose has an id with a NUL character/],
+      [{ id: 'x'.repeat(1025), name: 'long' }, /^record 1 of Loose has an id longer than 1024 bytes/],
+    ] as const) {
+      const run = await runOnce(async (ctx) => ctx.batchSave('Loose', [{ id: 7, name: 'fine' }, bad] as never[]));
+      expect(run.status, JSON.stringify(bad).slice(0, 40)).toBe('error');
+      expect(run.error?.message).toMatch(message);
+    }
+    expect(await rows('Loose')).toHaveLength(0);
+  });
+
+  it('a write the database refuses fails the next call and the run: the checkpoint after it is not saved, the batches before it stay', async () => {
+    const db = t.db.database.db;
+    await db.execute(sql`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.external_id = 'poison' THEN RAISE EXCEPTION 'record poison refused by a trigger'; END IF;
+        RETURN NEW;
+      END $$`);
+    await db.execute(sql`CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION refuse_poison()`);
+    try {
+      const guarded = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => ({ id: `g-${from + k}`, name: 'g', n: from + k }));
+      let refusedAt: string | undefined;
+      const run = await runOnce(async (ctx) => {
+        await ctx.batchSave('Guarded', guarded(0, 100));
+        await ctx.saveCheckpoint({ after: 100 });
+        // Queued: batchSave returns before the database has seen the batch.
+        await ctx.batchSave('Guarded', [...guarded(100, 150), { id: 'poison', name: 'p', n: -1 }]);
+        try {
+          await ctx.saveCheckpoint({ after: 151 });
+        } catch (err) {
+          refusedAt = 'saveCheckpoint';
+          throw err;
+        }
+      });
+      expect(refusedAt).toBe('saveCheckpoint');
+      expect(run.status).toBe('error');
+      expect(run.error?.message).toMatch(/record poison refused by a trigger/);
+      // The database's message, not the statement with every record as a parameter.
+      expect(run.error?.message).not.toMatch(/params|g-120/);
+      expect(run).toMatchObject({ added: 100, updated: 0 });
+      expect((await rows('Guarded')).map((r) => r.external_id)).toEqual(guarded(0, 100).map((g) => g.id));
+      const [sync] = await queryRows<{ checkpoint: unknown }>(db, sql`SELECT checkpoint FROM syncs WHERE id = ${syncId}`);
+      expect(sync!.checkpoint).toEqual({ after: 100 });
+    } finally {
+      await db.execute(sql`DROP TRIGGER refuse_poison ON records`);
+      await db.execute(sql`DROP FUNCTION refuse_poison()`);
+    }
   });
 });
