@@ -8,10 +8,12 @@ import { COPY_COLUMNS, EncodedBatch } from './batch.js';
 import { PipelinedCopy } from './copy.js';
 import { deleteRecords, feedHasRecords, feedLock, lastOfEachId, upsertRecords, type WriteCounts } from './repository.js';
 
-/** Records waiting for their write, beyond which `save` waits (one batch is always accepted). */
+/** Records (and encoded bytes) waiting for their write, beyond which `save` waits; one batch is always accepted. */
 const MAX_QUEUED_RECORDS = 5000;
-/** Records written in one transaction at most, when queued batches are written together. */
+const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+/** Records (and encoded bytes) in one transaction at most, when queued batches are written together. */
 const MAX_GROUP_RECORDS = 5000;
+const MAX_GROUP_BYTES = 16 * 1024 * 1024;
 const UNIQUE_VIOLATION = '23505';
 const dialect = new PgDialect();
 const COPY_COLUMN_LIST = sql.join(
@@ -53,6 +55,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
   /** Batches not yet being written, oldest first. */
   const queued: EncodedBatch[] = [];
   let queuedRecords = 0;
+  let queuedBytes = 0;
   /** The loop writing the queue, while there is one. */
   let writing: Promise<void> | undefined;
   /** Called when the queue shrinks or a write fails. */
@@ -131,17 +134,21 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
     const first = queued.shift()!;
     const group = [first];
     let n = first.count;
+    let bytes = first.size;
     let ids: Set<string> | undefined;
     for (let next = queued[0]; next; next = queued[0]) {
-      if (next.model !== first.model || next.encoding !== first.encoding || n + next.count > MAX_GROUP_RECORDS) break;
+      if (next.model !== first.model || next.encoding !== first.encoding) break;
+      if (n + next.count > MAX_GROUP_RECORDS || bytes + next.size > MAX_GROUP_BYTES) break;
       ids ??= new Set(first.ids);
       // An id in both would be written twice in one statement: the later batch waits for its own write.
       if ([...next.ids].some((id) => ids!.has(id))) break;
       for (const id of next.ids) ids.add(id);
       group.push(queued.shift()!);
       n += next.count;
+      bytes += next.size;
     }
     queuedRecords -= n;
+    queuedBytes -= bytes;
     return group;
   }
 
@@ -155,6 +162,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
         failure ??= { error };
         queued.length = 0;
         queuedRecords = 0;
+        queuedBytes = 0;
       }
     }
     wake();
@@ -188,13 +196,15 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
         for (const r of lastOfEachId(batch.records())) unique.add(r);
         batch = unique;
       }
-      while (!failure && queued.length && queuedRecords + batch.count > MAX_QUEUED_RECORDS) {
+      const full = () => queuedRecords + batch.count > MAX_QUEUED_RECORDS || queuedBytes + batch.size > MAX_QUEUED_BYTES;
+      while (!failure && queued.length && full()) {
         await new Promise<void>((resolve) => waiters.push(resolve));
       }
       if (failure) throw failure.error;
       if (!batch.count) return;
       queued.push(batch);
       queuedRecords += batch.count;
+      queuedBytes += batch.size;
       pump();
     },
 
