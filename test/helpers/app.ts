@@ -86,7 +86,8 @@ let embeddedRedis: Promise<EmbeddedRedis> | undefined;
 export async function testRedis(): Promise<RedisTarget> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL };
   embeddedRedis ??= (async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'terapi-redis-'));
+    // Under the run's directory (test/global-setup.ts), which stops it if this process cannot.
+    const dir = await mkdtemp(path.join(process.env.TERAPI_TEST_TMP ?? tmpdir(), 'redis-'));
     const redis = await startEmbeddedRedis({ dataDir: dir });
     process.once('beforeExit', () => void redis.stop().then(() => rm(dir, { recursive: true, force: true })));
     return redis;
