@@ -3,11 +3,10 @@
  * against a raw `COPY … FROM STDIN` of the same rows into the same `records` table, measured in
  * the same run on real Postgres (issue target: ratio ≥ 0.7), plus the re-sync rates.
  *
- * Run it with the Node flags Terapi runs with (the binary's #! line, `npm start`, the Docker image):
- *
- *   node --max-semi-space-size=64 --import tsx bench/ingest.ts               # batches of 1,000
- *   node --max-semi-space-size=64 --import tsx bench/ingest.ts --batch=100   # one batchSave per 100 records (a GitHub page)
- *   npx tsx bench/ingest.ts --out=ingest-default-heap.json                   # Node's default young generation
+ *   npx tsx bench/ingest.ts                     # 100,000 records, batchSave batches of 1,000
+ *   npx tsx bench/ingest.ts --batch=100         # one batchSave per 100 records (a GitHub page)
+ *   node --max-semi-space-size=64 --import tsx bench/ingest.ts --out=ingest-docker-flags.json
+ *                                               # with the Docker image's NODE_OPTIONS (a 64 MB young generation)
  *
  * The sync path is the real one: the app is built as `terapi serve` builds it (createServices +
  * buildApp + startWorkers, real config defaults, real Redis with a unique queue prefix), a

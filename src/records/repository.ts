@@ -11,10 +11,15 @@ export interface PreparedRecord {
   hash: string;
 }
 
+/** A record's content hash: the start of the SHA-256 of its JSON text's UTF-8 bytes. */
+export function contentHash(json: string | Uint8Array): string {
+  return sha256(json, 'base64url').slice(0, 24);
+}
+
 /** Serializes and hashes one record. */
 export function prepareRecord(item: Record<string, unknown>): PreparedRecord {
   const json = JSON.stringify(item);
-  return { id: String(item.id), json, hash: sha256(json, 'base64url').slice(0, 24) };
+  return { id: String(item.id), json, hash: contentHash(json) };
 }
 
 /** One record per id: the last of several with the same id wins (the array itself when ids are unique). */

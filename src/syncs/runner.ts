@@ -151,9 +151,9 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
           }
           const problem = idProblem((parsed.data as { id?: unknown }).id);
           if (problem) throw new Error(`record ${i} of ${model} ${problem}`);
-          const record = records.prepareRecord(parsed.data as Record<string, unknown>);
-          batch.add(record);
-          ids?.add(record.id);
+          const id = String((parsed.data as { id: string | number }).id);
+          batch.add({ id, json: JSON.stringify(parsed.data) });
+          ids?.add(id);
         }
         await writer.save(batch);
       };
