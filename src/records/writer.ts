@@ -11,6 +11,13 @@ import { deleteRecords, feedHasRecords, feedLock, lastOfEachId, upsertRecords, t
 /** Records (and encoded bytes) waiting for their write, beyond which `save` waits; one batch is always accepted. */
 const MAX_QUEUED_RECORDS = 5000;
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+/**
+ * Records (and encoded bytes) queued before a write starts on its own; below that, a write waits
+ * at most MAX_GROUP_DELAY_MS for more.
+ */
+const MIN_GROUP_RECORDS = 1000;
+const MIN_GROUP_BYTES = 1024 * 1024;
+const MAX_GROUP_DELAY_MS = 20;
 /** Records (and encoded bytes) in one transaction at most, when queued batches are written together. */
 const MAX_GROUP_RECORDS = 5000;
 const MAX_GROUP_BYTES = 16 * 1024 * 1024;
@@ -58,6 +65,9 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
   let queuedBytes = 0;
   /** The loop writing the queue, while there is one. */
   let writing: Promise<void> | undefined;
+  /** A write is due before the queue is ready while this is above 0 (`flush`, the delay's timer). */
+  let flushing = 0;
+  let timer: NodeJS.Timeout | undefined;
   /** Called when the queue shrinks or a write fails. */
   let waiters: (() => void)[] = [];
   let failure: { error: unknown } | undefined;
@@ -152,8 +162,11 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
     return group;
   }
 
+  /** Whether the queue holds enough for a write of its own (or someone waits for it to empty). */
+  const ready = () => flushing > 0 || queuedRecords >= MIN_GROUP_RECORDS || queuedBytes >= MIN_GROUP_BYTES;
+
   async function drain(): Promise<void> {
-    while (queued.length && !failure) {
+    while (queued.length && !failure && ready()) {
       const group = takeGroup();
       wake();
       try {
@@ -168,17 +181,43 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
     wake();
   }
 
+  /**
+   * Starts writing the queue if it is ready; otherwise at the latest MAX_GROUP_DELAY_MS after now,
+   * so that a function saving small pages quickly has them written together (one transaction, one
+   * commit) while one saving now and then still has its records written within moments.
+   */
   function pump(): void {
-    if (writing) return;
+    if (writing || failure || !queued.length) return;
+    if (!ready()) {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        flushing++;
+        pump();
+        void writing?.finally(() => flushing--);
+        if (!writing) flushing--;
+      }, MAX_GROUP_DELAY_MS);
+      return;
+    }
+    if (timer) clearTimeout(timer);
+    timer = undefined;
     writing = drain().then(() => {
       writing = undefined;
-      if (queued.length && !failure) pump();
+      pump();
     });
   }
 
   /** Waits until every queued batch is written; throws the first write failure of the run. */
   async function flush(): Promise<void> {
-    while (writing) await writing;
+    flushing++;
+    try {
+      pump();
+      while (writing) {
+        await writing;
+        pump();
+      }
+    } finally {
+      flushing--;
+    }
     if (failure) throw failure.error;
   }
 
