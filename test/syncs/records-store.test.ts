@@ -165,6 +165,23 @@ describe('the write path', () => {
     }
   });
 
+  it('a small batch is written within moments while the function goes on (not held back for more)', async () => {
+    let seenDuringRun = -1;
+    const run = await runOnce(async (ctx) => {
+      await ctx.batchSave('Page', [page(5000), page(5001)]);
+      // The function waits for something else (a slow provider page); its records are written meanwhile.
+      const started = Date.now();
+      while (Date.now() - started < 3000) {
+        const [row] = await queryRows<{ n: number }>(t.db.database.db, sql`SELECT count(*)::int AS n FROM records WHERE external_id IN ('page-5000', 'page-5001')`);
+        seenDuringRun = row!.n;
+        if (seenDuringRun === 2) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    });
+    expect(run).toMatchObject({ status: 'success', added: 2 });
+    expect(seenDuringRun).toBe(2);
+  });
+
   it('refuses records whose id cannot be stored, naming the record', async () => {
     for (const [bad, message] of [
       [{ name: 'no id' }, /^record 1 of Loose has no id/],
