@@ -170,6 +170,18 @@ async function profiled<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** How this run was started: `npx tsx …`, or `node <flags> --import tsx …` when Node flags were given. */
+function commandLine(): string {
+  const flags: string[] = [];
+  for (let i = 0; i < process.execArgv.length; i++) {
+    const a = process.execArgv[i]!;
+    if ((a === '--import' || a === '--require') && process.execArgv[i + 1]?.includes('tsx')) i++;
+    else if (!a.includes('tsx')) flags.push(a);
+  }
+  const args = `bench/ingest.ts ${process.argv.slice(2).join(' ')}`.trim();
+  return flags.length ? `node ${flags.join(' ')} --import tsx ${args}` : `npx tsx ${args}`;
+}
+
 async function main() {
   say(`■ ingest: ${N} records, batchSave batches of ${BATCH}`);
   let b: BenchApp | undefined;
@@ -442,7 +454,7 @@ async function main() {
     out,
     `${JSON.stringify(
       {
-        command: `node ${process.execArgv.join(' ')} bench/ingest.ts ${process.argv.slice(2).join(' ')}`.replace(/ +/g, ' ').trim(),
+        command: commandLine(),
         date: new Date().toISOString(),
         machine: machine(),
         postgres: await postgresSettings(),
