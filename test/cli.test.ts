@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processAlive } from '../src/lib/process.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from './helpers/app.js';
 
 /** Runs `terapi` the way `npm start` does, as a real process. */
@@ -28,15 +29,6 @@ function terapi(args: string[], env: Record<string, string>) {
     throw new Error(`terapi did not start: ${stdout} ${stderr}`);
   };
   return { child, exited, listening, out: () => stdout, err: () => stderr };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function stop(child: ChildProcess, exited: Promise<number | null>) {
@@ -81,7 +73,7 @@ describe('terapi serve (embedded)', () => {
     expect((await stat(path.join(dataDir, 'redis', 'appendonlydir'))).isDirectory()).toBe(true);
     expect(await stop(second.child, second.exited)).toBe(0);
     await new Promise((r) => setTimeout(r, 200));
-    expect(redisPid > 0 && alive(redisPid)).toBe(false);
+    expect(redisPid > 0 && processAlive(redisPid)).toBe(false);
   }, 120_000);
 
   it('uses TERAPI_SECRET_KEY when set', async () => {

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { processAlive } from '../src/lib/process.js';
 
 /**
  * One temporary directory for the whole test run, where each test file's embedded redis-server
@@ -17,19 +18,11 @@ export default async function setup(): Promise<() => Promise<void>> {
     for (const entry of readdirSync(dir)) {
       const pidFile = path.join(dir, entry, 'redis', 'redis.pid');
       const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
-      if (pid > 0 && alive(pid)) pids.push(pid);
+      if (pid > 0 && processAlive(pid)) pids.push(pid);
     }
     for (const pid of pids) process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && pids.some(processAlive); i++) await new Promise((r) => setTimeout(r, 100));
     await rm(dir, { recursive: true, force: true });
   };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../lib/logger.js';
+import { processAlive } from '../lib/process.js';
 
 /** How to reach Redis: a URL, or the unix socket of the embedded server. */
 export type RedisTarget = { url: string } | { path: string };
@@ -18,15 +19,6 @@ export function createRedis(target: RedisTarget, opts: RedisOptions = {}): Redis
 export interface EmbeddedRedis {
   target: RedisTarget;
   stop(): Promise<void>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -60,10 +52,10 @@ export async function startEmbeddedRedis(opts: { dataDir: string; log?: Logger; 
   const pidFile = path.join(dir, 'redis.pid');
 
   const stale = Number(readFileSafe(pidFile));
-  if (stale > 0 && alive(stale)) {
+  if (stale > 0 && processAlive(stale)) {
     opts.log?.warn({ pid: stale }, 'stopping an embedded redis-server left running by an earlier Terapi process');
     process.kill(stale, 'SIGTERM');
-    await waitFor(() => !alive(stale), 10_000, 'the old redis-server to stop');
+    await waitFor(() => !processAlive(stale), 10_000, 'the old redis-server to stop');
   }
   rmSync(socket, { force: true });
 
