@@ -14,7 +14,7 @@
  *   exit) or in-memory PGlite, listening on 127.0.0.1. Seeded with N records of the bench model
  *   (`BenchIssue`, the sync registered by bench/workloads.ts) for one connection through the
  *   records store (prepareRecords + upsertRecords, 1,000 per transaction), then ANALYZE.
- * - `bare`: `Fastify({ logger: false })` with a `GET /records` that answers pre-rendered pages of
+ * - `bare`: `Fastify({ logger: false })` with a `GET /records` that answers pre-rendered pages (Buffers) of
  *   the same records, the same metadata and the same `next_cursor` scheme (the HTTP + transfer floor).
  *
  * The client (this process, Node's fetch = undici, keep-alive) reads each page as text and takes
@@ -97,7 +97,7 @@ async function serveApp(kind: 'postgres' | 'pglite') {
 /** Pre-rendered pages shaped exactly like the real route's (records' JSON + `_nango_metadata`, base64url cursors). */
 async function serveBare() {
   const app = Fastify({ logger: false });
-  const pages: string[] = [];
+  const pages: Buffer[] = [];
   const ts = new Date().toISOString();
   const cursorOf = (n: number) => Buffer.from(JSON.stringify([n, 'AbCdEfGhIj'])).toString('base64url');
   for (let from = 0; from < N; from += LIMIT) {
@@ -107,7 +107,7 @@ async function serveBare() {
       return `${r.json.slice(0, -1)},${meta}}`;
     });
     const next = from + LIMIT < N ? `"${cursorOf(from + LIMIT)}"` : 'null';
-    pages.push(`{"records":[${parts.join(',')}],"next_cursor":${next}}`);
+    pages.push(Buffer.from(`{"records":[${parts.join(',')}],"next_cursor":${next}}`));
   }
   app.get<{ Querystring: { cursor?: string } }>('/records', async (req, reply) => {
     const after = req.query.cursor ? (JSON.parse(Buffer.from(req.query.cursor, 'base64url').toString()) as [number])[0] : 0;

@@ -66,8 +66,8 @@ export const recordRoutes: FastifyPluginAsyncZod<{ records: RecordService }> = a
         filter: q.filter,
         ids: q.ids,
       });
-      // Already JSON (records are stored as JSON text): sent as is, not through the serializer.
-      return reply.type('application/json; charset=utf-8').serializer((s: unknown) => s as string).send(body as never);
+      // Already JSON bytes (records are stored as JSON text): a Buffer is sent as is, never serialized.
+      return reply.type('application/json; charset=utf-8').send(body as never);
     },
   });
 };

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { queryRows } from '../../src/db/client.js';
 import { defineSync, type SyncContext } from '../../src/functions/define.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { allRecords, type RecordOut, recordsPage } from '../helpers/syncs.js';
 
 // batchSave through the real sync runner (called directly, no queue). Batches are written behind the
 // function (queued batches together, the first records of a feed with COPY on Postgres, falling back
@@ -18,6 +19,7 @@ const store = defineSync({
     Page: z.object({ id: z.string(), name: z.string(), n: z.number().int() }),
     Guarded: z.object({ id: z.string(), name: z.string(), n: z.number().int() }),
     Loose: z.object({ id: z.unknown().optional(), name: z.string() }),
+    Feed: z.object({ id: z.string(), name: z.string(), n: z.number().int() }),
   },
   frequency: '1d',
   syncType: 'incremental',
@@ -233,5 +235,50 @@ describe('the write path', () => {
       await db.execute(sql`DROP TRIGGER refuse_poison ON records`);
       await db.execute(sql`DROP FUNCTION refuse_poison()`);
     }
+  });
+});
+
+describe('GET /records', () => {
+  const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+  const page = async (query: string) => {
+    const r = await recordsPage(t, 'gh', 'acme', query);
+    expect(r.statusCode, r.body).toBe(200);
+    return r.json() as { records: RecordOut[]; next_cursor: string | null };
+  };
+
+  it('returns each record as saved with its metadata; the cursor of any record resumes right after it', async () => {
+    const names = ['plain', 'quote " and backslash \\', 'Zoë ✓ 😀', 'line\nbreak\ttab', '</script>\u2028'];
+    const feed = Array.from({ length: 7 }, (_, i) => ({ id: `f-${i}`, name: names[i % names.length]!, n: i }));
+    const run = await runOnce(async (ctx) => {
+      await ctx.batchSave('Feed', feed);
+      await ctx.batchDelete('Feed', [{ id: 'f-3' }]);
+    });
+    expect(run).toMatchObject({ status: 'success', added: 7, deleted: 1 });
+
+    const first = await page('model=Feed&limit=3');
+    expect(first.records.map((r) => r.id)).toEqual(['f-0', 'f-1', 'f-2']);
+    expect(first.next_cursor).toBe(first.records[2]!._nango_metadata.cursor);
+    for (const [i, r] of first.records.entries()) {
+      const { _nango_metadata: meta, ...data } = r;
+      expect(data).toEqual(feed[i]);
+      expect(meta).toMatchObject({ last_action: 'ADDED', deleted_at: null, first_seen_at: expect.stringMatching(ISO), last_modified_at: expect.stringMatching(ISO) });
+      const [position, tag] = JSON.parse(Buffer.from(meta.cursor, 'base64url').toString()) as [number, string];
+      expect(Number.isSafeInteger(position) && typeof tag === 'string').toBe(true);
+    }
+    // Resuming from a record in the middle of a page starts right after it.
+    const resumed = await page(`model=Feed&limit=2&cursor=${first.records[0]!._nango_metadata.cursor}`);
+    expect(resumed.records.map((r) => r.id)).toEqual(['f-1', 'f-2']);
+
+    // The deletion moved f-3 to the end of the feed.
+    const all = await allRecords(t, 'gh', 'acme', 'Feed', { limit: 3 });
+    expect(all.records.map((r) => r.id)).toEqual(['f-0', 'f-1', 'f-2', 'f-4', 'f-5', 'f-6', 'f-3']);
+    expect(all.records.at(-1)!._nango_metadata).toMatchObject({ last_action: 'DELETED', deleted_at: expect.stringMatching(ISO) });
+    const last = await page(`model=Feed&limit=3&cursor=${all.records[3]!._nango_metadata.cursor}`);
+    expect(last.records.map((r) => r.id)).toEqual(['f-5', 'f-6', 'f-3']);
+    expect(last.next_cursor).toBeNull();
+
+    const deleted = await page('model=Feed&filter=deleted');
+    expect(deleted.records.map((r) => r.id)).toEqual(['f-3']);
+    expect(await page('model=Loose')).toEqual({ records: [], next_cursor: null });
   });
 });
