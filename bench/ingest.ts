@@ -45,9 +45,9 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { queryRows } from '../src/db/client.js';
 import { GithubIssue } from '../src/functions/library/github.js';
-import { EncodedBatch } from '../src/records/batch.js';
+import { EncodedBatch, type PreparedRecord } from '../src/records/batch.js';
 import { PipelinedCopy } from '../src/records/copy.js';
-import { prepareRecords, upsertRecords, type PreparedRecord } from '../src/records/repository.js';
+import { upsertRecords } from '../src/records/repository.js';
 import { createRecordWriter } from '../src/records/writer.js';
 import { formatSummary, summarizeProfile } from './profile-summary.js';
 import {
@@ -67,6 +67,7 @@ import {
   markdownTable,
   numArg,
   postgresSettings,
+  prepareRecords,
   resultsDir,
   round,
   say,
@@ -398,8 +399,10 @@ async function main() {
         return p;
       }),
     );
+    // As the writer sends them to node-postgres: binary text[] parameters.
+    const prepArrays = prep.map((p) => EncodedBatch.arrayParameters([EncodedBatch.of('arrays', pk, BENCH_MODEL, p)]));
     const upsertAll = async () => {
-      for (const batch of prep) await db.transaction((tx) => upsertRecords(tx, pk, BENCH_MODEL, batch));
+      for (const arrays of prepArrays) await db.transaction((tx) => upsertRecords(tx, pk, BENCH_MODEL, arrays));
     };
     breakdown.push(
       await quietest('upsert new', async () => {

@@ -29,7 +29,7 @@ import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import Fastify from 'fastify';
 import { GithubIssue } from '../src/functions/library/github.js';
-import { prepareRecords, upsertRecords } from '../src/records/repository.js';
+import { upsertRecords } from '../src/records/repository.js';
 import {
   BENCH_MODEL,
   PROVIDER_CONFIG_KEY,
@@ -45,6 +45,7 @@ import {
   numArg,
   percentile,
   postgresSettings,
+  prepareRecords,
   resultsDir,
   round,
   say,

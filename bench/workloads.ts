@@ -21,6 +21,7 @@ import { type Database, openDatabase, queryRows } from '../src/db/client.js';
 import { defineAction, defineSync, type FunctionDefinition } from '../src/functions/define.js';
 import { GithubIssue } from '../src/functions/library/github.js';
 import { createLogger } from '../src/lib/logger.js';
+import { contentHash, type PreparedRecord } from '../src/records/batch.js';
 import { createVault, generateKeySpec, parseEncryptionKeys } from '../src/lib/vault.js';
 import { loadCatalog } from '../src/providers/catalog.js';
 import { createRedis } from '../src/queue/redis.js';
@@ -76,6 +77,14 @@ const BODIES = Array.from({ length: 1009 }, (_, k) => {
  * 1 KB as JSON. `generation` changes the title and `updated_at`, so a new generation rewrites
  * every record and the same generation rewrites none.
  */
+/** Records as the store keeps them (JSON text and content hash), prepared outside a sync run. */
+export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
+  return items.map((item) => {
+    const json = JSON.stringify(item);
+    return { id: String(item.id), json, hash: contentHash(json) };
+  });
+}
+
 export function benchIssue(i: number, generation = 0): Record<string, unknown> {
   const body = BODIES[i % BODIES.length]!;
   const created = new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString();

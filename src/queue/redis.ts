@@ -30,6 +30,18 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: numbe
 }
 
 /**
+ * Stops an embedded redis-server left running under `dataDir` by a process that could not stop it
+ * (killed, or ended without its exit handlers); its data is kept. Resolves once it is gone.
+ */
+export async function stopLeftoverEmbeddedRedis(dataDir: string, log?: Logger): Promise<void> {
+  const stale = Number(readFileSafe(path.join(dataDir, 'redis', 'redis.pid')));
+  if (!(stale > 0 && processAlive(stale))) return;
+  log?.warn({ pid: stale }, 'stopping an embedded redis-server left running by an earlier Terapi process');
+  process.kill(stale, 'SIGTERM');
+  await waitFor(() => !processAlive(stale), 10_000, 'the old redis-server to stop');
+}
+
+/**
  * Starts `redis-server` as a child process with its data (append-only file) in `<dataDir>/redis`,
  * reachable only through a unix socket there, and stops it with `stop()` (or when this process exits).
  * A server left behind by a process that was killed is stopped first; its data is kept.
@@ -51,12 +63,7 @@ export async function startEmbeddedRedis(opts: { dataDir: string; log?: Logger; 
   if (Buffer.byteLength(socket) > 100) socket = path.join('/tmp', `terapi-redis-${process.pid}-${Date.now()}.sock`);
   const pidFile = path.join(dir, 'redis.pid');
 
-  const stale = Number(readFileSafe(pidFile));
-  if (stale > 0 && processAlive(stale)) {
-    opts.log?.warn({ pid: stale }, 'stopping an embedded redis-server left running by an earlier Terapi process');
-    process.kill(stale, 'SIGTERM');
-    await waitFor(() => !processAlive(stale), 10_000, 'the old redis-server to stop');
-  }
+  await stopLeftoverEmbeddedRedis(opts.dataDir, opts.log);
   rmSync(socket, { force: true });
 
   const child: ChildProcess = spawn(

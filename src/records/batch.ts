@@ -1,4 +1,29 @@
-import { contentHash, type PreparedRecord } from './repository.js';
+import { sha256 } from '../lib/hash.js';
+
+/** A record ready for the store: its id, its JSON text and the content hash of that text. */
+export interface PreparedRecord {
+  id: string;
+  json: string;
+  hash: string;
+}
+
+/** A record's content hash: the start of the SHA-256 of its JSON text's UTF-8 bytes. */
+export function contentHash(json: string | Uint8Array): string {
+  return sha256(json, 'base64url').slice(0, 24);
+}
+
+/** One record per id: the last of several with the same id wins (the array itself when ids are unique). */
+export function lastOfEachId(records: PreparedRecord[]): PreparedRecord[] {
+  const ids = new Set<string>();
+  for (const r of records) ids.add(r.id);
+  if (ids.size === records.length) return records;
+  const byId = new Map<string, PreparedRecord>();
+  for (const r of records) {
+    byId.delete(r.id);
+    byId.set(r.id, r);
+  }
+  return [...byId.values()];
+}
 
 /**
  * A batch of one model's records, encoded for the database as each record is prepared, into
@@ -119,6 +144,13 @@ export class EncodedBatch {
     this.tupleHead.writeBigInt64BE(BigInt(connectionPk), 6);
     this.tupleHead.writeInt32BE(model8.length, 14);
     model8.copy(this.tupleHead, 18);
+  }
+
+  /** A batch of these records in this encoding. */
+  static of(encoding: BatchEncoding, connectionPk: number, model: string, records: Iterable<{ id: string; json: string; hash?: string }>): EncodedBatch {
+    const batch = new EncodedBatch(encoding, connectionPk, model);
+    for (const r of records) batch.add(r);
+    return batch;
   }
 
   /** Records added (an id added twice counts twice: see `hasRepeatedIds`). */

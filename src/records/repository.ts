@@ -1,69 +1,7 @@
-import { is, type SQL, sql } from 'drizzle-orm';
-import { NodePgDatabase, NodePgTransaction } from 'drizzle-orm/node-postgres';
+import { type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../db/client.js';
-import { sha256 } from '../lib/hash.js';
+import type { PreparedRecord } from './batch.js';
 import type { RecordAction } from '../db/schema/index.js';
-
-export interface PreparedRecord {
-  id: string;
-  /** The record as JSON text (what is stored and served back verbatim). */
-  json: string;
-  hash: string;
-}
-
-/** A record's content hash: the start of the SHA-256 of its JSON text's UTF-8 bytes. */
-export function contentHash(json: string | Uint8Array): string {
-  return sha256(json, 'base64url').slice(0, 24);
-}
-
-/** Serializes and hashes one record. */
-export function prepareRecord(item: Record<string, unknown>): PreparedRecord {
-  const json = JSON.stringify(item);
-  return { id: String(item.id), json, hash: contentHash(json) };
-}
-
-/** One record per id: the last of several with the same id wins (the array itself when ids are unique). */
-export function lastOfEachId(records: PreparedRecord[]): PreparedRecord[] {
-  const ids = new Set<string>();
-  for (const r of records) ids.add(r.id);
-  if (ids.size === records.length) return records;
-  const byId = new Map<string, PreparedRecord>();
-  for (const r of records) {
-    byId.delete(r.id);
-    byId.set(r.id, r);
-  }
-  return [...byId.values()];
-}
-
-/** Serializes and hashes records; the last of several with the same id wins (one row per id). */
-export function prepareRecords(items: readonly Record<string, unknown>[]): PreparedRecord[] {
-  return lastOfEachId(items.map(prepareRecord));
-}
-
-/**
- * A `text[]` parameter. node-postgres sends a Buffer parameter in binary format, so the array goes
- * in PostgreSQL's binary array layout: each element's UTF-8 bytes behind its length, with nothing
- * to quote or escape on either side. That matters here: the elements are ~1 KB JSON texts full of
- * quotes and backslashes. (PGlite takes a JS array and writes the text form itself.)
- */
-function textArray(db: DbOrTx, values: readonly string[]): Buffer | string[] {
-  if (!is(db, NodePgTransaction) && !is(db, NodePgDatabase)) return [...values];
-  let size = 20;
-  for (const v of values) size += 4 + Buffer.byteLength(v);
-  const out = Buffer.allocUnsafe(size);
-  out.writeInt32BE(1, 0); // dimensions
-  out.writeInt32BE(0, 4); // no nulls
-  out.writeInt32BE(25, 8); // element type: text
-  out.writeInt32BE(values.length, 12);
-  out.writeInt32BE(1, 16); // lower bound
-  let at = 20;
-  for (const v of values) {
-    const n = out.write(v, at + 4, 'utf8');
-    out.writeInt32BE(n, at);
-    at += 4 + n;
-  }
-  return out;
-}
 
 /**
  * The lock of one (connection, model) feed, held by every writer to the end of its transaction, so
@@ -74,7 +12,7 @@ export function feedLock(connectionPk: number, model: string): SQL {
   return sql`pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`;
 }
 
-export async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
+async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
   await tx.execute(sql`SELECT ${feedLock(connectionPk, model)}`);
 }
 
@@ -84,21 +22,16 @@ export async function feedHasRecords(db: DbOrTx, connectionPk: number, model: st
   return Boolean(rows[0]?.found);
 }
 
-/** Records as the upsert's three `text[]` parameters: ids, hashes and JSON texts. */
+/**
+ * Records as the upsert's three `text[]` parameters: ids, hashes and JSON texts. As Buffers they
+ * are PostgreSQL's binary array format (`EncodedBatch.arrayParameters`, for node-postgres: nothing
+ * to quote or escape in ~1 KB JSON texts); as string arrays, for PGlite (it writes the text form).
+ */
 export interface RecordArrays {
   readonly count: number;
   readonly ids: Buffer | string[];
   readonly hashes: Buffer | string[];
   readonly data: Buffer | string[];
-}
-
-function encodeRecordArrays(db: DbOrTx, records: readonly PreparedRecord[]): RecordArrays {
-  return {
-    count: records.length,
-    ids: textArray(db, records.map((r) => r.id)),
-    hashes: textArray(db, records.map((r) => r.hash)),
-    data: textArray(db, records.map((r) => r.json)),
-  };
 }
 
 export interface WriteCounts {
@@ -110,18 +43,15 @@ export interface WriteCounts {
 /**
  * Inserts new records and rewrites only those whose content hash changed (or that come back after
  * a deletion); unchanged ones are untouched, so re-running a batch changes nothing.
- * Call inside a transaction. `locked`: the caller already holds this feed's lock in this transaction.
+ * Call inside a transaction.
  */
-export async function upsertRecords(
-  tx: DbOrTx,
-  connectionPk: number,
-  model: string,
-  records: readonly PreparedRecord[] | RecordArrays,
-  opts: { locked?: boolean } = {},
-): Promise<WriteCounts> {
-  const { count, ids, hashes, data } = 'count' in records ? records : encodeRecordArrays(tx, records);
+export async function upsertRecords(tx: DbOrTx, connectionPk: number, model: string, records: readonly PreparedRecord[] | RecordArrays): Promise<WriteCounts> {
+  const { count, ids, hashes, data } =
+    'count' in records
+      ? records
+      : { count: records.length, ids: records.map((r) => r.id), hashes: records.map((r) => r.hash), data: records.map((r) => r.json) };
   if (!count) return { added: 0, updated: 0, deleted: 0 };
-  if (!opts.locked) await lockFeed(tx, connectionPk, model);
+  await lockFeed(tx, connectionPk, model);
   // Each JSON text is cast to `json` once, which only validates it: `json` keeps the text exactly as written.
   const result = (await tx
     .execute(

@@ -59,26 +59,25 @@ export function createRecordService(deps: { db: Db; reader: ConnectionReader; re
       const last = page.at(-1);
       const head = '{"records":[';
       const tail = `],"next_cursor":${rows.length > q.limit && last ? `"${encodeCursor([Number(last.cursor), tag])}"` : 'null'}}`;
-      // Each record's metadata (ASCII; it closes the record, and is followed by the comma before the
-      // next one), and the exact size of the page in UTF-8: a record's stored text is an object
-      // whose closing brace makes way for the metadata.
+      // Each record's metadata (ASCII: it replaces the closing brace of the record's stored JSON
+      // object, an id at least, and is followed by the comma before the next record), and the
+      // exact size of the page in UTF-8.
       const metas: string[] = new Array(page.length);
       let size = head.length + tail.length;
       for (let i = 0; i < page.length; i++) {
         const r = page[i]!;
         metas[i] =
-          `${r.data.length > 2 ? ',' : ''}"_nango_metadata":{"first_seen_at":"${r.first_seen_at}","last_modified_at":"${r.modified_at}",` +
+          `,"_nango_metadata":{"first_seen_at":"${r.first_seen_at}","last_modified_at":"${r.modified_at}",` +
           `"last_action":"${UPPER[r.last_action]}","deleted_at":${r.deleted_at ? `"${r.deleted_at}"` : 'null'},` +
           `"cursor":"${encodeCursor([Number(r.cursor), tag])}"}}${i < page.length - 1 ? ',' : ''}`;
-        size += (r.data.length > 2 ? Buffer.byteLength(r.data) - 1 : 1) + metas[i]!.length;
+        size += Buffer.byteLength(r.data) - 1 + metas[i]!.length;
       }
       // Written piece by piece into one buffer: a page built as one string costs more to build, to
       // measure and to encode for the socket than its records cost to read from the database.
       const out = Buffer.allocUnsafe(size);
       let at = out.write(head, 0, 'latin1');
       for (let i = 0; i < page.length; i++) {
-        const data = page[i]!.data;
-        at += data.length > 2 ? out.write(data, at, 'utf8') - 1 : out.write('{', at, 'latin1');
+        at += out.write(page[i]!.data, at, 'utf8') - 1;
         at += out.write(metas[i]!, at, 'latin1');
       }
       at += out.write(tail, at, 'latin1');

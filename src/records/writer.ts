@@ -4,9 +4,9 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import type { Db } from '../db/client.js';
 import { records as recordsTable } from '../db/schema/index.js';
-import { COPY_COLUMNS, EncodedBatch } from './batch.js';
+import { COPY_COLUMNS, EncodedBatch, lastOfEachId } from './batch.js';
 import { PipelinedCopy } from './copy.js';
-import { deleteRecords, feedHasRecords, feedLock, lastOfEachId, upsertRecords, type WriteCounts } from './repository.js';
+import { deleteRecords, feedHasRecords, feedLock, upsertRecords, type WriteCounts } from './repository.js';
 
 /** Records (and encoded bytes) waiting for their write, beyond which `save` waits; one batch is always accepted. */
 const MAX_QUEUED_RECORDS = 5000;
@@ -118,8 +118,10 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
   }
 
   async function upsert(group: readonly EncodedBatch[]): Promise<WriteCounts> {
-    // Buffers for node-postgres; PGlite takes the texts.
-    const rows = pool && group[0]!.encoding === 'arrays' ? EncodedBatch.arrayParameters(group) : group.flatMap((b) => b.records());
+    // Binary arrays for node-postgres (a COPY batch that met an existing id is encoded again); PGlite takes the texts.
+    const rows = pool
+      ? EncodedBatch.arrayParameters(group.map((b) => (b.encoding === 'arrays' ? b : EncodedBatch.of('arrays', connectionPk, b.model, b.records()))))
+      : group.flatMap((b) => b.records());
     return db.transaction(async (tx) => {
       const c = await upsertRecords(tx, connectionPk, group[0]!.model, rows);
       if (c.added || c.updated) await tx.execute(opts.onCounts(c));
@@ -230,11 +232,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
 
     /** Queues a batch (where an id was added twice, the last one wins) and returns, once there is room. */
     async save(batch: EncodedBatch): Promise<void> {
-      if (batch.hasRepeatedIds) {
-        const unique = new EncodedBatch(batch.encoding, connectionPk, batch.model);
-        for (const r of lastOfEachId(batch.records())) unique.add(r);
-        batch = unique;
-      }
+      if (batch.hasRepeatedIds) batch = EncodedBatch.of(batch.encoding, connectionPk, batch.model, lastOfEachId(batch.records()));
       const full = () => queuedRecords + batch.count > MAX_QUEUED_RECORDS || queuedBytes + batch.size > MAX_QUEUED_BYTES;
       while (!failure && queued.length && full()) {
         await new Promise<void>((resolve) => waiters.push(resolve));
