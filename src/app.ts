@@ -73,7 +73,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         description:
           'Terapi is a self-hostable embedded integration platform: it runs the OAuth dance for your customers, keeps their tokens fresh, syncs their data and performs actions on their behalf.',
       },
-      servers: [{ url: 'http://localhost:3003', description: 'Terapi Self-Hosted API' }],
+      // Relative: resolved against the URL the document was loaded from, so "Try it out" in /docs
+      // works whichever address the server was opened at.
+      servers: [{ url: '/', description: 'This Terapi server' }],
       components: {
         securitySchemes: {
           SecretKeyAuth: {

@@ -8,6 +8,17 @@ const bool = z
 const urlWithProtocol = (protocols: RegExp) => z.url({ protocol: protocols });
 
 /**
+ * The URL the server is reached at when TERAPI_SERVER_URL is unset: the address it listens on, so
+ * connect links, OAuth callbacks and status URLs share one origin with the startup banner (a
+ * browser treats `localhost` and `127.0.0.1` as different origins). A wildcard address is not a
+ * place to send a browser, so it stands for the loopback address.
+ */
+export function defaultServerUrl(host: string, port: number): string {
+  const h = host === '0.0.0.0' ? '127.0.0.1' : host === '::' || host === '[::]' ? '[::1]' : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return `http://${h}:${port}`;
+}
+
+/**
  * The one schema for Terapi's environment. Nothing else reads process.env.
  * Secrets have no defaults: absent means "generate and keep in the data directory" (embedded mode)
  * or "refuse to start" (external database), never a value baked into the code.
@@ -67,7 +78,7 @@ export const configSchema = z
     dataDir: path.resolve(c.TERAPI_DATA_DIR),
     secretKey: c.TERAPI_SECRET_KEY,
     encryptionKey: c.TERAPI_ENCRYPTION_KEY,
-    serverUrl: (c.TERAPI_SERVER_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ''),
+    serverUrl: (c.TERAPI_SERVER_URL ?? defaultServerUrl(c.HOST, c.PORT)).replace(/\/+$/, ''),
     adminKey: c.TERAPI_ADMIN_KEY,
     bodyLimitBytes: c.TERAPI_BODY_LIMIT_BYTES,
     metadataLimitBytes: c.TERAPI_METADATA_LIMIT_BYTES,

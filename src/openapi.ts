@@ -24,7 +24,7 @@ export async function renderOpenApi(): Promise<string> {
       egress: { allowPrivateNetworks: false, allowedHosts: [], timeoutMs: 1 },
       refreshMarginSeconds: 0,
       connectSessionTtlSeconds: 60,
-      serverUrl: 'http://localhost:3003',
+      serverUrl: defaults.serverUrl,
       queues: defaults.queues,
       runs: defaults.runs,
       webhooks: defaults.webhooks,

@@ -9,7 +9,7 @@ describe('config', () => {
     expect(c.secretKey).toBeUndefined();
     expect(c.encryptionKey).toBeUndefined();
     expect(c.adminKey).toBeUndefined();
-    expect(c.serverUrl).toBe('http://localhost:3003');
+    expect(c.serverUrl).toBe('http://127.0.0.1:3003');
     expect(c.dataDir).toMatch(/\.terapi$/);
   });
 
@@ -26,6 +26,15 @@ describe('config', () => {
   ])('rejects a bad %s naming it', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  it('derives the default server URL from HOST and PORT, so links share the banner\'s origin', () => {
+    expect(loadConfig({ PORT: '4000' }).serverUrl).toBe('http://127.0.0.1:4000');
+    expect(loadConfig({ HOST: 'terapi.internal', PORT: '80' }).serverUrl).toBe('http://terapi.internal:80');
+    expect(loadConfig({ HOST: '0.0.0.0' }).serverUrl).toBe('http://127.0.0.1:3003');
+    expect(loadConfig({ HOST: '::' }).serverUrl).toBe('http://[::1]:3003');
+    expect(loadConfig({ HOST: '::1' }).serverUrl).toBe('http://[::1]:3003');
+    expect(loadConfig({ HOST: '0.0.0.0', TERAPI_SERVER_URL: 'https://terapi.example.com/' }).serverUrl).toBe('https://terapi.example.com');
   });
 
   it('treats empty values as unset (docker-compose passes VAR= for unset variables)', () => {

@@ -2,12 +2,18 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { openApiFile, renderOpenApi } from '../src/openapi.js';
 
-type Doc = { paths: Record<string, Record<string, { operationId?: string; tags?: string[]; responses?: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+type Doc = { servers?: { url: string }[]; paths: Record<string, Record<string, { operationId?: string; tags?: string[]; responses?: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
 
 describe('OpenAPI document', () => {
   it('is committed and current (run `npm run openapi` after changing a route)', async () => {
     const committed = await readFile(openApiFile, 'utf8');
     expect(committed, 'openapi/openapi.json is stale: run `npm run openapi`').toBe(await renderOpenApi());
+  });
+
+  it('points "Try it out" at the server the document was loaded from, whatever its address', async () => {
+    const doc = JSON.parse(await readFile(openApiFile, 'utf8')) as Doc;
+    // A relative server URL resolves against /openapi.json or /docs/json wherever they were fetched.
+    expect(doc.servers?.map((s) => s.url)).toEqual(['/']);
   });
 
   it('keeps the paths and operationIds of seed 001 and the /v1 surface of seed 000', async () => {
