@@ -16,7 +16,7 @@ import { connectionRoutes } from './connections/routes.js';
 import { healthRoutes } from './health/routes.js';
 import { adminAuth, environmentAuth } from './http/auth.js';
 import { registerErrorHandling } from './http/errors.js';
-import { terapiFamily, v1Family } from './http/families.js';
+import { asV1Route, terapiFamily, v1Family } from './http/families.js';
 import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
 import { integrationRoutes } from './integrations/routes.js';
@@ -98,27 +98,45 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { database });
   await app.register(connectSessionSelfRoutes, { sessions });
+  await app.register(
+    async (v1) => {
+      v1.addHook('onRoute', asV1Route);
+      await v1.register(connectSessionSelfRoutes, { sessions });
+    },
+    { prefix: '/v1' },
+  );
   await app.register(connectPageRoutes, { sessions, flows, serverUrl: config.serverUrl });
 
   await app.register(async (api) => {
     api.addHook('onRequest', environmentAuth(keyCache));
-    await api.register(providerRoutes, { catalog, integrations });
     for (const family of [terapiFamily, v1Family]) {
       await api.register(integrationRoutes, { integrations, family });
       await api.register(connectionRoutes, { connections, family });
       await api.register(functionRoutes, { functions: services.functions, family });
       await api.register(syncRoutes, { syncs: services.syncs, family });
       await api.register(actionRoutes, { actions: services.actions, family, serverUrl: config.serverUrl });
+      await api.register(actionStatusRoutes, { actions: services.actions, family });
     }
+    // The rest of the Terapi API has the same paths in both families: mounted again under /v1.
+    const sharedPaths = async (scope: typeof api) => {
+      await scope.register(providerRoutes, { catalog, integrations });
+      await scope.register(runRoutes, { syncs: services.syncs });
+      await scope.register(recordRoutes, { records: services.records });
+      await scope.register(webhookRoutes, { webhooks: services.webhooks });
+      await scope.register(connectSessionRoutes, { sessions });
+    };
+    await sharedPaths(api);
+    await api.register(
+      async (v1) => {
+        v1.addHook('onRoute', asV1Route);
+        await sharedPaths(v1);
+      },
+      { prefix: '/v1' },
+    );
     await api.register(nangoSyncRoutes, { syncs: services.syncs });
-    await api.register(actionStatusRoutes, { actions: services.actions });
-    await api.register(runRoutes, { syncs: services.syncs });
-    await api.register(recordRoutes, { records: services.records });
-    await api.register(webhookRoutes, { webhooks: services.webhooks });
     await api.register(nangoIntegrationRoutes, { integrations });
     await api.register(nangoConnectionRoutes, { connections, tokens });
     await api.register(tokenRoutes, { tokens });
-    await api.register(connectSessionRoutes, { sessions });
   });
 
   await app.register(async (admin) => {

@@ -55,7 +55,6 @@ const actionRun = z
   })
   .meta({ id: 'ActionRun' });
 
-const statusUrl = (serverUrl: string, id: string) => `${serverUrl}/action/${id}`;
 
 function failureStatus(run: RunRow): 424 | 504 {
   return run.error?.code === 'aborted' && /timed out/.test(run.error.message) ? 504 : 424;
@@ -89,7 +88,7 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
       const outcome = await svc.trigger(req.environment.id, { connectionId, providerConfigKey: key, actionName: req.body.action_name, input: req.body.input ?? {}, async });
       const run = outcome.run;
       if (outcome.state === 'pending') {
-        return reply.code(202).send({ id: run.id, status_url: statusUrl(serverUrl, run.id), status: run.status === 'running' ? 'running' : 'queued' });
+        return reply.code(202).send({ id: run.id, status_url: `${serverUrl}${family.paths.action}/${run.id}`, status: run.status === 'running' ? 'running' : 'queued' });
       }
       if (run.status === 'success') return { success: true, action_name: run.functionName, output: run.output, error: null };
       const code = run.error?.upstream ? 'provider_error' : run.error?.code === 'aborted' ? 'action_timeout' : 'action_failed';
@@ -104,12 +103,12 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
   });
 };
 
-/** `GET /action/{id}`: the outcome of an action run (asynchronous ones in particular). */
-export const actionStatusRoutes: FastifyPluginAsyncZod<{ actions: ActionService }> = async (app, { actions: svc }) => {
-  app.get('/action/:id', {
+/** `GET /action/{id}` (and `/v1/actions/{id}`): the outcome of an action run (asynchronous ones in particular). */
+export const actionStatusRoutes: FastifyPluginAsyncZod<{ actions: ActionService; family: ApiFamily }> = async (app, { actions: svc, family }) => {
+  app.get(`${family.paths.action}/:id`, {
     schema: {
-      operationId: 'getActionResult',
-      tags: ['Actions'],
+      operationId: family.operationId('getActionResult'),
+      tags: family.tags('Actions'),
       summary: 'Get Action Result',
       description: 'The status of an action run and, once done, its output or error.',
       params: z.object({ id: z.uuid() }),

@@ -2,7 +2,18 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errors } from '../lib/schemas.js';
 import type { ApiFamily } from '../http/families.js';
-import { createIntegrationBody, integration, integrationList, keyParams, toIntegration, urlOverridesOf } from './schemas.js';
+import {
+  createIntegrationBody,
+  integration,
+  integrationDetail,
+  integrationList,
+  integrationPatchOf,
+  keyParams,
+  toIntegration,
+  toIntegrationDetail,
+  updateIntegrationBody,
+  urlOverridesOf,
+} from './schemas.js';
 import type { IntegrationService } from './service.js';
 
 /** Seed `001` integration routes; mounted at /integration and again at /v1/integrations. */
@@ -57,11 +68,27 @@ export const integrationRoutes: FastifyPluginAsyncZod<{ integrations: Integratio
       operationId: op('getIntegration'),
       tags,
       summary: 'Get Integration',
-      description: 'Returns details of a specific integration configuration.',
+      description:
+        'Returns details of a specific integration configuration: its OAuth client ID and scopes, params, URL overrides and the names of its secrets. The client secret and secret values are never returned.',
       params: keyParams,
-      response: { 200: integration, ...errors(400, 401, 404) },
+      response: { 200: integrationDetail, ...errors(400, 401, 404) },
     },
-    handler: async (req) => toIntegration(await svc.get(req.environment.id, req.params.provider_config_key)),
+    handler: async (req) => toIntegrationDetail(await svc.get(req.environment.id, req.params.provider_config_key)),
+  });
+
+  app.patch(`${base}/:provider_config_key`, {
+    schema: {
+      operationId: op('updateIntegration'),
+      tags,
+      summary: 'Update Integration',
+      description:
+        'Changes the given settings and leaves the others as they are: key, display name, OAuth client ID, secret and scopes, params, secrets (replaced as a whole) and URL overrides. The client secret and secrets are write-only.',
+      params: keyParams,
+      body: updateIntegrationBody,
+      response: { 200: integrationDetail, ...errors(400, 401, 404, 409, 503) },
+    },
+    handler: async (req) =>
+      toIntegrationDetail(await svc.update(req.environment.id, req.params.provider_config_key, integrationPatchOf(req.body))),
   });
 
   app.delete(`${base}/:provider_config_key`, {

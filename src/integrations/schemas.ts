@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { isoDate, jsonObject, providerConfigKey, providerName } from '../lib/schemas.js';
-import type { IntegrationInput, IntegrationView } from './service.js';
+import type { IntegrationInput, IntegrationPatch, IntegrationView } from './service.js';
 
 const secretName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'secret names are letters, digits and _ (max 64)');
 const providerUrl = z.url({ protocol: /^https?$/ }).max(2000);
@@ -65,4 +65,56 @@ export function urlOverridesOf(body: { authorization_url?: string; token_url?: s
   if (body.token_url) out.token_url = body.token_url;
   if (body.api_base_url) out.api_base_url = body.api_base_url;
   return out;
+}
+
+/** One integration with its settings, as `GET /integration/{key}` shows it: never a secret value. */
+export const integrationDetail = integration
+  .extend({
+    display_name: z.string().describe('Name shown to end users'),
+    oauth_client_id: z.string().nullable().describe('OAuth client ID'),
+    has_oauth_client_secret: z.boolean().describe('Whether an OAuth client secret is stored (it is never returned)'),
+    oauth_scopes: z.string().describe('Comma-separated OAuth scopes requested'),
+    params: z.record(z.string(), z.unknown()).describe('Plain configuration values'),
+    secret_names: z.array(z.string()).describe('Names of the stored secrets (values are never returned)'),
+    url_overrides: z.record(z.string(), z.string()).describe('Provider URL overrides'),
+  })
+  .meta({ id: 'IntegrationDetail' });
+
+export function toIntegrationDetail(v: IntegrationView): z.output<typeof integrationDetail> {
+  return {
+    ...toIntegration(v),
+    display_name: v.displayName,
+    oauth_client_id: v.oauthClientId,
+    has_oauth_client_secret: v.hasOauthClientSecret,
+    oauth_scopes: v.oauthScopes.join(','),
+    params: v.params,
+    secret_names: v.secretNames,
+    url_overrides: v.urlOverrides as Record<string, string>,
+  };
+}
+
+export const updateIntegrationBody = z
+  .object({
+    provider_config_key: providerConfigKey.optional().describe('A new key for the integration (renames it)'),
+    oauth_client_id: z.string().min(1).max(1000).optional().describe('OAuth client ID'),
+    oauth_client_secret: z.string().min(1).max(10_000).optional().describe('OAuth client secret (write-only)'),
+    oauth_scopes: scopesString.optional().describe('Comma-separated list of OAuth scopes to request'),
+    ...integrationExtras,
+  })
+  .strict()
+  .meta({ id: 'UpdateIntegrationRequest' });
+
+/** The fields a PATCH body sets; absent fields stay as they are. */
+export function integrationPatchOf(b: z.output<typeof updateIntegrationBody>): IntegrationPatch {
+  const overrides = urlOverridesOf(b);
+  return {
+    ...(b.provider_config_key !== undefined && { uniqueKey: b.provider_config_key }),
+    ...(b.display_name !== undefined && { displayName: b.display_name }),
+    ...(b.oauth_client_id !== undefined && { oauthClientId: b.oauth_client_id }),
+    ...(b.oauth_client_secret !== undefined && { oauthClientSecret: b.oauth_client_secret }),
+    ...(b.oauth_scopes !== undefined && { oauthScopes: b.oauth_scopes }),
+    ...(b.params !== undefined && { params: b.params }),
+    ...(b.secrets !== undefined && { secrets: b.secrets }),
+    ...(Object.keys(overrides).length > 0 && { urlOverrides: overrides }),
+  };
 }

@@ -28,13 +28,13 @@ describe('integrations (seed 001 shapes)', () => {
 
     const got = await t.call({ method: 'GET', url: '/integration/github-prod' });
     expect(got.statusCode).toBe(200);
-    expect(got.json()).toEqual(body);
+    expect(got.json()).toMatchObject(body);
 
     const list = await t.call({ method: 'GET', url: '/integration' });
     expect(list.json().integrations.map((i: { unique_key: string }) => i.unique_key)).toEqual(['github-prod']);
 
     const v1 = await t.call({ method: 'GET', url: '/v1/integrations/github-prod' });
-    expect(v1.json()).toEqual(body);
+    expect(v1.json()).toEqual(got.json());
 
     const del = await t.call({ method: 'DELETE', url: '/integration/github-prod' });
     expect(del.statusCode).toBe(204);
@@ -81,6 +81,74 @@ describe('integrations (seed 001 shapes)', () => {
     expect(row.secrets_enc).not.toContain('whsec_plaintext_marker');
     const nango = (await t.call({ method: 'GET', url: '/integrations/stripe-live' })).json().data;
     expect(nango).toMatchObject({ params: { api_version: '2024-09-30' }, secret_names: ['webhook_secret'], credentials: null });
+  });
+});
+
+describe('integration settings (GET and PATCH /integration/{key})', () => {
+  it('shows the settings the Nango GET shows, never a secret', async () => {
+    await t.call({ method: 'POST', url: '/integration', payload: { ...github, provider_config_key: 'gh-show', display_name: 'GitHub', params: { region: 'eu' }, secrets: { WEBHOOK_KEY: 'whk-secret-value' } } });
+    const got = await t.call({ method: 'GET', url: '/integration/gh-show' });
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toMatchObject({
+      unique_key: 'gh-show',
+      provider: 'github',
+      display_name: 'GitHub',
+      oauth_client_id: 'Iv1.client',
+      has_oauth_client_secret: true,
+      oauth_scopes: 'repo,read:user',
+      params: { region: 'eu' },
+      secret_names: ['WEBHOOK_KEY'],
+      url_overrides: {},
+    });
+    const nango = (await t.call({ method: 'GET', url: '/integrations/gh-show' })).json().data;
+    expect(got.json()).toMatchObject({ display_name: nango.display_name, oauth_client_id: nango.credentials.client_id, oauth_scopes: nango.credentials.scopes, params: nango.params, secret_names: nango.secret_names });
+    expect(got.body).not.toContain('gh-client-secret-value');
+    expect(got.body).not.toContain('whk-secret-value');
+  });
+
+  it('updates only the given settings, secrets write-only, on both paths', async () => {
+    await t.call({ method: 'POST', url: '/integration', payload: { ...github, provider_config_key: 'gh-patch', params: { region: 'eu', tier: 1 }, secrets: { A: 'secret-a-value' } } });
+    const patched = await t.call({
+      method: 'PATCH',
+      url: '/integration/gh-patch',
+      payload: { display_name: 'GitHub (EU)', oauth_client_secret: 'rotated-client-secret', oauth_scopes: 'repo', secrets: { B: 'secret-b-value' } },
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json()).toMatchObject({
+      unique_key: 'gh-patch',
+      display_name: 'GitHub (EU)',
+      oauth_client_id: 'Iv1.client',
+      has_oauth_client_secret: true,
+      oauth_scopes: 'repo',
+      params: { region: 'eu', tier: 1 },
+      secret_names: ['B'],
+    });
+    expect(patched.body).not.toMatch(/rotated-client-secret|secret-b-value/);
+    const [row] = await queryRows<{ client: string; secrets: string }>(
+      t.db.database.db,
+      sql`SELECT oauth_client_secret_enc AS client, secrets_enc AS secrets FROM integrations WHERE unique_key = 'gh-patch'`,
+    );
+    expect((await t.call({ method: 'GET', url: '/integration/gh-patch' })).json()).toEqual(patched.json());
+    expect(t.vault.decrypt(row!.client, `integration.client_secret:${t.env.id}`)).toBe('rotated-client-secret');
+    expect(t.vault.decryptJson(row!.secrets, `integration.secrets:${t.env.id}`)).toEqual({ B: 'secret-b-value' });
+
+    const v1 = await t.call({ method: 'PATCH', url: '/v1/integrations/gh-patch', payload: { provider_config_key: 'gh-patched', oauth_client_id: 'Iv1.other', params: { region: 'us' } } });
+    expect(v1.statusCode, v1.body).toBe(200);
+    expect(v1.json()).toMatchObject({ unique_key: 'gh-patched', oauth_client_id: 'Iv1.other', display_name: 'GitHub (EU)', params: { region: 'us' }, secret_names: ['B'] });
+    expect((await t.call({ method: 'GET', url: '/integration/gh-patch' })).statusCode).toBe(404);
+  });
+
+  it('refuses unknown fields, a taken key and an unknown integration', async () => {
+    await t.call({ method: 'POST', url: '/integration', payload: { ...github, provider_config_key: 'gh-taken' } });
+    await t.call({ method: 'POST', url: '/integration', payload: { ...github, provider_config_key: 'gh-other' } });
+    const unknown = await t.call({ method: 'PATCH', url: '/integration/gh-other', payload: { provider: 'slack' } });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.body).toContain('provider');
+    const badScopes = await t.call({ method: 'PATCH', url: '/integration/gh-other', payload: { oauth_scopes: 'has space,ok' } });
+    expect(badScopes.statusCode).toBe(400);
+    expect(badScopes.body).toContain('oauth_scopes');
+    expect((await t.call({ method: 'PATCH', url: '/integration/gh-other', payload: { provider_config_key: 'gh-taken' } })).statusCode).toBe(409);
+    expect((await t.call({ method: 'PATCH', url: '/integration/nope', payload: { display_name: 'x' } })).statusCode).toBe(404);
   });
 });
 
