@@ -25,12 +25,36 @@ export const redactPaths = [
   'credentials',
 ];
 
-/** Query parameters that carry one-time credentials (connect links, OAuth callbacks). */
-const sensitiveQuery = new Set(['session_token', 'connect_session_token', 'code', 'state', 'token']);
+/**
+ * Query parameters that carry credentials: one-time ones (connect links, OAuth callbacks) and the
+ * keys a client may put in the query string instead of a header. Names are compared lowercased
+ * without `_` and `-`, so `api_key`, `api-key` and `apiKey` are one name.
+ */
+const sensitiveQuery = new Set([
+  'code',
+  'state',
+  'key',
+  'apikey',
+  'hapikey',
+  'accesskey',
+  'secretkey',
+  'privatekey',
+  'auth',
+  'authorization',
+  'signature',
+  'sig',
+]);
+/** Any name containing one of these is a credential too (`access_token`, `client_secret`, `x_auth_token`, …). */
+const sensitiveQueryPart = /token|secret|passw|credential|session/;
+
+const isSensitiveQuery = (name: string) => {
+  const n = name.toLowerCase().replace(/[-_]/g, '');
+  return sensitiveQuery.has(n) || sensitiveQueryPart.test(n);
+};
 
 /**
- * The request URL with one-time credentials replaced. Names are compared decoded, as the router
- * decodes them (`session%5Ftoken` is `session_token`).
+ * The request URL with credentials in its query string replaced. Names are compared decoded, as
+ * the router decodes them (`session%5Ftoken` is `session_token`).
  */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?');
@@ -38,7 +62,7 @@ export function redactUrl(url: string): string {
   const params = new URLSearchParams(url.slice(q + 1));
   let changed = false;
   for (const name of new Set(params.keys())) {
-    if (sensitiveQuery.has(name.toLowerCase())) {
+    if (isSensitiveQuery(name)) {
       params.set(name, '[redacted]');
       changed = true;
     }
