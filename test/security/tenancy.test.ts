@@ -111,7 +111,7 @@ const needsFunction = (route: Route) => (route.op?.parameters ?? []).some((p) =>
 
 /** What `{id}` and `name` mean on this route: an action run, a webhook delivery; a function or a provider. */
 function forRoute(route: Route, f: Fill): Fill {
-  const routeId = route.path.startsWith('/action/') ? f.actionRunId : route.path.includes('/deliveries/') ? f.deliveryId : undefined;
+  const routeId = /^\/(action|v1\/actions)\//.test(route.path) ? f.actionRunId : route.path.includes('/deliveries/') ? f.deliveryId : undefined;
   return { ...f, routeId, functionRoute: /\/functions(\/|$)/.test(route.path) };
 }
 
