@@ -103,7 +103,7 @@ export async function createServices(deps: ServiceDeps) {
     functions: createFunctionService({ db, registry, onSyncsDue: enqueueSyncs }),
     syncs: createSyncService({ db, reader, registry, enqueue: enqueueSyncs }),
     actions,
-    records: createRecordService({ db, reader, registry }),
+    records: createRecordService({ db, vault, reader, registry }),
     webhooks: createWebhookService({
       db,
       vault,

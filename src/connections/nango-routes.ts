@@ -13,9 +13,11 @@ const endUser = z
   .object({ id: z.string(), email: z.string().optional(), display_name: z.string().optional(), organization: z.unknown().optional() })
   .nullable();
 
+const publicId = z.int().describe("A number for the connection, stable for its life (Nango's is numeric); random, it tells nothing about other connections");
+
 const listItem = z
   .object({
-    id: z.int(),
+    id: publicId,
     connection_id: z.string(),
     provider: z.string(),
     provider_config_key: z.string(),
@@ -29,7 +31,7 @@ const listItem = z
 
 const nangoConnection = z
   .object({
-    id: z.int(),
+    id: publicId,
     connection_id: z.string(),
     provider_config_key: z.string(),
     provider: z.string(),
@@ -47,7 +49,7 @@ const nangoConnection = z
 
 function base(c: ConnectionView) {
   return {
-    id: c.id,
+    id: c.publicId,
     connection_id: c.connectionId,
     provider_config_key: c.providerConfigKey,
     provider: c.provider,

@@ -5,7 +5,7 @@ import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { EndUser } from '../db/schema/index.js';
 import { findIntegration } from '../integrations/repository.js';
 import { notFound as integrationNotFound } from '../integrations/service.js';
-import { decodeCursor, encodeCursor } from '../lib/cursor.js';
+import { positionCursors } from '../lib/cursor.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
@@ -195,7 +195,9 @@ export function createConnectionService(deps: {
     },
 
     async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {
-      const afterId = q.cursor ? decodeCursor(q.cursor, ['number'] as const)[0] : undefined;
+      // Bound to the tenant and the filters: a cursor of another listing is refused.
+      const cursors = positionCursors(vault, `connections:${environmentId}:${JSON.stringify([q.providerConfigKey, q.connectionId, q.endUserId, q.search])}`);
+      const afterId = q.cursor ? cursors.open(q.cursor) : undefined;
       const rows = await repo.listConnections(db, environmentId, {
         providerConfigKey: q.providerConfigKey,
         connectionId: q.connectionId,
@@ -205,7 +207,7 @@ export function createConnectionService(deps: {
         limit: q.limit + 1,
       });
       const items = rows.slice(0, q.limit);
-      return { items, nextCursor: rows.length > q.limit ? encodeCursor([items[items.length - 1]!.id]) : null };
+      return { items, nextCursor: rows.length > q.limit ? cursors.seal(items[items.length - 1]!.id) : null };
     },
 
     async delete(environmentId: string, key: string, connectionId: string): Promise<void> {

@@ -46,7 +46,7 @@ export const limitQuery = (max: number, dflt: number) =>
 export const cursorQuery = z
   .string()
   .max(200)
-  .regex(/^[A-Za-z0-9_-]+$/, 'must be a cursor returned by a previous page')
+  .regex(/^[A-Za-z0-9_.-]+$/, 'must be a cursor returned by a previous page')
   .optional()
   .describe('Opaque cursor from the previous page (`next_cursor`)');
 

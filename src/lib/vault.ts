@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { ServiceUnavailableError } from './errors.js';
 
 /**
@@ -15,6 +15,11 @@ export interface Vault {
   decryptJson<T = unknown>(ciphertext: string, context: string): T;
   /** The key id a ciphertext was made with (to find rows that need re-encryption). */
   keyIdOf(ciphertext: string): string | undefined;
+  /**
+   * A key for one purpose derived from each configured key (HMAC-SHA256 of the purpose), the
+   * encrypting key first, so the raw keys only ever encrypt secrets.
+   */
+  deriveKeys(purpose: string): VaultKey[];
 }
 
 export interface VaultKey {
@@ -103,5 +108,6 @@ export function createVault(keys: VaultKey[]): Vault {
     encryptJson: (value, context) => encrypt(JSON.stringify(value), context),
     decryptJson: <T>(ciphertext: string, context: string) => JSON.parse(decrypt(ciphertext, context)) as T,
     keyIdOf: (ciphertext) => ciphertext.split(':')[1],
+    deriveKeys: (purpose) => keys.map((k) => ({ id: k.id, key: createHmac('sha256', k.key).update(purpose).digest() })),
   };
 }

@@ -35,7 +35,13 @@ export const recordRoutes: FastifyPluginAsyncZod<{ records: RecordService }> = a
         model: z.string().min(1).max(100).regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'must be a model name such as GithubIssue'),
         cursor: cursorQuery,
         limit: z.coerce.number().int().min(1).max(10_000).default(100).describe('Page size, 1 to 10,000 (default 100)'),
-        modified_after: z.iso.datetime({ offset: true }).optional().describe('Only records changed after this time (ISO 8601)'),
+        modified_after: z.iso
+          .datetime({ offset: true })
+          .transform((v) => new Date(v))
+          // In UTC, as the database compares it: year 0 (and 10000 after an offset) is past what PostgreSQL reads from ISO text.
+          .refine((d) => !Number.isNaN(d.getTime()) && d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, 'must be a time between the years 1 and 9999 (UTC)')
+          .optional()
+          .describe('Only records changed after this time (ISO 8601)'),
         filter: z
           .string()
           .max(50)
@@ -62,7 +68,7 @@ export const recordRoutes: FastifyPluginAsyncZod<{ records: RecordService }> = a
         model: q.model,
         cursor: q.cursor,
         limit: q.limit,
-        modifiedAfter: q.modified_after ? new Date(q.modified_after) : undefined,
+        modifiedAfter: q.modified_after,
         filter: q.filter,
         ids: q.ids,
       });

@@ -2,9 +2,9 @@ import type { ConnectionReader } from '../connections/reader.js';
 import type { RecordAction } from '../db/schema/index.js';
 import type { Db } from '../db/client.js';
 import type { FunctionRegistry } from '../functions/registry.js';
-import { decodeCursor, encodeCursor } from '../lib/cursor.js';
+import { positionCursors } from '../lib/cursor.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
-import { sha256 } from '../lib/hash.js';
+import type { Vault } from '../lib/vault.js';
 import { readRecords } from './repository.js';
 
 export type RecordService = ReturnType<typeof createRecordService>;
@@ -20,15 +20,13 @@ export interface RecordListQuery {
   ids?: string[];
 }
 
-/** A cursor names its feed, so one from another connection or model is refused, not misapplied. */
-function feedTag(connectionPk: number, model: string): string {
-  return sha256(`${connectionPk}\u0000${model}`, 'base64url').slice(0, 10);
-}
+/** A cursor is bound to its tenant and feed, so one from another connection or model is refused, not misapplied. */
+const feedScope = (environmentId: string, connectionPk: number, model: string) => `records:${environmentId}:${connectionPk}:${model}`;
 
 const UPPER: Record<RecordAction, string> = { added: 'ADDED', updated: 'UPDATED', deleted: 'DELETED' };
 
 /** Reads a model's records as a change feed (Nango-compatible `GET /records`). */
-export function createRecordService(deps: { db: Db; reader: ConnectionReader; registry: FunctionRegistry }) {
+export function createRecordService(deps: { db: Db; vault: Vault; reader: ConnectionReader; registry: FunctionRegistry }) {
   return {
     /**
      * One page as ready JSON bytes: each record's stored JSON text is spliced in with its
@@ -39,13 +37,8 @@ export function createRecordService(deps: { db: Db; reader: ConnectionReader; re
       if (!conn) throw new NotFoundError(`Connection "${q.connectionId}" not found for integration "${q.providerConfigKey}"`);
       const known = deps.registry.forProvider(conn.provider).some((d) => d.type === 'sync' && q.model in d.models);
       if (!known) throw ValidationError.field('model', `"${q.model}" is not a model of any ${conn.provider} sync`);
-      const tag = feedTag(conn.id, q.model);
-      let after = 0;
-      if (q.cursor) {
-        const [position, cursorTag] = decodeCursor(q.cursor, ['number', 'string'] as const);
-        if (cursorTag !== tag) throw ValidationError.field('cursor', 'belongs to another connection or model');
-        after = position;
-      }
+      const cursors = positionCursors(deps.vault, feedScope(environmentId, conn.id, q.model));
+      const after = q.cursor ? cursors.open(q.cursor) : 0;
       const rows = await readRecords(deps.db, {
         connectionPk: conn.id,
         model: q.model,
@@ -58,7 +51,7 @@ export function createRecordService(deps: { db: Db; reader: ConnectionReader; re
       const page = rows.length > q.limit ? rows.slice(0, q.limit) : rows;
       const last = page.at(-1);
       const head = '{"records":[';
-      const tail = `],"next_cursor":${rows.length > q.limit && last ? `"${encodeCursor([Number(last.cursor), tag])}"` : 'null'}}`;
+      const tail = `],"next_cursor":${rows.length > q.limit && last ? `"${cursors.seal(Number(last.cursor))}"` : 'null'}}`;
       // Each record's metadata (ASCII: it replaces the closing brace of the record's stored JSON
       // object, an id at least, and is followed by the comma before the next record), and the
       // exact size of the page in UTF-8.
@@ -69,7 +62,7 @@ export function createRecordService(deps: { db: Db; reader: ConnectionReader; re
         metas[i] =
           `,"_nango_metadata":{"first_seen_at":"${r.first_seen_at}","last_modified_at":"${r.modified_at}",` +
           `"last_action":"${UPPER[r.last_action]}","deleted_at":${r.deleted_at ? `"${r.deleted_at}"` : 'null'},` +
-          `"cursor":"${encodeCursor([Number(r.cursor), tag])}"}}${i < page.length - 1 ? ',' : ''}`;
+          `"cursor":"${cursors.seal(Number(r.cursor))}"}}${i < page.length - 1 ? ',' : ''}`;
         size += Buffer.byteLength(r.data) - 1 + metas[i]!.length;
       }
       // Written piece by piece into one buffer: a page built as one string costs more to build, to

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import { type Db, queryRows } from '../db/client.js';
 import { type DeliveryStatus, events, webhookDeliveries, webhookSettings } from '../db/schema/index.js';
-import { decodeCursor, encodeCursor } from '../lib/cursor.js';
+import { openCursor, sealCursor } from '../lib/cursor.js';
 import { NotFoundError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
@@ -92,7 +92,8 @@ export function createWebhookService(deps: {
     },
 
     async listDeliveries(environmentId: string, q: { status?: DeliveryStatus; limit: number; cursor?: string }) {
-      const after = q.cursor ? decodeCursor(q.cursor, ['string', 'string'] as const) : undefined;
+      const cursorScope = `deliveries:${environmentId}:${q.status ?? ''}`;
+      const after = q.cursor ? openCursor(vault, cursorScope, q.cursor, ['string', 'string'] as const) : undefined;
       const rows = await db
         .select({
           id: webhookDeliveries.id,
@@ -123,7 +124,7 @@ export function createWebhookService(deps: {
         .limit(q.limit + 1);
       const page = rows.slice(0, q.limit);
       const last = page.at(-1);
-      return { deliveries: page, nextCursor: rows.length > q.limit && last ? encodeCursor([last.createdAt.toISOString(), last.id]) : null };
+      return { deliveries: page, nextCursor: rows.length > q.limit && last ? sealCursor(vault, cursorScope, [last.createdAt.toISOString(), last.id]) : null };
     },
 
     /** Sends a delivery again (a failed one, or one the receiver lost). */

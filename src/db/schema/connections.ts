@@ -28,6 +28,15 @@ export const connections = pgTable(
   'connections',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    /**
+     * The number the Nango-compatible API shows as the connection's `id` (Nango's is numeric):
+     * random, so unlike `id` (a sequence shared by every tenant) it tells nothing about how many
+     * connections the server holds. 53 bits: a JSON number, and a repeat within one environment
+     * is as likely as guessing a 16-digit number.
+     */
+    publicId: bigint('public_id', { mode: 'number' })
+      .notNull()
+      .default(sql`floor(random() * 9007199254740991)::bigint`),
     environmentId: environmentRef(),
     integrationId: integrationRef(),
     connectionId: text('connection_id').notNull(),

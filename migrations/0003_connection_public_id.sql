@@ -1,0 +1,1 @@
+ALTER TABLE "connections" ADD COLUMN "public_id" bigint DEFAULT floor(random() * 9007199254740991)::bigint NOT NULL;
