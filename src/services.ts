@@ -78,7 +78,7 @@ export async function createServices(deps: ServiceDeps) {
   });
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
   const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
-  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub });
+  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub, log: logger });
   const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader });
 
   const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix });
@@ -124,6 +124,7 @@ export async function createServices(deps: ServiceDeps) {
     }),
     actionRunner: createActionRunner({ db, registry, runtime, log: logger, timeoutMs: config.runs.actionTimeoutMs, serverUrl: config.serverUrl }),
     async close() {
+      await connections.settled();
       await queues.close();
       await hub.close();
     },

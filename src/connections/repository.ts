@@ -122,14 +122,20 @@ export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { 
 }
 
 /** Deletes one connection; returns its internal id, or undefined when there was none. */
-export async function deleteConnection(db: DbOrTx, environmentId: string, integrationId: number, connectionId: string): Promise<number | undefined> {
+/** Deletes one connection; returns what revoking its grant afterwards needs. */
+export async function deleteConnection(
+  db: DbOrTx,
+  environmentId: string,
+  integrationId: number,
+  connectionId: string,
+): Promise<Pick<ConnectionRow, 'id' | 'credentialsEnc' | 'connectionConfig'> | undefined> {
   const rows = await db
     .delete(connections)
     .where(
       and(eq(connections.environmentId, environmentId), eq(connections.integrationId, integrationId), eq(connections.connectionId, connectionId)),
     )
-    .returning({ id: connections.id });
-  return rows[0]?.id;
+    .returning({ id: connections.id, credentialsEnc: connections.credentialsEnc, connectionConfig: connections.connectionConfig });
+  return rows[0];
 }
 
 /**

@@ -7,6 +7,7 @@ import { findIntegration } from '../integrations/repository.js';
 import { notFound as integrationNotFound } from '../integrations/service.js';
 import { positionCursors } from '../lib/cursor.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
@@ -14,6 +15,7 @@ import { credentialsContext, normalizeCredentials, type StoredCredentials, valid
 import { recordEvent } from '../events/repository.js';
 import type { ConnectionReader } from './reader.js';
 import * as repo from './repository.js';
+import { revocationEndpoint, revokeGrant } from './revocation.js';
 
 export interface ConnectionInput {
   providerConfigKey: string;
@@ -49,8 +51,10 @@ export function createConnectionService(deps: {
   fetch: typeof fetch;
   reader: ConnectionReader;
   hub: NotificationHub;
+  log: Logger;
 }) {
   const { db, vault, catalog, metadataLimitBytes } = deps;
+  const pendingRevocations = new Set<Promise<void>>();
 
   const notFound = (key: string, id: string) => new NotFoundError(`Connection "${id}" not found for integration "${key}"`);
 
@@ -210,15 +214,30 @@ export function createConnectionService(deps: {
       return { items, nextCursor: rows.length > q.limit ? cursors.seal(items[items.length - 1]!.id) : null };
     },
 
+    /** Deletes a connection, then revokes its grant at the provider where the catalog knows how (in the background, best effort). */
     async delete(environmentId: string, key: string, connectionId: string): Promise<void> {
-      const { integration } = await requireIntegration(environmentId, key, false);
-      const deletedId = await db.transaction(async (tx) => {
-        const id = await repo.deleteConnection(tx, environmentId, integration.id, connectionId);
-        if (id !== undefined) await notifyChange(tx, 'conn', id);
-        return id;
+      const { integration, provider } = await requireIntegration(environmentId, key, false);
+      const deleted = await db.transaction(async (tx) => {
+        const row = await repo.deleteConnection(tx, environmentId, integration.id, connectionId);
+        if (row) await notifyChange(tx, 'conn', row.id);
+        return row;
       });
-      if (deletedId === undefined) throw notFound(key, connectionId);
-      deps.hub.emitLocal('conn', deletedId);
+      if (!deleted) throw notFound(key, connectionId);
+      deps.hub.emitLocal('conn', deleted.id);
+      if (deleted.credentialsEnc && revocationEndpoint(provider, integration.urlOverrides)) {
+        const credentials = vault.decryptJson<StoredCredentials>(deleted.credentialsEnc, credentialsContext({ environmentId, integrationId: integration.id, connectionId }));
+        const revocation = revokeGrant(
+          { fetch: deps.fetch, vault, log: deps.log },
+          { provider, integration, connectionConfig: deleted.connectionConfig, credentials, connectionId },
+        );
+        pendingRevocations.add(revocation);
+        void revocation.finally(() => pendingRevocations.delete(revocation));
+      }
+    },
+
+    /** Resolves when the revocations started so far have finished (shutdown, tests). */
+    async settled(): Promise<void> {
+      await Promise.all([...pendingRevocations]);
     },
 
     /**

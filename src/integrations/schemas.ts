@@ -20,6 +20,9 @@ export const integrationExtras = {
   authorization_url: providerUrl.optional().describe('Override, for the generic oauth2 provider and self-hosted editions'),
   token_url: providerUrl.optional().describe('Override, for the generic oauth2 providers and self-hosted editions'),
   api_base_url: providerUrl.optional().describe('Override, for generic providers and self-hosted editions (e.g. GitHub Enterprise)'),
+  revocation_url: providerUrl
+    .optional()
+    .describe('RFC 7009 revocation endpoint, for the generic oauth2 provider: grants are revoked there when a connection is deleted'),
 };
 
 export const createIntegrationBody = z
@@ -59,11 +62,12 @@ export function toIntegration(v: IntegrationView): z.output<typeof integration> 
 }
 
 /** Maps the URL override fields of a request body. */
-export function urlOverridesOf(body: { authorization_url?: string; token_url?: string; api_base_url?: string }) {
+export function urlOverridesOf(body: { authorization_url?: string; token_url?: string; api_base_url?: string; revocation_url?: string }) {
   const out: IntegrationInput['urlOverrides'] = {};
   if (body.authorization_url) out.authorization_url = body.authorization_url;
   if (body.token_url) out.token_url = body.token_url;
   if (body.api_base_url) out.api_base_url = body.api_base_url;
+  if (body.revocation_url) out.revocation_url = body.revocation_url;
   return out;
 }
 

@@ -89,6 +89,17 @@ const oauthFields = {
   refresh_token_rotation: z.boolean().optional(),
   /** Refresh tokens die after this many idle days, so Terapi refreshes before then. */
   refresh_token_idle_expiry_days: z.number().int().min(1).max(3650).optional(),
+  /**
+   * Where a grant is revoked when its connection is deleted (best effort). `rfc7009`: POST
+   * `token=<refresh token, else access token>` with the client's credentials (RFC 7009);
+   * `bearer`: POST with the access token as `Authorization: Bearer` (Slack, Dropbox, Linear);
+   * `github`: DELETE `/applications/{client_id}/grant` with the client's basic auth and the access
+   * token in a JSON body (`{client_id}` in the URL is filled in).
+   */
+  revocation: z
+    .object({ url: templatedUrl, style: z.enum(['rfc7009', 'bearer', 'github']) })
+    .strict()
+    .optional(),
 };
 
 export const providerSchema = z
@@ -108,7 +119,7 @@ export const providerSchema = z
       .optional(),
     connection_config: z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/), connectionConfigField).optional(),
     /** Which provider URLs an integration may override (self-hosted editions, regional hosts). */
-    overridable_urls: z.array(z.enum(['authorization_url', 'token_url', 'api_base_url'])).optional(),
+    overridable_urls: z.array(z.enum(['authorization_url', 'token_url', 'api_base_url', 'revocation_url'])).optional(),
     ...oauthFields,
   })
   .strict()
@@ -118,15 +129,15 @@ export const providerSchema = z
     if (oauth && !generic && !p.token_url) ctx.addIssue({ code: 'custom', path: ['token_url'], message: 'required for OAuth providers' });
     if (p.auth_mode === 'OAUTH2' && !generic && !p.authorization_url)
       ctx.addIssue({ code: 'custom', path: ['authorization_url'], message: 'required for OAUTH2 providers' });
-    if (!oauth && (p.authorization_url || p.token_url || p.default_scopes || p.pkce !== undefined))
+    if (!oauth && (p.authorization_url || p.token_url || p.default_scopes || p.pkce !== undefined || p.revocation))
       ctx.addIssue({ code: 'custom', path: ['auth_mode'], message: 'OAuth fields on a non-OAuth provider' });
     if ((p.auth_mode === 'API_KEY' || p.auth_mode === 'BASIC') && !p.credential_placement)
       ctx.addIssue({ code: 'custom', path: ['credential_placement'], message: 'required for API_KEY and BASIC providers' });
     if (!generic && !p.api_base_url) ctx.addIssue({ code: 'custom', path: ['api_base_url'], message: 'required' });
     // Every placeholder must name a declared connection-config field (or a token-response field).
     const known = new Set([...Object.keys(p.connection_config ?? {}), ...(p.token_response_metadata ?? [])]);
-    for (const key of ['api_base_url', 'authorization_url', 'token_url', 'refresh_url'] as const) {
-      for (const m of (p[key] ?? '').matchAll(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g)) {
+    for (const key of ['api_base_url', 'authorization_url', 'token_url', 'refresh_url', 'revocation'] as const) {
+      for (const m of ((key === 'revocation' ? p.revocation?.url : p[key]) ?? '').matchAll(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g)) {
         if (!known.has(m[1]!)) ctx.addIssue({ code: 'custom', path: [key], message: `unknown placeholder ${m[1]}` });
       }
     }

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { bigint, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import { environmentRef, timestamps } from './environments.js';
 
-export type UrlOverrides = Partial<Record<'authorization_url' | 'token_url' | 'api_base_url', string>>;
+export type UrlOverrides = Partial<Record<'authorization_url' | 'token_url' | 'api_base_url' | 'revocation_url', string>>;
 
 /** One provider configured in one environment. Secrets are vault ciphertexts; params are plain. */
 export const integrations = pgTable(
