@@ -130,6 +130,24 @@ export function createConnectionService(deps: {
         endUser: input.endUser,
         endUserId: input.endUser?.id,
         });
+        // New credentials are an `auth` webhook, as when the end user authorizes through Connect;
+        // a metadata-only update is not.
+        if (upserted.inserted || normalized) {
+          await recordEvent(tx, {
+            environmentId,
+            type: 'auth',
+            operation: upserted.inserted ? 'creation' : 'override',
+            success: true,
+            providerConfigKey: input.providerConfigKey,
+            connectionId,
+            payload: {
+              provider: provider.name,
+              authMode: normalized?.stored.type ?? existing!.credentialsType,
+              endUser: input.endUser ?? existing?.endUser ?? null,
+              tags: input.tags ?? existing?.tags ?? {},
+            },
+          });
+        }
         // Token caches of every process drop this connection once the new credentials commit.
         await notifyChange(tx, 'conn', upserted.id);
         return upserted;
