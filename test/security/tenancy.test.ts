@@ -1023,8 +1023,11 @@ async function recordsRunsDeliveriesAgainstB() {
   expect(leaks(foreign, '')).toEqual([]);
   expect((await ok(t.call({ method: 'GET', url: '/records?model=GithubIssue&limit=10000', key: B.key, headers: bHeaders }))).json()).toEqual({ records: [], next_cursor: null });
 
-  // Deliveries and webhook settings: B's own only, A's delivery cursor included.
-  for (const url of [`/environment/webhooks/deliveries?cursor=${aDeliveries.next_cursor}`, '/environment/webhooks/deliveries?status=delivered&limit=200']) {
+  // Deliveries and webhook settings: B's own only; A's delivery cursor is refused, as a forged one.
+  const foreignDeliveries = await t.call({ method: 'GET', url: `/environment/webhooks/deliveries?cursor=${aDeliveries.next_cursor}`, key: B.key });
+  expect(foreignDeliveries.statusCode).toBe(400);
+  expect(foreignDeliveries.json().details[0].field).toBe('cursor');
+  for (const url of ['/environment/webhooks/deliveries?status=delivered&limit=200']) {
     const res = await ok(t.call({ method: 'GET', url, key: B.key }));
     expect(res.json().deliveries, url).toEqual([]);
     expect(leaks(res, ''), url).toEqual([]);
@@ -1098,7 +1101,13 @@ describe('tenancy: environment B against environment A', () => {
     for (const log of view.runLogs) expect(log.logs.length).toBeGreaterThan(0);
     expect(view.actions.map((x: { output: { title: string } }) => x.output.title)).toEqual([values.createdTitle, values.createdAsyncTitle]);
     expect(view.webhooks).toEqual({ urls: [fnA.webhookUrl], secret_hint: fnA.webhookSecretHint, previous_secret_expires_at: null });
-    expect(view.deliveries.deliveries.map((x: { type: string; status: string }) => `${x.type} ${x.status}`).sort()).toEqual(['async_action delivered', 'sync delivered']);
+    expect(view.deliveries.deliveries.map((x: { type: string; status: string }) => `${x.type} ${x.status}`).sort()).toEqual([
+      'async_action delivered',
+      // The imports of A's connections (auth creation events).
+      ...Array.from({ length: view.deliveries.deliveries.filter((x: { type: string }) => x.type === 'auth').length }, () => 'auth delivered'),
+      'sync delivered',
+    ]);
+    expect(view.deliveries.deliveries.filter((x: { type: string }) => x.type === 'auth').length).toBeGreaterThan(0);
     expect(receiver.received.every((x) => x.path === values.webhookPath)).toBe(true);
     // The syncs of ghConn2 exist (paused): statuses list both connections.
     expect(view.syncStatuses.syncs.map((x: { connection_id: string; status: string }) => [x.connection_id, x.status]).sort()).toEqual([
@@ -1248,8 +1257,15 @@ describe('tenancy: environment B against environment A', () => {
       `/connection?provider_config_key=${ids.gh}&search=${search}&end_user_id=${values.endUser}`,
     ]) {
       const b = await t.call({ method: 'GET', url, key: B.key });
-      expect(b.statusCode, url).toBe(200);
-      expect(b.json().connections, url).toEqual([]);
+      if (url.includes('cursor=')) {
+        // A cursor is bound to the environment that got it: refused, as any forged cursor.
+        expect(b.statusCode, url).toBe(400);
+        expect(b.json().details[0].field, url).toBe('cursor');
+        expect(b.body).not.toContain(ids.ghConn);
+      } else {
+        expect(b.statusCode, url).toBe(200);
+        expect(b.json().connections, url).toEqual([]);
+      }
       // The same query with A's key does find A's rows (so the filters were valid).
       expect((await ok(t.call({ method: 'GET', url, key: A.key }))).json().connections.length, url).toBeGreaterThan(0);
     }
