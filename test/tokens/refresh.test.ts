@@ -117,9 +117,13 @@ describe('refresh failures', () => {
     expect(seedList.error).toMatchObject({ type: 'auth', code: 'refresh_revoked' });
     const events = await queryRows<{ operation: string; success: boolean }>(
       t.db.database.db,
-      sql`SELECT operation, success FROM events WHERE connection_id = 'revoked'`,
+      sql`SELECT operation, success FROM events WHERE connection_id = 'revoked' ORDER BY id`,
     );
-    expect(events).toEqual([{ operation: 'refresh', success: false }]);
+    // The import's auth creation, then the failed refresh.
+    expect(events).toEqual([
+      { operation: 'creation', success: true },
+      { operation: 'refresh', success: false },
+    ]);
 
     // Importing new credentials clears the error.
     await importConnection(t, 'fixture', 'revoked', await obtainTokens(server), later());
