@@ -7,16 +7,36 @@ import type { ConnectSession, ConnectSessionInput, ConnectSessionService } from 
 
 const tags = ['Connect'];
 
+/** Plain http is for a developer's own machine only; anything else must be https. */
+const secureOrLocal = (u: URL) => u.protocol === 'https:' || (u.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
+
 const redirectUrl = z
   .url({ protocol: /^https?$/ })
   .max(2000)
-  .refine((u) => u.startsWith('https://') || /^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?\//.test(`${u}/`), 'must be https (or http on localhost)')
+  .refine((u) => secureOrLocal(new URL(u)), 'must be https (or http on localhost, 127.0.0.1 or [::1])')
   .describe('Where the Connect page sends the user after success (query gains connection_id and provider_config_key)');
 const origin = z
   .string()
   .max(300)
-  .regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?$/, 'must be an origin such as https://app.example.com')
-  .describe('The only origin the Connect page posts its result message to (defaults to the origin of redirect_url)');
+  .transform((value, ctx) => {
+    let u: URL | undefined;
+    try {
+      u = new URL(value);
+    } catch {
+      // Reported below.
+    }
+    // scheme://host[:port] and nothing else (a trailing "/" is tolerated); a bad port fails to parse.
+    if (!u || !/^https?:$/.test(u.protocol) || u.username || u.password || u.pathname !== '/' || u.search || u.hash || /[/?#]./.test(value.replace(/^https?:\/\//i, ''))) {
+      ctx.addIssue({ code: 'custom', message: 'must be an origin such as https://app.example.com (scheme, host and optional port; no path)' });
+      return z.NEVER;
+    }
+    if (!secureOrLocal(u)) {
+      ctx.addIssue({ code: 'custom', message: 'must be https (or http on localhost, 127.0.0.1 or [::1])' });
+      return z.NEVER;
+    }
+    return u.origin;
+  })
+  .describe('The only origin the Connect page posts its result message to (defaults to the origin of redirect_url): https, or http on localhost');
 
 const defaults = z
   .record(
@@ -98,7 +118,8 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
       operationId: 'createConnectSession',
       tags,
       summary: 'Create a connect session',
-      description: 'A short-lived token (30 minutes by default) and the Connect page link for one end user of your product.',
+      description:
+        'A short-lived token (30 minutes by default) and the Connect page link for one end user of your product. Like a Nango session, it stays usable until it expires: the user may connect several accounts with it (one new connection each time). End it early with DELETE /connect/session.',
       body: z.object({
         end_user: endUserWithTags,
         allowed_integrations: z.array(providerConfigKey).min(1).max(200).optional().describe('Integration keys the user may connect (default: all)'),
