@@ -15,7 +15,8 @@ import { nangoConnectionRoutes } from './connections/nango-routes.js';
 import { connectionRoutes } from './connections/routes.js';
 import { healthRoutes } from './health/routes.js';
 import { adminAuth, environmentAuth } from './http/auth.js';
-import { registerErrorHandling } from './http/errors.js';
+import { frameworkErrors, registerErrorHandling } from './http/errors.js';
+import { registerInputGuard } from './http/input-guard.js';
 import { terapiFamily, v1Family } from './http/families.js';
 import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
@@ -51,10 +52,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+    frameworkErrors,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
+  registerInputGuard(app);
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     done();
