@@ -21,11 +21,12 @@ import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthErro
 /** Why an authorization flow stopped; the Connect page shows each as a clear error screen. */
 export class FlowError extends Error {
   constructor(
-    readonly kind: 'expired' | 'denied' | 'not_allowed' | 'not_configured' | 'invalid_input' | 'invalid_credentials' | 'provider_error',
+    readonly kind: 'expired' | 'denied' | 'not_allowed' | 'not_configured' | 'invalid_input' | 'invalid_credentials' | 'provider_error' | 'internal',
     message: string,
     readonly field?: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = 'FlowError';
   }
 
@@ -37,6 +38,8 @@ export interface FlowResult {
   connection: ConnectionView;
   created: boolean;
   session: ConnectSession | undefined;
+  /** How the Connect page names the integration (its display name, else the provider's). */
+  integrationName: string;
 }
 
 const OAUTH_SESSION_TTL_MS = 10 * 60_000;
@@ -110,10 +113,22 @@ export function createAuthFlows(deps: {
     return ctx;
   }
 
+  const integrationName = (i: Pick<IntegrationRow, 'displayName' | 'provider'>) => i.displayName ?? catalog.get(i.provider)?.display_name ?? i.provider;
+
   return {
     allowedIntegration,
-    providerName: (name: string) => catalog.get(name)?.display_name ?? name,
+    integrationName,
     authModeOf: (name: string) => catalog.get(name)?.auth_mode ?? 'OAUTH2',
+
+    /**
+     * Whether an end user can complete this integration on the Connect page: its provider is in the
+     * catalog and, for the authorization-code flow, it has an OAuth client (client-credentials
+     * integrations let the user type their own).
+     */
+    isUsable(i: Pick<IntegrationRow, 'provider' | 'oauthClientId'>): boolean {
+      const provider = catalog.get(i.provider);
+      return Boolean(provider) && (provider!.auth_mode !== 'OAUTH2' || Boolean(i.oauthClientId));
+    },
 
     /** Fields the user must type before the flow can start (connection config not given by defaults). */
     missingConfigFields(session: ConnectSession, key: string, provider: Provider): string[] {
@@ -221,10 +236,12 @@ export function createAuthFlows(deps: {
           endUser,
           tags: { ...session?.endUser.tags, ...session?.tags },
         });
-        return { ...saved, session };
+        return { ...saved, session, integrationName: integrationName(integration) };
       } catch (err) {
-        if (err instanceof FlowError) err.session = session;
-        throw err;
+        // The error page reports to the session's opener, whatever went wrong.
+        const flowError = err instanceof FlowError ? err : new FlowError('internal', 'Terapi could not complete this connection; try again later.', undefined, { cause: err });
+        flowError.session = session;
+        throw flowError;
       }
     },
 
@@ -247,7 +264,8 @@ export function createAuthFlows(deps: {
       try {
         normalized = normalizeCredentials(provider, input);
       } catch (err) {
-        throw new FlowError('invalid_input', (err as Error).message);
+        const field = err instanceof AppError && Array.isArray(err.details) ? (err.details[0] as { field?: string } | undefined)?.field : undefined;
+        throw new FlowError('invalid_input', (err as Error).message, field?.replace(/^credentials\./, ''));
       }
       let stored = normalized.stored;
       if (provider.auth_mode === 'OAUTH2_CC') {
@@ -283,7 +301,7 @@ export function createAuthFlows(deps: {
         endUser: session.endUser,
         tags: { ...session.endUser.tags, ...session.tags },
       });
-      return { ...saved, session };
+      return { ...saved, session, integrationName: integrationName(integration) };
     },
   };
 }
