@@ -167,7 +167,16 @@ export function createAuthFlows(deps: {
         params.code_challenge = await oidc.calculatePKCECodeChallenge(verifier);
         params.code_challenge_method = 'S256';
       }
-      const url = oauth.buildAuthorizationUrl(ctx, params);
+      let url: URL;
+      try {
+        url = oauth.buildAuthorizationUrl(ctx, params);
+      } catch (err) {
+        // openid-client's code for a plain-http endpoint under the production egress policy.
+        if ((err as { code?: unknown }).code === 'OAUTH_HTTP_REQUEST_FORBIDDEN') {
+          throw new FlowError('not_configured', `The "${key}" integration's authorization server does not use https, so it cannot be used.`);
+        }
+        throw err;
+      }
       await connectRepo.insertOAuthSession(db, {
         environmentId: session.environmentId,
         integrationId: integration.id,
