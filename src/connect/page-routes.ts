@@ -51,7 +51,7 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
   });
 
   function html(reply: FastifyReply, status: number, render: (nonces: Nonces) => string) {
-    // Helmet sets the nonces on routes it has seen; an error before routing falls back to fresh ones.
+    // Helmet's onRequest hook sets the nonces and the CSP naming them; without it there is no CSP to match.
     const nonces = reply.cspNonce ?? { script: '', style: '' };
     return reply.code(status).header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(render(nonces));
   }
