@@ -56,6 +56,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // Clients such as Nango's Node SDK send `Content-Type: application/json` with no body (its DELETEs): an empty
+  // body is no body. A route that needs one still answers 400 naming `body`; anything else is Fastify's own parser.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body.length === 0) return done(null, undefined);
+    parseJson(req, body as string, done);
+  });
   registerErrorHandling(app);
   registerInputGuard(app);
   app.addHook('onRequest', (req, reply, done) => {

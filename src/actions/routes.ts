@@ -31,7 +31,14 @@ export const actionResponse = z
   })
   .meta({ id: 'ActionResponse' });
 
-const pending = z.object({ id: z.uuid(), status_url: z.string(), status: z.enum(['queued', 'running']) }).meta({ id: 'ActionPending' });
+const pending = z
+  .object({
+    id: z.uuid(),
+    status_url: z.string(),
+    statusUrl: z.string().describe("Nango-compatible: the status URL's path (Nango's SDK prefixes it with its host)"),
+    status: z.enum(['queued', 'running']),
+  })
+  .meta({ id: 'ActionPending' });
 
 const actionFailure = errorResponse
   .extend({
@@ -89,7 +96,12 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
       const outcome = await svc.trigger(req.environment.id, { connectionId, providerConfigKey: key, actionName: req.body.action_name, input: req.body.input ?? {}, async });
       const run = outcome.run;
       if (outcome.state === 'pending') {
-        return reply.code(202).send({ id: run.id, status_url: statusUrl(serverUrl, run.id), status: run.status === 'running' ? 'running' : 'queued' });
+        return reply.code(202).send({
+          id: run.id,
+          status_url: statusUrl(serverUrl, run.id),
+          statusUrl: `/action/${run.id}`,
+          status: run.status === 'running' ? 'running' : 'queued',
+        });
       }
       if (run.status === 'success') return { success: true, action_name: run.functionName, output: run.output, error: null };
       const code = run.error?.upstream ? 'provider_error' : run.error?.code === 'aborted' ? 'action_timeout' : 'action_failed';

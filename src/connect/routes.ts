@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { endUserSchema, tagsSchema } from '../connections/schemas.js';
 import { bearerToken } from '../environments/keys.js';
+import { ValidationError } from '../lib/errors.js';
 import { connectionIdSchema, errors, jsonObject, providerConfigKey } from '../lib/schemas.js';
 import type { ConnectSession, ConnectSessionInput, ConnectSessionService } from './service.js';
 
@@ -107,6 +108,18 @@ const sharedInput = (b: {
   allowedOrigin: b.allowed_origin,
 });
 
+/** Nango's newer clients may name the end user only by tags (`end_user_id`, `end_user_email`, `end_user_display_name`). */
+function endUserFromTags(tags: Record<string, string> | undefined): ConnectSessionInput['endUser'] {
+  if (!tags?.end_user_id) throw ValidationError.field('end_user', 'is required (or tags.end_user_id)');
+  const fromTag = { id: 'end_user_id', email: 'end_user_email', display_name: 'end_user_display_name' } as const;
+  const parsed = endUserSchema.safeParse({ id: tags.end_user_id, email: tags.end_user_email, display_name: tags.end_user_display_name });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw ValidationError.field(`tags.${fromTag[issue.path[0] as keyof typeof fromTag]}`, issue.message);
+  }
+  return parsed.data;
+}
+
 const toToken = (r: { token: string; connectLink: string; expiresAt: Date }) => ({
   data: { token: r.token, connect_link: r.connectLink, expires_at: r.expiresAt.toISOString() },
 });
@@ -121,7 +134,7 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
       description:
         'A short-lived token (30 minutes by default) and the Connect page link for one end user of your product. Like a Nango session, it stays usable until it expires: the user may connect several accounts with it (one new connection each time). End it early with DELETE /connect/session.',
       body: z.object({
-        end_user: endUserWithTags,
+        end_user: endUserWithTags.optional().describe('The end user; may be omitted when `tags.end_user_id` names them (as Nango allows)'),
         allowed_integrations: z.array(providerConfigKey).min(1).max(200).optional().describe('Integration keys the user may connect (default: all)'),
         ...sessionBody,
       }),
@@ -131,7 +144,7 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
       const b = req.body;
       const created = await sessions.create(req.environment.id, {
         ...sharedInput(b),
-        endUser: b.end_user,
+        endUser: b.end_user ?? endUserFromTags(b.tags),
         allowedIntegrations: b.allowed_integrations,
       });
       return reply.code(201).send(toToken(created));

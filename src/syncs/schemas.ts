@@ -20,6 +20,11 @@ export const triggerSyncBody = z
       .describe('Names of syncs to trigger'),
     reset: z.boolean().optional().describe('Clear the checkpoint and run a full resync (records not seen are marked deleted)'),
     sync_mode: z.enum(['incremental', 'full_refresh', 'full_refresh_and_clear_cache']).optional().describe('Nango-compatible: `full_refresh` is `reset: true`'),
+    full_resync: z.boolean().optional().describe('Nango-compatible (older clients): `true` is `reset: true`'),
+    opts: z
+      .object({ reset: z.boolean().optional(), emptyCache: z.boolean().optional() })
+      .optional()
+      .describe('Nango-compatible (its Node SDK): `opts.reset` is `reset`; `emptyCache` is accepted and ignored'),
   })
   .meta({ id: 'TriggerSyncRequest' });
 

@@ -204,7 +204,8 @@ describe('createEgressFetch', () => {
       const egress = createEgressFetch({ policy: closed, timeoutMs: 10_000 });
       const started = Date.now();
       const err = await rejection(egress(url));
-      expect(Date.now() - started).toBeLessThan(1_000);
+      // Far below the 10 s timeout it must not wait for, with room for a loaded machine.
+      expect(Date.now() - started).toBeLessThan(5_000);
       expect(err).toBeInstanceOf(EgressDeniedError);
       expect((err as EgressDeniedError).code).toBe('egress_denied');
       expect((err as EgressDeniedError).address).toBe(address);
@@ -334,7 +335,8 @@ describe('createEgressFetch', () => {
       expect(err).toBeInstanceOf(EgressTimeoutError);
       expect((err as EgressTimeoutError).code).toBe('egress_timeout');
       expect(elapsed).toBeGreaterThanOrEqual(250);
-      expect(elapsed).toBeLessThan(2_000);
+      // A timeout that never fired would hang until vitest's net; this bound only has to tell "fired" from "hung".
+      expect(elapsed).toBeLessThan(10_000);
       expect((err as Error).message).not.toMatch(/secret/);
     });
 
@@ -342,7 +344,7 @@ describe('createEgressFetch', () => {
       const egress = createEgressFetch({ policy: open, timeoutMs: 300 });
       const started = Date.now();
       await expect(egress(`http://127.0.0.1:${api.port}/stall`)).rejects.toBeInstanceOf(EgressTimeoutError);
-      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(Date.now() - started).toBeLessThan(10_000);
     });
 
     it('aborts on the caller signal', async () => {
@@ -352,7 +354,7 @@ describe('createEgressFetch', () => {
       const started = Date.now();
       const err = await rejection(egress(`http://127.0.0.1:${silent.port}/hang`, { signal: controller.signal }));
       expect((err as Error).name).toBe('AbortError');
-      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(Date.now() - started).toBeLessThan(5_000);
       await expect(egress(`http://127.0.0.1:${api.port}/json`, { signal: AbortSignal.abort() })).rejects.toMatchObject({
         name: 'AbortError',
       });
@@ -581,7 +583,8 @@ describe('withRetries', () => {
     setTimeout(() => controller.abort(), 100);
     const started = Date.now();
     await expect(withRetries(attempt, { retries: 3, signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
-    expect(Date.now() - started).toBeLessThan(2_000);
+    // Below the 5 s Retry-After sleep it must cut short.
+    expect(Date.now() - started).toBeLessThan(4_000);
     expect(count()).toBe(1);
     script.length = 0;
   });

@@ -288,7 +288,8 @@ describe('worker shutdown', () => {
       await until('the run to save records', async () => (await syncStatus(t, KEY3, CONN, 'issues')).records_count > 0);
       const stopped = Date.now();
       await workers.stop();
-      expect(Date.now() - stopped).toBeLessThan(2000);
+      // Well under the run's 30 s limit: stopping hands the run back instead of waiting it out.
+      expect(Date.now() - stopped).toBeLessThan(15_000);
       expect((await syncStatus(t, KEY3, CONN, 'issues')).status).toBe('running');
       slow.controls.delayMs = 0;
       const next = await startWorkers({ services: t.services, config: slowConfig, redis: await testRedis(), log: t.app.log as never });

@@ -178,7 +178,7 @@ describe('webhooks to the SaaS backend', () => {
     rx.failWith = 500;
     const count = rx.received.length;
     await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
-    const failed = await until('a failed delivery', async () => (await deliveries('?status=failed'))[0], 20_000);
+    const failed = await until('a failed delivery', async () => (await deliveries('?status=failed'))[0]);
     expect(failed.attempts).toBe(4);
     rx.failWith = null;
     const resend = await t.call({ method: 'POST', url: `/environment/webhooks/deliveries/${failed.id}/retry` });
