@@ -64,10 +64,9 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     createWorker('actions', { ...base, concurrency: config.queues.actionConcurrency, maxStalledCount: 0 }, async ({ runId }) =>
       actionRunner(runId),
     ),
-    createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) => {
-      const attempt = job.attemptsMade + 1;
-      await webhooks.deliver(deliveryId, attempt, attempt >= (job.opts.attempts ?? 1));
-    }),
+    createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) =>
+      webhooks.deliver(deliveryId, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
+    ),
     createWorker('scheduler', { ...base, concurrency: 1 }, async () => tick()),
   ];
   // Runs record their webhook events in Postgres; dispatch them right away instead of at the next tick.

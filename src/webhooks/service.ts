@@ -114,8 +114,11 @@ export function createWebhookService(deps: {
       for (const id of await repo.listStalePending(db, new Date(Date.now() - olderThanMs))) await queues.add('webhooks', { deliveryId: id }, jobOptions(id));
     },
 
-    /** One attempt; throws when it failed and another attempt should follow. */
-    async deliver(deliveryId: string, attempt: number, lastAttempt: boolean): Promise<void> {
+    /**
+     * One attempt; throws when it failed and another attempt of this job should follow. The
+     * `Terapi-Attempt` header counts every attempt of the delivery, manual resends included.
+     */
+    async deliver(deliveryId: string, lastAttempt: boolean): Promise<void> {
       const d = await repo.findDeliveryWithEvent(db, deliveryId);
       if (!d || d.delivery.status === 'delivered') return;
       const settings = await repo.findSettings(db, d.delivery.environmentId);
@@ -135,6 +138,7 @@ export function createWebhookService(deps: {
         eventId: String(e.id),
         createdAt: e.createdAt.toISOString(),
       });
+      const attempt = d.delivery.attempts + 1;
       const timestamp = Math.floor(Date.now() / 1000);
       let status: number | null = null;
       let error: string | null = null;
