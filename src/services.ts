@@ -71,8 +71,9 @@ export async function createServices(deps: ServiceDeps) {
     if (kind === 'env') keyCache.invalidateEnvironment(id);
   });
 
+  const egressPolicy = { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts };
   const egressFetch = createEgressFetch({
-    policy: { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts },
+    policy: egressPolicy,
     timeoutMs: config.egress.timeoutMs,
     userAgent: `Terapi/${version}`,
   });
@@ -109,6 +110,7 @@ export async function createServices(deps: ServiceDeps) {
       vault,
       queues,
       fetch: egressFetch,
+      egressPolicy,
       log: logger,
       maxAttempts: config.webhooks.maxAttempts,
       backoffMs: config.webhooks.backoffMs,

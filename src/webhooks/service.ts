@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Db } from '../db/client.js';
 import type { DeliveryStatus } from '../db/schema/index.js';
 import { decodeCursor, encodeCursor } from '../lib/cursor.js';
+import type { EgressPolicy } from '../lib/egress.js';
 import { NotFoundError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
 import type { Queues } from '../queue/queues.js';
 import * as repo from './repository.js';
 import { signatureHeader } from './signing.js';
+import { assertDeliverable } from './url-policy.js';
 
 export type WebhookService = ReturnType<typeof createWebhookService>;
 
@@ -33,6 +35,8 @@ export function createWebhookService(deps: {
   vault: Vault;
   queues: Queues;
   fetch: typeof fetch;
+  /** The policy `fetch` enforces: URLs it would refuse are refused when they are set. */
+  egressPolicy: EgressPolicy;
   log: Logger;
   maxAttempts: number;
   backoffMs: number;
@@ -59,6 +63,7 @@ export function createWebhookService(deps: {
 
     /** Sets the URLs; the first call creates the signing secret and returns it (shown once). */
     async setUrls(environmentId: string, urls: string[]): Promise<WebhookSettingsView> {
+      await assertDeliverable(deps.egressPolicy, urls);
       const secret = newSecret();
       const { inserted } = await repo.upsertUrls(db, {
         environmentId,
