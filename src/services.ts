@@ -66,10 +66,11 @@ export async function createServices(deps: ServiceDeps) {
   const db = database.db;
 
   const keyCache = createKeyCache({ ttlMs: config.keyCacheTtlMs, load: (hash) => findEnvironmentByKeyHash(db, hash) });
-  const hub = await createNotificationHub(database);
+  const hub = await createNotificationHub(database, { log: logger });
   hub.subscribe((kind, id) => {
     if (kind === 'env') keyCache.invalidateEnvironment(id);
   });
+  hub.onResync(() => keyCache.clear());
 
   const egressPolicy = { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts };
   const egressFetch = createEgressFetch({
