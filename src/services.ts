@@ -83,7 +83,7 @@ export async function createServices(deps: ServiceDeps) {
   const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub });
   const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader });
 
-  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix });
+  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix, log: logger });
   const registry = createFunctionRegistry(deps.extraFunctions);
   const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch, retries: config.runs.providerRetries });
   const enqueueSyncs = async (ids: readonly number[]) => {

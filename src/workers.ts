@@ -2,7 +2,7 @@ import type { Worker } from 'bullmq';
 import type { Config } from './config.js';
 import type { Logger } from './lib/logger.js';
 import { createWorker } from './queue/queues.js';
-import type { RedisTarget } from './queue/redis.js';
+import { createRedisErrorLog, type RedisTarget } from './queue/redis.js';
 import { deleteExpired, failStaleActionRuns } from './runs/repository.js';
 import type { Services } from './services.js';
 import { listRunnableSyncIds } from './syncs/repository.js';
@@ -77,9 +77,11 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       webhooks.dispatch().catch((err: unknown) => log.warn({ err }, 'webhook dispatch failed'));
     }, 20);
   };
+  // A down Redis makes every worker report every reconnect attempt: one rate-limited log for all.
+  const redisErrors = createRedisErrorLog(log, { message: 'queue worker error' });
   for (const w of workers) {
     if (w.name === 'syncs' || w.name === 'actions') w.on('completed', dispatchSoon);
-    w.on('error', (err) => log.warn({ err, queue: w.name }, 'queue worker error'));
+    w.on('error', (err) => redisErrors.error(err, { queue: w.name, worker: true }));
     w.on('failed', (job, err) => {
       if (w.name !== 'webhooks') log.warn({ err, queue: w.name, jobId: job?.id }, 'job failed');
     });
