@@ -129,7 +129,7 @@ export async function startEmbeddedRedis(opts: { dataDir: string; log?: Logger; 
     await waitFor(async () => {
       if (exited) throw new RedisUnavailableError(`redis-server exited at start:\n${output.trim()}`);
       const client = createRedis(target, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on('error', () => {});
+      client.on('error', () => {}); // a refused probe is expected while it starts; the timeout reports failure
       try {
         await client.connect();
         return (await client.ping()) === 'PONG';
