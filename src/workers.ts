@@ -82,6 +82,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
   for (const w of workers) {
     if (w.name === 'syncs' || w.name === 'actions') w.on('completed', dispatchSoon);
     w.on('error', (err) => redisErrors.error(err, { queue: w.name, worker: true }));
+    w.on('ready', () => redisErrors.ready());
     w.on('failed', (job, err) => {
       if (w.name !== 'webhooks') log.warn({ err, queue: w.name, jobId: job?.id }, 'job failed');
     });
