@@ -105,7 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  await app.register(healthRoutes, { database });
+  await app.register(healthRoutes, { database, redis: services.queues });
   await app.register(connectSessionSelfRoutes, { sessions });
   await app.register(connectPageRoutes, { sessions, flows, serverUrl: config.serverUrl });
 

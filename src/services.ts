@@ -66,13 +66,15 @@ export async function createServices(deps: ServiceDeps) {
   const db = database.db;
 
   const keyCache = createKeyCache({ ttlMs: config.keyCacheTtlMs, load: (hash) => findEnvironmentByKeyHash(db, hash) });
-  const hub = await createNotificationHub(database);
+  const hub = await createNotificationHub(database, { log: logger });
   hub.subscribe((kind, id) => {
     if (kind === 'env') keyCache.invalidateEnvironment(id);
   });
+  hub.onResync(() => keyCache.clear());
 
+  const egressPolicy = { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts };
   const egressFetch = createEgressFetch({
-    policy: { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts },
+    policy: egressPolicy,
     timeoutMs: config.egress.timeoutMs,
     userAgent: `Terapi/${version}`,
   });
@@ -81,7 +83,7 @@ export async function createServices(deps: ServiceDeps) {
   const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub });
   const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader });
 
-  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix });
+  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix, log: logger });
   const registry = createFunctionRegistry(deps.extraFunctions);
   const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch, retries: config.runs.providerRetries });
   const enqueueSyncs = async (ids: readonly number[]) => {
@@ -116,6 +118,7 @@ export async function createServices(deps: ServiceDeps) {
       vault,
       queues,
       fetch: egressFetch,
+      egressPolicy,
       log: logger,
       maxAttempts: config.webhooks.maxAttempts,
       backoffMs: config.webhooks.backoffMs,

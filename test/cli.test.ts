@@ -183,7 +183,7 @@ describe.runIf(usingPostgres)('terapi on Postgres (DATABASE_URL)', () => {
       const { url, key } = await p.listening();
       expect(p.out()).toContain('shown once');
       const ready = await (await fetch(`${url}/ready`)).json();
-      expect(ready).toEqual({ status: 'ready', database: 'postgres' });
+      expect(ready).toEqual({ status: 'ready', database: 'postgres', checks: { database: 'ok', redis: 'ok' } });
       expect((await fetch(`${url}/providers`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     } finally {
       expect(await stop(p.child, p.exited)).toBe(0);

@@ -50,7 +50,7 @@ function denialReason(policy: EgressPolicy, host: string, address: string): stri
  * so the socket connects to exactly what was checked. Any private answer denies the host: an
  * attacker controlling DNS could otherwise mix one public and one private record.
  */
-function pinnedLookup(policy: EgressPolicy): LookupFunction {
+export function pinnedLookup(policy: EgressPolicy): LookupFunction {
   return (hostname, options, callback) => {
     dnsLookup(hostname, { all: true, family: options.family ?? 0, hints: options.hints ?? 0 }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, '');

@@ -284,7 +284,8 @@ export function createTokenService(deps: {
         const after = await repo.readRefreshState(db, id);
         return after?.credentialsEnc !== before ? 'refreshed' : 'skipped';
       } catch (err) {
-        log.debug({ err, connectionId: row.connectionId }, 'background refresh failed');
+        // The message only: a token library's error may hold the response body (tokens) as its cause.
+        log.warn({ connectionId: row.connectionId, provider: row.provider, error: err instanceof Error ? err.message : String(err) }, 'background refresh failed');
         return 'failed';
       }
     },
