@@ -113,7 +113,7 @@ const MAX_RETRY_DELAY_MS = 5_000;
 export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: boolean; retries?: number }) {
   const retries = deps.retries ?? 2;
 
-  function configure(ctx: OAuthContext, tokenUrl: string, capture: { raw?: Record<string, unknown> }, retry: boolean) {
+  function configure(ctx: OAuthContext, tokenUrl: string, capture: { raw?: Record<string, unknown> }, idempotent: boolean) {
     const server: oidc.ServerMetadata = {
       issuer: new URL(tokenUrl).origin,
       token_endpoint: tokenUrl,
@@ -132,7 +132,7 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
           signal: AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS),
           redirect: 'manual',
         });
-      const response = retry ? await withRetries(send, { retries, maxDelayMs: MAX_RETRY_DELAY_MS }) : await send();
+      const response = await withRetries(send, { retries, maxDelayMs: MAX_RETRY_DELAY_MS, idempotent });
       const text = await response.text();
       const normalized = normalizeTokenBody(ctx.provider, text, response.headers.get('content-type') ?? '');
       if (!normalized) {
@@ -154,13 +154,13 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
   async function grant(
     ctx: OAuthContext,
     tokenUrl: string,
-    retry: boolean,
+    idempotent: boolean,
     run: (config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>,
   ): Promise<TokenSet> {
     const capture: { raw?: Record<string, unknown> } = {};
     let response: oidc.TokenEndpointResponse;
     try {
-      response = await run(configure(ctx, tokenUrl, capture, retry));
+      response = await run(configure(ctx, tokenUrl, capture, idempotent));
     } catch (err) {
       throw classify(err, tokenUrl);
     }
@@ -180,7 +180,10 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
       return oidc.buildAuthorizationUrl(configure(ctx, ctx.tokenUrl, {}, false), params);
     },
 
-    /** Exchanges an authorization code; codes are single-use, so only a 429/503 is retried. */
+    /**
+     * Exchanges an authorization code. Codes are single-use: the request is sent again only when it
+     * provably never reached the provider (no connection, or a 429), never after a 5xx or a timeout.
+     */
     exchangeCode(ctx: OAuthContext, p: { code: string; state: string; redirectUri: string; codeVerifier: string | undefined }) {
       const callback = new URL(p.redirectUri);
       callback.searchParams.set('code', p.code);
