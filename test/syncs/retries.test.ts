@@ -151,6 +151,15 @@ describe('a provider host that does not exist', () => {
     expect(r.json()).toMatchObject({ error: 'action_failed', message: 'the host nonexistent.invalid does not exist (DNS has no such name)' });
     expect(retryLines(await runLog('create-issue'))).toEqual([]);
   });
+
+  it('fails a sync at once with the same reason', async () => {
+    const started = Date.now();
+    await enable(t, 'gh-nx', 'issues');
+    const s = await waitForRun(t, 'gh-nx', CONN, 'issues');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(s).toMatchObject({ status: 'error', error: 'the host nonexistent.invalid does not exist (DNS has no such name)' });
+    expect(retryLines(await runLog('issues'))).toEqual([]);
+  });
 });
 
 describe('retries in the run log', () => {
