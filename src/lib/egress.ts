@@ -13,6 +13,7 @@ import {
   EgressNetworkError,
   EgressResponseTooLargeError,
   EgressTimeoutError,
+  INVALID_HEADER_CODES,
 } from './egress/errors.js';
 
 export * from './egress/errors.js';
@@ -109,8 +110,6 @@ interface Incoming {
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH']);
-// Node's messages for these quote the offending header value, which may be a token.
-const HEADER_ERROR_CODES = new Set(['ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN']);
 
 
 async function prepare(input: string | URL | Request, init: RequestInit | undefined, userAgent?: string): Promise<Outgoing> {
@@ -253,7 +252,7 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
         if (signal.aborted) return aborted();
         if (err instanceof EgressError) return err;
         const e = err as NodeJS.ErrnoException;
-        if (e.code && HEADER_ERROR_CODES.has(e.code)) return new EgressNetworkError(`request to ${origin} has an invalid header`, { errno: e.code, sent: false });
+        if (e.code && INVALID_HEADER_CODES.has(e.code)) return new EgressNetworkError(`request to ${origin} has an invalid header`, { errno: e.code, sent: false });
         return new EgressNetworkError(`request to ${origin} failed: ${e.message}`, { cause: err, errno: e.code, sent: connected });
       };
       if (signal.aborted) return finish(signal.reason);

@@ -569,6 +569,14 @@ describe('withRetries', () => {
     expect(once.count()).toBe(1);
   });
 
+  it('never retries a request that cannot be built (a header value outside Latin-1)', async () => {
+    const { delays, sleep } = recorder();
+    const { attempt, count } = counted(() => egress(url(), { headers: { authorization: 'Bearer gho_\u2026' } }));
+    await expect(withRetries(attempt, { retries: 3, sleep })).rejects.toBeInstanceOf(TypeError);
+    expect(count()).toBe(1);
+    expect(delays).toEqual([]);
+  });
+
   it('never retries an EgressDeniedError', async () => {
     const denied = createEgressFetch({ policy: closed });
     const { delays, sleep } = recorder();

@@ -1,4 +1,13 @@
-import { abortReason, EgressDeniedError, EgressError, EgressHostNotFoundError, EgressNetworkError, EgressResponseTooLargeError, neverSent } from './errors.js';
+import {
+  abortReason,
+  EgressDeniedError,
+  EgressError,
+  EgressHostNotFoundError,
+  EgressNetworkError,
+  EgressResponseTooLargeError,
+  INVALID_HEADER_CODES,
+  neverSent,
+} from './errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Retries
@@ -10,7 +19,7 @@ export interface RetryOptions {
   maxDelayMs?: number;
   /** default: 429, 502, 503, 504 */
   retryOn?: (res: Response) => boolean;
-  /** default true; never for EgressDeniedError, an unknown host, an oversized response or an abort */
+  /** default true; never for EgressDeniedError, an unknown host, a request that cannot be built or sent (TypeError, invalid header), an oversized response or an abort */
   retryNetworkErrors?: boolean;
   /**
    * Default true. A request that is not idempotent (POST, PATCH without an idempotency key) may
@@ -96,6 +105,10 @@ export function serverRequestedDelay(res: Response, now = Date.now()): number | 
 function isRetryableError(err: unknown, signal?: AbortSignal): boolean {
   if (signal?.aborted) return false;
   if (err instanceof EgressDeniedError || err instanceof EgressHostNotFoundError || err instanceof EgressResponseTooLargeError) return false;
+  // A request that cannot be built (the egress client's TypeErrors: a bad URL, method or header
+  // value) or a header that cannot be sent will not become sendable by waiting.
+  if (err instanceof TypeError) return false;
+  if (err instanceof EgressNetworkError && err.errno && INVALID_HEADER_CODES.has(err.errno)) return false;
   return !(err instanceof Error && err.name === 'AbortError');
 }
 
