@@ -8,7 +8,7 @@ import { createKeyCache } from './environments/key-cache.js';
 import { findEnvironmentByKeyHash } from './environments/repository.js';
 import { createEnvironmentService } from './environments/service.js';
 import { createIntegrationService } from './integrations/service.js';
-import { createEgressFetch } from './lib/egress.js';
+import { createEgressFetch, type HostLookup } from './lib/egress.js';
 import type { Logger } from './lib/logger.js';
 import type { Vault } from './lib/vault.js';
 import { createOAuthClient } from './oauth/client.js';
@@ -41,7 +41,10 @@ export type ServicesConfig = Pick<
   | 'queues'
   | 'runs'
   | 'webhooks'
->;
+> & {
+  /** `lookup`: DNS resolution for the egress client (tests answer without the network); the system resolver otherwise. */
+  egress: { lookup?: HostLookup };
+};
 
 export interface ServiceDeps {
   config: ServicesConfig;
@@ -77,6 +80,7 @@ export async function createServices(deps: ServiceDeps) {
     policy: egressPolicy,
     timeoutMs: config.egress.timeoutMs,
     userAgent: `Terapi/${version}`,
+    lookup: config.egress.lookup,
   });
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
   const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
