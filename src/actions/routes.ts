@@ -4,7 +4,7 @@ import type { ApiFamily } from '../http/families.js';
 import { ValidationError } from '../lib/errors.js';
 import { connectionIdSchema, errorResponse, errors, providerConfigKey } from '../lib/schemas.js';
 import type { RunRow } from '../runs/repository.js';
-import { functionName } from '../syncs/schemas.js';
+import { functionName } from '../functions/schemas.js';
 import type { ActionService } from './service.js';
 
 const triggerBody = z

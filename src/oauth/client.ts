@@ -6,6 +6,7 @@ import { ValidationError } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
 import { EgressDeniedError, EgressError, EgressHostNotFoundError, withRetries } from '../lib/egress.js';
 import type { Provider } from '../providers/schema.js';
+import { fillTemplate } from '../providers/template.js';
 import { normalizeTokenBody } from './token-response.js';
 
 /** Everything needed to talk to one integration's authorization server. */
@@ -48,15 +49,6 @@ export class OAuthError extends Error {
 }
 
 const DEAD_GRANT_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'access_denied']);
-
-/** Fills `${connectionConfig.x}` placeholders of a catalog URL. */
-export function fillTemplate(template: string, connectionConfig: Record<string, unknown>): string {
-  return template.replace(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g, (_, field: string) => {
-    const value = connectionConfig[field];
-    if (typeof value !== 'string' || !value) throw ValidationError.field(`connection_config.${field}`, 'is required to reach this provider');
-    return value.replace(/\/+$/, '');
-  });
-}
 
 /** The OAuth endpoints of an integration: integration overrides first, then the catalog. */
 export function resolveEndpoints(

@@ -3,7 +3,7 @@ import { sha256 } from '../lib/hash.js';
 import * as oidc from 'openid-client';
 import type { ConnectSession } from '../connect/service.js';
 import * as connectRepo from '../connect/repository.js';
-import { verifyCredentials } from '../connect/verify.js';
+import { verifyCredentials } from '../providers/verify.js';
 import type { StoredCredentials } from '../connections/credentials.js';
 import { normalizeCredentials, validateConnectionConfig } from '../connections/credentials.js';
 import { findConnectionsById } from '../connections/repository.js';

@@ -1,13 +1,8 @@
 import { z } from 'zod';
+import { functionName } from '../functions/schemas.js';
 import type { RunRow } from '../runs/repository.js';
 import { connectionIdSchema, isoDate, providerConfigKey } from '../lib/schemas.js';
 import type { SyncView } from './service.js';
-
-export const functionName = z
-  .string()
-  .min(1)
-  .max(100)
-  .regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, 'must be a function name such as issues or create-issue');
 
 export const triggerSyncBody = z
   .object({
