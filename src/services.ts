@@ -8,7 +8,7 @@ import { createKeyCache } from './environments/key-cache.js';
 import { findEnvironmentByKeyHash } from './environments/repository.js';
 import { createEnvironmentService } from './environments/service.js';
 import { createIntegrationService } from './integrations/service.js';
-import { createEgressFetch } from './lib/egress.js';
+import { createEgressFetch, type HostLookup } from './lib/egress.js';
 import type { Logger } from './lib/logger.js';
 import type { Vault } from './lib/vault.js';
 import { createOAuthClient } from './oauth/client.js';
@@ -41,7 +41,10 @@ export type ServicesConfig = Pick<
   | 'queues'
   | 'runs'
   | 'webhooks'
->;
+> & {
+  /** `lookup`: DNS resolution for the egress client (tests answer without the network); the system resolver otherwise. */
+  egress: { lookup?: HostLookup };
+};
 
 export interface ServiceDeps {
   config: ServicesConfig;
@@ -66,22 +69,25 @@ export async function createServices(deps: ServiceDeps) {
   const db = database.db;
 
   const keyCache = createKeyCache({ ttlMs: config.keyCacheTtlMs, load: (hash) => findEnvironmentByKeyHash(db, hash) });
-  const hub = await createNotificationHub(database);
+  const hub = await createNotificationHub(database, { log: logger });
   hub.subscribe((kind, id) => {
     if (kind === 'env') keyCache.invalidateEnvironment(id);
   });
+  hub.onResync(() => keyCache.clear());
 
+  const egressPolicy = { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts };
   const egressFetch = createEgressFetch({
-    policy: { allowPrivateNetworks: config.egress.allowPrivateNetworks, allowedHosts: config.egress.allowedHosts },
+    policy: egressPolicy,
     timeoutMs: config.egress.timeoutMs,
     userAgent: `Terapi/${version}`,
+    lookup: config.egress.lookup,
   });
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
   const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
   const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub, log: logger });
   const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader });
 
-  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix });
+  const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix, log: logger });
   const registry = createFunctionRegistry(deps.extraFunctions);
   const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch, retries: config.runs.providerRetries });
   const enqueueSyncs = async (ids: readonly number[]) => {
@@ -95,10 +101,17 @@ export async function createServices(deps: ServiceDeps) {
     registry,
     keyCache,
     environments: createEnvironmentService({ db, keyCache }),
-    integrations: createIntegrationService({ db, vault, catalog, allowProviderUrlOverrides: config.allowProviderUrlOverrides, hub }),
+    integrations: createIntegrationService({
+      db,
+      vault,
+      catalog,
+      allowProviderUrlOverrides: config.allowProviderUrlOverrides,
+      allowInsecureOAuthUrls: config.egress.allowPrivateNetworks,
+      hub,
+    }),
     connections,
     tokens,
-    sessions: createConnectSessionService({ db, ttlSeconds: config.connectSessionTtlSeconds, serverUrl: config.serverUrl }),
+    sessions: createConnectSessionService({ db, catalog, ttlSeconds: config.connectSessionTtlSeconds, serverUrl: config.serverUrl }),
     flows: createAuthFlows({ db, vault, catalog, oauth, connections, fetch: egressFetch, serverUrl: config.serverUrl }),
     functions: createFunctionService({ db, registry, onSyncsDue: enqueueSyncs }),
     syncs: createSyncService({ db, reader, registry, enqueue: enqueueSyncs }),
@@ -109,6 +122,7 @@ export async function createServices(deps: ServiceDeps) {
       vault,
       queues,
       fetch: egressFetch,
+      egressPolicy,
       log: logger,
       maxAttempts: config.webhooks.maxAttempts,
       backoffMs: config.webhooks.backoffMs,

@@ -2,7 +2,7 @@ import type { Worker } from 'bullmq';
 import type { Config } from './config.js';
 import type { Logger } from './lib/logger.js';
 import { createWorker } from './queue/queues.js';
-import type { RedisTarget } from './queue/redis.js';
+import { createRedisErrorLog, type RedisTarget } from './queue/redis.js';
 import { deleteExpired, failStaleActionRuns } from './runs/repository.js';
 import type { Services } from './services.js';
 import { listRunnableSyncIds } from './syncs/repository.js';
@@ -64,10 +64,9 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     createWorker('actions', { ...base, concurrency: config.queues.actionConcurrency, maxStalledCount: 0 }, async ({ runId }) =>
       actionRunner(runId),
     ),
-    createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) => {
-      const attempt = job.attemptsMade + 1;
-      await webhooks.deliver(deliveryId, attempt, attempt >= (job.opts.attempts ?? 1));
-    }),
+    createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) =>
+      webhooks.deliver(deliveryId, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
+    ),
     createWorker('scheduler', { ...base, concurrency: 1 }, async () => tick()),
   ];
   // Runs record their webhook events in Postgres; dispatch them right away instead of at the next tick.
@@ -78,9 +77,12 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       webhooks.dispatch().catch((err: unknown) => log.warn({ err }, 'webhook dispatch failed'));
     }, 20);
   };
+  // A down Redis makes every worker report every reconnect attempt: one rate-limited log for all.
+  const redisErrors = createRedisErrorLog(log, { message: 'queue worker error' });
   for (const w of workers) {
     if (w.name === 'syncs' || w.name === 'actions') w.on('completed', dispatchSoon);
-    w.on('error', (err) => log.warn({ err, queue: w.name }, 'queue worker error'));
+    w.on('error', (err) => redisErrors.error(err, { queue: w.name, worker: true }));
+    w.on('ready', () => redisErrors.ready());
     w.on('failed', (job, err) => {
       if (w.name !== 'webhooks') log.warn({ err, queue: w.name, jobId: job?.id }, 'job failed');
     });

@@ -74,7 +74,7 @@ describe('terapi serve (embedded)', () => {
     expect(await stop(second.child, second.exited)).toBe(0);
     await new Promise((r) => setTimeout(r, 200));
     expect(redisPid > 0 && processAlive(redisPid)).toBe(false);
-  }, 120_000);
+  });
 
   it('uses TERAPI_SECRET_KEY when set', async () => {
     const key = `pinned_${randomBytes(16).toString('hex')}`;
@@ -89,7 +89,7 @@ describe('terapi serve (embedded)', () => {
       await stop(p.child, p.exited);
       await rm(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  });
 });
 
 describe('graceful shutdown', () => {
@@ -126,7 +126,7 @@ describe('graceful shutdown', () => {
       await new Promise((r) => slow.close(r));
       await rm(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  });
 });
 
 describe('startup refusals', () => {
@@ -183,10 +183,10 @@ describe.runIf(usingPostgres)('terapi on Postgres (DATABASE_URL)', () => {
       const { url, key } = await p.listening();
       expect(p.out()).toContain('shown once');
       const ready = await (await fetch(`${url}/ready`)).json();
-      expect(ready).toEqual({ status: 'ready', database: 'postgres' });
+      expect(ready).toEqual({ status: 'ready', database: 'postgres', checks: { database: 'ok', redis: 'ok' } });
       expect((await fetch(`${url}/providers`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     } finally {
       expect(await stop(p.child, p.exited)).toBe(0);
     }
-  }, 120_000);
+  });
 });

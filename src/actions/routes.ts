@@ -4,7 +4,7 @@ import type { ApiFamily } from '../http/families.js';
 import { ValidationError } from '../lib/errors.js';
 import { connectionIdSchema, errorResponse, errors, providerConfigKey } from '../lib/schemas.js';
 import type { RunRow } from '../runs/repository.js';
-import { functionName } from '../syncs/schemas.js';
+import { functionName } from '../functions/schemas.js';
 import type { ActionService } from './service.js';
 
 const triggerBody = z
@@ -31,7 +31,14 @@ export const actionResponse = z
   })
   .meta({ id: 'ActionResponse' });
 
-const pending = z.object({ id: z.uuid(), status_url: z.string(), status: z.enum(['queued', 'running']) }).meta({ id: 'ActionPending' });
+const pending = z
+  .object({
+    id: z.uuid(),
+    status_url: z.string(),
+    statusUrl: z.string().describe("Nango-compatible: the status URL's path (Nango's SDK prefixes it with its host)"),
+    status: z.enum(['queued', 'running']),
+  })
+  .meta({ id: 'ActionPending' });
 
 const actionFailure = errorResponse
   .extend({
@@ -88,7 +95,12 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
       const outcome = await svc.trigger(req.environment.id, { connectionId, providerConfigKey: key, actionName: req.body.action_name, input: req.body.input ?? {}, async });
       const run = outcome.run;
       if (outcome.state === 'pending') {
-        return reply.code(202).send({ id: run.id, status_url: `${serverUrl}${family.paths.action}/${run.id}`, status: run.status === 'running' ? 'running' : 'queued' });
+        return reply.code(202).send({
+          id: run.id,
+          status_url: `${serverUrl}${family.paths.action}/${run.id}`,
+          statusUrl: `${family.paths.action}/${run.id}`,
+          status: run.status === 'running' ? 'running' : 'queued',
+        });
       }
       if (run.status === 'success') return { success: true, action_name: run.functionName, output: run.output, error: null };
       const code = run.error?.upstream ? 'provider_error' : run.error?.code === 'aborted' ? 'action_timeout' : 'action_failed';

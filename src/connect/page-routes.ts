@@ -1,4 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import fastifyCookie from '@fastify/cookie';
+import fastifyFormbody from '@fastify/formbody';
+import fastifyHelmet from '@fastify/helmet';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -6,7 +8,7 @@ import { AppError } from '../lib/errors.js';
 import { providerConfigKey } from '../lib/schemas.js';
 import { type AuthFlows, FlowError, type FlowResult } from '../oauth/flow.js';
 import type { ConnectSession, ConnectSessionService } from './service.js';
-import { errorPage, formFields, formPage, listPage, successPage } from './views.js';
+import { errorPage, formFields, formPage, listPage, type Nonces, successPage } from './views.js';
 
 const COOKIE = 'terapi_connect';
 const statusOf: Record<FlowError['kind'], number> = {
@@ -17,15 +19,8 @@ const statusOf: Record<FlowError['kind'], number> = {
   invalid_input: 400,
   invalid_credentials: 400,
   provider_error: 502,
+  internal: 500,
 };
-
-function readCookie(req: FastifyRequest): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [name, ...rest] = part.trim().split('=');
-    if (name === COOKIE) return decodeURIComponent(rest.join('='));
-  }
-  return undefined;
-}
 
 /**
  * The hosted Connect page and the OAuth redirect endpoints. The session token arrives once in the
@@ -39,43 +34,72 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
   const secure = serverUrl.startsWith('https://');
   const ownOrigin = new URL(serverUrl).origin;
 
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  // Registered here rather than on the whole app: only these end-user pages take cookies and
+  // form bodies, and their headers (a nonce-based CSP above all) would break the API docs page.
+  await app.register(fastifyCookie);
+  await app.register(fastifyFormbody, { bodyLimit: 64 * 1024 });
+  await app.register(fastifyHelmet, {
+    enableCSPNonces: true,
+    contentSecurityPolicy: {
+      useDefaults: false,
+      // script-src and style-src receive the per-response nonces.
+      directives: { defaultSrc: ["'none'"], scriptSrc: [], styleSrc: [], formAction: ["'self'", 'https:', 'http:'], baseUri: ["'none'"], frameAncestors: ["'self'"] },
+    },
+    // Popup mode reports to window.opener, which Cross-Origin-Opener-Policy: same-origin would cut.
+    crossOriginOpenerPolicy: false,
+    referrerPolicy: { policy: 'no-referrer' },
   });
 
-  function html(reply: FastifyReply, status: number, render: (nonce: string) => string) {
-    const nonce = randomBytes(16).toString('base64');
-    return reply
-      .code(status)
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
-      .header('referrer-policy', 'no-referrer')
-      .header('x-content-type-options', 'nosniff')
-      .header('content-security-policy', `default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-${nonce}'; form-action 'self' https: http:; base-uri 'none'`)
-      .send(render(nonce));
+  function html(reply: FastifyReply, status: number, render: (nonces: Nonces) => string) {
+    // Helmet's onRequest hook sets the nonces and the CSP naming them; without it there is no CSP to match.
+    const nonces = reply.cspNonce ?? { script: '', style: '' };
+    return reply.code(status).header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(render(nonces));
   }
 
-  const fail = (reply: FastifyReply, err: unknown, known?: ConnectSession) => {
+  /** What the end user is told about a failure; anything unexpected is logged and stays vague. */
+  function explain(req: FastifyRequest, err: unknown): { error: FlowError; status: number } {
     if (err instanceof FlowError) {
-      const session = err.session ?? known;
-      let back: string | null = null;
-      if (session?.redirectUrl) {
-        const url = new URL(session.redirectUrl);
-        url.searchParams.set('error', err.kind);
-        back = url.toString();
-      }
-      return html(reply, statusOf[err.kind], (n) =>
-        errorPage({ kind: err.kind, message: err.message, origin: session?.allowedOrigin ?? null, back }, n),
-      );
+      if (err.kind === 'internal') req.log.error({ err: err.cause ?? err }, 'connect flow failed');
+      return { error: err, status: statusOf[err.kind] };
     }
     if (err instanceof AppError && err.statusCode === 401) {
-      return html(reply, 401, (n) => errorPage({ kind: 'expired', message: 'This connect link has expired. Ask the application for a new one.', origin: null, back: null }, n));
+      return { error: new FlowError('expired', 'This connect link has expired. Ask the application for a new one.'), status: 401 };
     }
-    throw err;
+    // Validation, body parsing and the input guard: the request itself is wrong.
+    const status = (err as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return { error: new FlowError('invalid_input', `This request is not valid: ${(err as Error).message}`), status };
+    }
+    req.log.error({ err }, 'connect page failed');
+    return { error: new FlowError('internal', `Something went wrong on our side; try again later (request ${req.id}).`), status: 500 };
+  }
+
+  /** Every failure inside the Connect flow is a page that also tells the opener, never raw JSON. */
+  const fail = (req: FastifyRequest, reply: FastifyReply, err: unknown, known?: ConnectSession) => {
+    const { error, status } = explain(req, err);
+    const session = error.session ?? known;
+    let back: string | null = null;
+    if (session?.redirectUrl) {
+      const url = new URL(session.redirectUrl);
+      url.searchParams.set('error', error.kind);
+      back = url.toString();
+    }
+    return html(reply, status, (n) => errorPage({ kind: error.kind, message: error.message, origin: session?.allowedOrigin ?? null, back }, n));
   };
 
+  // Errors raised before a handler runs (validation, body parsing, the input guard) end here.
+  app.setErrorHandler(async (err, req, reply) => {
+    let session: ConnectSession | undefined;
+    try {
+      session = await sessions.authenticate(req.cookies?.[COOKIE]);
+    } catch {
+      // No live session: the page cannot tell an opener, but still explains itself.
+    }
+    return fail(req, reply, err, session);
+  });
+
   async function sessionOf(req: FastifyRequest, token?: string) {
-    return sessions.authenticate(token ?? readCookie(req));
+    return sessions.authenticate(token ?? req.cookies[COOKIE]);
   }
 
   function succeed(reply: FastifyReply, result: FlowResult, providerName: string) {
@@ -112,19 +136,23 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
         const session = await sessionOf(req, token);
         if (token) {
           const maxAge = Math.max(0, Math.floor((session.expiresAt.getTime() - Date.now()) / 1000));
-          reply.header('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure ? '; Secure' : ''}`);
+          reply.setCookie(COOKIE, token, { path: '/', httpOnly: true, sameSite: 'lax', maxAge, secure });
           return reply.code(303).header('location', '/connect').send();
         }
-        const integrations = await sessions.allowedIntegrations(session);
-        if (session.reconnectConnectionId && integrations[0]) return reply.code(303).header('location', `/connect/i/${encodeURIComponent(integrations[0].uniqueKey)}`).send();
-        const items = integrations.map((i) => ({
+        const allowed = await sessions.allowedIntegrations(session);
+        if (session.reconnectConnectionId && allowed[0]) return reply.code(303).header('location', `/connect/i/${encodeURIComponent(allowed[0].uniqueKey)}`).send();
+        // Only integrations an end user can complete (an OAuth integration needs its client).
+        const integrations = allowed.filter((i) => flows.isUsable(i));
+        const names = integrations.map((i) => flows.integrationName(i));
+        const items = integrations.map((i, at) => ({
           key: i.uniqueKey,
-          name: i.displayName ?? flows.providerName(i.provider),
+          // Two integrations of one provider without display names would look the same: add the key.
+          name: names.indexOf(names[at]!) !== names.lastIndexOf(names[at]!) ? `${names[at]} (${i.uniqueKey})` : names[at]!,
           authMode: flows.authModeOf(i.provider),
         }));
         return html(reply, 200, (n) => listPage(items, n));
       } catch (err) {
-        return fail(reply, err);
+        return fail(req, reply, err);
       }
     },
   });
@@ -135,14 +163,15 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       let session: ConnectSession | undefined;
       try {
         session = await sessionOf(req);
-        const { provider } = await flows.allowedIntegration(session, req.params.key);
+        const { integration, provider } = await flows.allowedIntegration(session, req.params.key);
         const missing = flows.missingConfigFields(session, req.params.key, provider);
         if (provider.auth_mode === 'OAUTH2' && missing.length === 0) {
           return reply.code(303).header('location', (await flows.startOAuth(session, req.params.key, {})).toString()).send();
         }
-        return html(reply, 200, (n) => formPage({ key: req.params.key, provider, fields: formFields(provider, missing) }, n));
+        const name = flows.integrationName(integration);
+        return html(reply, 200, (n) => formPage({ key: req.params.key, name, provider, fields: formFields(provider, missing) }, n));
       } catch (err) {
-        return fail(reply, err, session);
+        return fail(req, reply, err, session);
       }
     },
   });
@@ -157,26 +186,27 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       }
       try {
         session = await sessionOf(req);
-        const { provider } = await flows.allowedIntegration(session, req.params.key);
+        const { integration, provider } = await flows.allowedIntegration(session, req.params.key);
+        const name = flows.integrationName(integration);
         const typed = req.body;
         try {
           if (provider.auth_mode === 'OAUTH2') {
             return reply.code(303).header('location', (await flows.startOAuth(session, req.params.key, typed)).toString()).send();
           }
-          return succeed(reply, await flows.connectWithCredentials(session, req.params.key, typed), provider.display_name);
+          return succeed(reply, await flows.connectWithCredentials(session, req.params.key, typed), name);
         } catch (err) {
           if (err instanceof FlowError && (err.kind === 'invalid_input' || err.kind === 'invalid_credentials' || err.kind === 'provider_error')) {
             const missing = flows.missingConfigFields(session, req.params.key, provider);
             // Re-render the form with what the user typed, never with secrets.
             const keep = Object.fromEntries(Object.entries(typed).filter(([k]) => !['api_key', 'password', 'client_secret'].includes(k)));
             return html(reply, statusOf[err.kind], (n) =>
-              formPage({ key: req.params.key, provider, fields: formFields(provider, missing, keep), error: { message: err.message, field: err.field } }, n),
+              formPage({ key: req.params.key, name, provider, fields: formFields(provider, missing, keep), error: { message: err.message, field: err.field } }, n),
             );
           }
           throw err;
         }
       } catch (err) {
-        return fail(reply, err, session);
+        return fail(req, reply, err, session);
       }
     },
   });
@@ -194,7 +224,7 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
         session = await sessionOf(req, token);
         return reply.code(302).header('location', (await flows.startOAuth(session, req.params.key, typed)).toString()).send();
       } catch (err) {
-        return fail(reply, err, session);
+        return fail(req, reply, err, session);
       }
     },
   });
@@ -212,9 +242,9 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
     handler: async (req, reply) => {
       try {
         const result = await flows.finishOAuth(req.query);
-        return succeed(reply, result, flows.providerName(result.connection.provider));
+        return succeed(reply, result, result.integrationName);
       } catch (err) {
-        return fail(reply, err, undefined);
+        return fail(req, reply, err, undefined);
       }
     },
   });

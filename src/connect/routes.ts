@@ -2,21 +2,42 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { endUserSchema, tagsSchema } from '../connections/schemas.js';
 import { bearerToken } from '../environments/keys.js';
+import { ValidationError } from '../lib/errors.js';
 import { connectionIdSchema, errors, jsonObject, providerConfigKey } from '../lib/schemas.js';
 import type { ConnectSession, ConnectSessionInput, ConnectSessionService } from './service.js';
 
 const tags = ['Connect'];
 
+/** Plain http is for a developer's own machine only; anything else must be https. */
+const secureOrLocal = (u: URL) => u.protocol === 'https:' || (u.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
+
 const redirectUrl = z
   .url({ protocol: /^https?$/ })
   .max(2000)
-  .refine((u) => u.startsWith('https://') || /^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?\//.test(`${u}/`), 'must be https (or http on localhost)')
+  .refine((u) => secureOrLocal(new URL(u)), 'must be https (or http on localhost, 127.0.0.1 or [::1])')
   .describe('Where the Connect page sends the user after success (query gains connection_id and provider_config_key)');
 const origin = z
   .string()
   .max(300)
-  .regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?$/, 'must be an origin such as https://app.example.com')
-  .describe('The only origin the Connect page posts its result message to (defaults to the origin of redirect_url)');
+  .transform((value, ctx) => {
+    let u: URL | undefined;
+    try {
+      u = new URL(value);
+    } catch {
+      // Reported below.
+    }
+    // scheme://host[:port] and nothing else (a trailing "/" is tolerated); a bad port fails to parse.
+    if (!u || !/^https?:$/.test(u.protocol) || u.username || u.password || u.pathname !== '/' || u.search || u.hash || /[/?#]./.test(value.replace(/^https?:\/\//i, ''))) {
+      ctx.addIssue({ code: 'custom', message: 'must be an origin such as https://app.example.com (scheme, host and optional port; no path)' });
+      return z.NEVER;
+    }
+    if (!secureOrLocal(u)) {
+      ctx.addIssue({ code: 'custom', message: 'must be https (or http on localhost, 127.0.0.1 or [::1])' });
+      return z.NEVER;
+    }
+    return u.origin;
+  })
+  .describe('The only origin the Connect page posts its result message to (defaults to the origin of redirect_url): https, or http on localhost');
 
 const defaults = z
   .record(
@@ -87,6 +108,18 @@ const sharedInput = (b: {
   allowedOrigin: b.allowed_origin,
 });
 
+/** Nango's newer clients may name the end user only by tags (`end_user_id`, `end_user_email`, `end_user_display_name`). */
+function endUserFromTags(tags: Record<string, string> | undefined): ConnectSessionInput['endUser'] {
+  if (!tags?.end_user_id) throw ValidationError.field('end_user', 'is required (or tags.end_user_id)');
+  const fromTag = { id: 'end_user_id', email: 'end_user_email', display_name: 'end_user_display_name' } as const;
+  const parsed = endUserSchema.safeParse({ id: tags.end_user_id, email: tags.end_user_email, display_name: tags.end_user_display_name });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw ValidationError.field(`tags.${fromTag[issue.path[0] as keyof typeof fromTag]}`, issue.message);
+  }
+  return parsed.data;
+}
+
 const toToken = (r: { token: string; connectLink: string; expiresAt: Date }) => ({
   data: { token: r.token, connect_link: r.connectLink, expires_at: r.expiresAt.toISOString() },
 });
@@ -98,9 +131,10 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
       operationId: 'createConnectSession',
       tags,
       summary: 'Create a connect session',
-      description: 'A short-lived token (30 minutes by default) and the Connect page link for one end user of your product.',
+      description:
+        'A short-lived token (30 minutes by default) and the Connect page link for one end user of your product. Like a Nango session, it stays usable until it expires: the user may connect several accounts with it (one new connection each time). End it early with DELETE /connect/session.',
       body: z.object({
-        end_user: endUserWithTags,
+        end_user: endUserWithTags.optional().describe('The end user; may be omitted when `tags.end_user_id` names them (as Nango allows)'),
         allowed_integrations: z.array(providerConfigKey).min(1).max(200).optional().describe('Integration keys the user may connect (default: all)'),
         ...sessionBody,
       }),
@@ -110,7 +144,7 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
       const b = req.body;
       const created = await sessions.create(req.environment.id, {
         ...sharedInput(b),
-        endUser: b.end_user,
+        endUser: b.end_user ?? endUserFromTags(b.tags),
         allowedIntegrations: b.allowed_integrations,
       });
       return reply.code(201).send(toToken(created));

@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { sha256 } from '../lib/hash.js';
 import type { Db } from '../db/client.js';
 import type { EndUser, IntegrationDefaults } from '../db/schema/index.js';
+import { validateConnectionConfig } from '../connections/credentials.js';
 import { findConnection } from '../connections/repository.js';
 import { listIntegrations } from '../integrations/repository.js';
-import { NotFoundError, UnauthorizedError, ValidationError } from '../lib/errors.js';
+import { AppError, NotFoundError, UnauthorizedError, ValidationError } from '../lib/errors.js';
+import type { Catalog } from '../providers/catalog.js';
 import * as repo from './repository.js';
 
 export interface ConnectSessionInput {
@@ -23,22 +25,36 @@ export type ConnectSessionService = ReturnType<typeof createConnectSessionServic
 const TOKEN_PREFIX = 'terapi_cs_';
 export const hashSessionToken = (token: string) => sha256(token, 'hex');
 
-/** Connect sessions: short-lived tokens that let one end user connect accounts on the Connect page. */
-export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; serverUrl: string }) {
+/**
+ * Connect sessions: short-lived tokens that let one end user connect accounts on the Connect page.
+ * A session stays usable until it expires (as Nango's do): each completed flow adds a connection.
+ */
+export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; serverUrl: string; catalog: Catalog }) {
   const { db } = deps;
 
-  async function checkKeys(environmentId: string, keys: string[], field: string) {
-    const existing = new Set((await listIntegrations(db, environmentId)).map((i) => i.uniqueKey));
-    keys.forEach((k, i) => {
-      if (!existing.has(k)) throw ValidationError.field(`${field}[${i}]`, `no integration "${k}" in this environment`);
+  async function checkIntegrations(environmentId: string, input: ConnectSessionInput) {
+    const existing = new Map((await listIntegrations(db, environmentId)).map((i) => [i.uniqueKey, i]));
+    input.allowedIntegrations?.forEach((k, i) => {
+      if (!existing.has(k)) throw ValidationError.field(`allowed_integrations[${i}]`, `no integration "${k}" in this environment`);
     });
+    for (const [key, defaults] of Object.entries(input.integrationsConfigDefaults ?? {})) {
+      const integration = existing.get(key);
+      if (!integration) throw ValidationError.field(`integrations_config_defaults.${key}`, `no integration "${key}" in this environment`);
+      const provider = deps.catalog.get(integration.provider);
+      if (!provider || !defaults.connection_config) continue;
+      try {
+        // Defaults may leave fields for the user to type on the Connect page: only check what is given.
+        validateConnectionConfig(provider, defaults.connection_config, { filledLater: Object.keys(provider.connection_config ?? {}) });
+      } catch (err) {
+        if (!(err instanceof AppError) || !Array.isArray(err.details)) throw err;
+        const { field, message } = err.details[0] as { field: string; message: string };
+        throw ValidationError.field(`integrations_config_defaults.${key}.${field}`, message);
+      }
+    }
   }
 
   async function create(environmentId: string, input: ConnectSessionInput, reconnectConnectionId?: number) {
-    if (input.allowedIntegrations) await checkKeys(environmentId, input.allowedIntegrations, 'allowed_integrations');
-    if (input.integrationsConfigDefaults) {
-      await checkKeys(environmentId, Object.keys(input.integrationsConfigDefaults), 'integrations_config_defaults');
-    }
+    await checkIntegrations(environmentId, input);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const expiresAt = new Date(Date.now() + deps.ttlSeconds * 1000);
     const allowedOrigin = input.allowedOrigin ?? (input.redirectUrl ? new URL(input.redirectUrl).origin : undefined);

@@ -22,16 +22,22 @@ button.primary{margin-top:1.25rem;width:100%;padding:.75rem;border:0;border-radi
 .alert{padding:.75rem 1rem;border-radius:.6rem;background:var(--card);border-left:4px solid var(--danger)}
 .ok{border-left-color:var(--ok)}.back{display:inline-block;margin-top:1rem;color:var(--accent)}`;
 
-function page(title: string, body: string, nonce: string, script = ''): string {
+/** The per-response CSP nonces (from @fastify/helmet) for the page's one style and one script element. */
+export interface Nonces {
+  script: string;
+  style: string;
+}
+
+function page(title: string, body: string, nonce: Nonces, script = ''): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>${escapeHtml(title)}</title><style>${styles}</style></head>
-<body><main>${body}</main>${script ? `<script nonce="${nonce}">${script}</script>` : ''}</body></html>`;
+<meta name="referrer" content="no-referrer"><title>${escapeHtml(title)}</title><style nonce="${escapeHtml(nonce.style)}">${styles}</style></head>
+<body><main>${body}</main>${script ? `<script nonce="${escapeHtml(nonce.script)}">${script}</script>` : ''}</body></html>`;
 }
 
 const logo = (name: string) => `<span class="logo" aria-hidden="true">${escapeHtml(name.slice(0, 1).toUpperCase())}</span>`;
 
-export function listPage(items: { key: string; name: string; authMode: string }[], nonce: string): string {
+export function listPage(items: { key: string; name: string; authMode: string }[], nonce: Nonces): string {
   const list = items.length
     ? `<ul>${items
         .map(
@@ -81,7 +87,7 @@ export function formFields(provider: Provider, configFields: string[], typed: Re
   }
 }
 
-export function formPage(p: { key: string; provider: Provider; fields: FormField[]; error?: { message: string; field?: string } }, nonce: string): string {
+export function formPage(p: { key: string; name: string; provider: Provider; fields: FormField[]; error?: { message: string; field?: string } }, nonce: Nonces): string {
   const inputs = p.fields
     .map((f) => {
       const invalid = p.error?.field === f.name;
@@ -95,8 +101,8 @@ ${f.hint ? `<p class="hint" id="h-${f.name}">${escapeHtml(f.hint)}</p>` : ''}`;
   const error = p.error ? `<div class="alert" role="alert" id="form-error">${escapeHtml(p.error.message)}</div>` : '';
   const action = p.provider.auth_mode === 'OAUTH2' ? 'Continue' : 'Connect';
   return page(
-    `Connect ${p.provider.display_name}`,
-    `${logo(p.provider.display_name)}<h1>Connect ${escapeHtml(p.provider.display_name)}</h1>${error}
+    `Connect ${p.name}`,
+    `${logo(p.name)}<h1>Connect ${escapeHtml(p.name)}</h1>${error}
 <form method="post" action="/connect/i/${encodeURIComponent(p.key)}" novalidate>${inputs}<button class="primary" type="submit" id="connect-submit">${action}</button></form>
 <a class="back" href="/connect">Back</a>`,
     nonce,
@@ -117,7 +123,7 @@ else if(window.opener&&${json(closeAfterMs)}){setTimeout(function(){window.close
 
 export function successPage(
   p: { providerName: string; connectionId: string; providerConfigKey: string; isReconnect: boolean; origin: string | null; redirect: string | null },
-  nonce: string,
+  nonce: Nonces,
 ): string {
   const message = {
     type: 'terapi:connect',
@@ -142,9 +148,10 @@ const errorTitles: Record<string, string> = {
   invalid_input: 'Check your input',
   invalid_credentials: 'Invalid credentials',
   provider_error: 'Something went wrong',
+  internal: 'Something went wrong',
 };
 
-export function errorPage(p: { kind: string; message: string; origin: string | null; back: string | null }, nonce: string): string {
+export function errorPage(p: { kind: string; message: string; origin: string | null; back: string | null }, nonce: Nonces): string {
   const links = [
     p.kind === 'expired' ? '' : '<a class="back" href="/connect">Try again</a>',
     p.back ? ` <a class="back" href="${escapeHtml(p.back)}" id="return">Return to the application</a>` : '',

@@ -107,37 +107,77 @@ export function normalizeCredentials(provider: Provider, input: Record<string, u
   const expiry = (c: { expires_at?: Date; expires_in?: number }) =>
     c.expires_at ?? (c.expires_in !== undefined ? new Date(now.getTime() + c.expires_in * 1000) : null);
 
-  switch (provider.auth_mode) {
-    case 'OAUTH2': {
-      const c = parse(oauth2);
-      const expiresAt = c.no_expiration ? null : expiry(c);
-      const stored: StoredCredentials = { type: 'OAUTH2', access_token: c.access_token, raw: c.raw ?? {} };
-      if (c.refresh_token) stored.refresh_token = c.refresh_token;
-      if (expiresAt) stored.expires_at = expiresAt.toISOString();
-      if (c.token_type) stored.token_type = c.token_type;
-      if (c.scope) stored.scope = c.scope;
-      return { stored, expiresAt, refreshable: Boolean(c.refresh_token) };
-    }
-    case 'OAUTH2_CC': {
-      const c = parse(oauth2cc);
-      const accessToken = c.access_token ?? c.token;
-      const expiresAt = accessToken ? expiry(c) : null;
-      const stored: StoredCredentials = { type: 'OAUTH2_CC', raw: c.raw ?? {} };
-      if (accessToken) stored.access_token = accessToken;
-      if (expiresAt) stored.expires_at = expiresAt.toISOString();
-      if (c.client_id) stored.client_id = c.client_id;
-      if (c.client_secret) stored.client_secret = c.client_secret;
-      return { stored, expiresAt, refreshable: true };
-    }
-    case 'API_KEY': {
-      const c = parse(apiKey);
-      return { stored: { type: 'API_KEY', api_key: (c.api_key ?? c.apiKey)! }, expiresAt: null, refreshable: false };
-    }
-    case 'BASIC': {
-      const c = parse(basic);
-      return { stored: { type: 'BASIC', username: c.username, password: c.password }, expiresAt: null, refreshable: false };
+  const normalized = build();
+  for (const field of headerFields(provider, normalized.stored)) {
+    const value = (normalized.stored as Record<string, unknown>)[field];
+    const why = typeof value === 'string' ? headerUnsafe(value) : undefined;
+    if (why) throw ValidationError.field(`credentials.${field}`, why);
+  }
+  return normalized;
+
+  function build(): NormalizedCredentials {
+    switch (provider.auth_mode) {
+      case 'OAUTH2': {
+        const c = parse(oauth2);
+        const expiresAt = c.no_expiration ? null : expiry(c);
+        const stored: StoredCredentials = { type: 'OAUTH2', access_token: c.access_token, raw: c.raw ?? {} };
+        if (c.refresh_token) stored.refresh_token = c.refresh_token;
+        if (expiresAt) stored.expires_at = expiresAt.toISOString();
+        if (c.token_type) stored.token_type = c.token_type;
+        if (c.scope) stored.scope = c.scope;
+        return { stored, expiresAt, refreshable: Boolean(c.refresh_token) };
+      }
+      case 'OAUTH2_CC': {
+        const c = parse(oauth2cc);
+        const accessToken = c.access_token ?? c.token;
+        const expiresAt = accessToken ? expiry(c) : null;
+        const stored: StoredCredentials = { type: 'OAUTH2_CC', raw: c.raw ?? {} };
+        if (accessToken) stored.access_token = accessToken;
+        if (expiresAt) stored.expires_at = expiresAt.toISOString();
+        if (c.client_id) stored.client_id = c.client_id;
+        if (c.client_secret) stored.client_secret = c.client_secret;
+        return { stored, expiresAt, refreshable: true };
+      }
+      case 'API_KEY': {
+        const c = parse(apiKey);
+        return { stored: { type: 'API_KEY', api_key: (c.api_key ?? c.apiKey)! }, expiresAt: null, refreshable: false };
+      }
+      case 'BASIC': {
+        const c = parse(basic);
+        return { stored: { type: 'BASIC', username: c.username, password: c.password }, expiresAt: null, refreshable: false };
+      }
     }
   }
+}
+
+/**
+ * Stored credential fields that are sent verbatim in a request header to the provider: the OAuth
+ * access token (`Authorization: Bearer`), and whatever the catalog's header template places
+ * outside `${base64(…)}` (inside it, any text survives the encoding).
+ */
+function headerFields(provider: Provider, stored: StoredCredentials): string[] {
+  if (stored.type === 'OAUTH2' || stored.type === 'OAUTH2_CC') return ['access_token'];
+  const placement = provider.credential_placement;
+  if (!placement || placement.in !== 'header') return [];
+  const verbatim = placement.value.replace(/\$\{base64\([^)]*\)\}/g, '');
+  const fields: Record<string, string> = { apiKey: 'api_key', username: 'username', password: 'password' };
+  return [...verbatim.matchAll(/\$\{(apiKey|username|password)\}/g)].map((m) => fields[m[1]!]!);
+}
+
+/**
+ * Why a value cannot travel in an HTTP header, if it cannot: fetch refuses anything above U+00FF
+ * ("Cannot convert argument to a ByteString") and CR, LF or NUL, and trims surrounding spaces.
+ * Real tokens and keys are visible ASCII, so anything else is a copy-and-paste accident (an
+ * ellipsis "…" from a shortened example, a smart quote, a line break) that would fail every call.
+ */
+export function headerUnsafe(value: string): string | undefined {
+  const at = value.search(/[^\x20-\x7e]/);
+  if (at >= 0) {
+    const code = value.codePointAt(at)!.toString(16).toUpperCase().padStart(4, '0');
+    return `contains a character that cannot be sent in an HTTP header (U+${code} at position ${at + 1}); tokens and keys are visible ASCII`;
+  }
+  if (value !== value.trim()) return 'has leading or trailing spaces, which an HTTP header cannot carry';
+  return undefined;
 }
 
 /**

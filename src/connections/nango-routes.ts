@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ValidationError } from '../lib/errors.js';
 import { booleanQuery, connectionIdSchema, cursorQuery, errors, isoDate, jsonObject, limitQuery, providerConfigKey } from '../lib/schemas.js';
 import type { StoredCredentials } from './credentials.js';
 import { connectionExtras, connectionParams, credentialsInput, keyQuery, toConnectionInput } from './schemas.js';
@@ -124,6 +125,11 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
       }),
       response: { 200: z.object({ connections: z.array(listItem), next_cursor: z.string().nullable() }), ...errors(400, 401) },
     },
+    // Nango's SDK filters by `tags[<name>]=…`; without tag filtering here, answering every connection would be wrong.
+    preValidation: async (req) => {
+      const tagFilter = Object.keys(req.query as object).find((k) => k.startsWith('tags['));
+      if (tagFilter) throw ValidationError.field(tagFilter, 'filtering connections by tag is not supported; filter by endUserId or integrationId');
+    },
     handler: async (req) => {
       const q = req.query;
       const page = await svc.list(req.environment.id, {
@@ -196,15 +202,18 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
     },
   });
 
-  for (const [method, mode] of [
-    ['POST', 'replace'],
-    ['PATCH', 'merge'],
+  // Nango's API documents `/connection/metadata`; its Node SDK calls `/connections/metadata`. Both are served.
+  for (const [method, mode, url, operationId] of [
+    ['POST', 'replace', '/connection/metadata', 'nangoSetMetadata'],
+    ['PATCH', 'merge', '/connection/metadata', 'nangoUpdateMetadata'],
+    ['POST', 'replace', '/connections/metadata', 'nangoSetConnectionsMetadata'],
+    ['PATCH', 'merge', '/connections/metadata', 'nangoUpdateConnectionsMetadata'],
   ] as const) {
     app.route({
       method,
-      url: '/connection/metadata',
+      url,
       schema: {
-        operationId: mode === 'replace' ? 'nangoSetMetadata' : 'nangoUpdateMetadata',
+        operationId,
         tags,
         summary: mode === 'replace' ? 'Set connection metadata (Nango-compatible)' : 'Merge connection metadata (Nango-compatible)',
         description: 'Applies to one connection or a list of them, all or nothing.',

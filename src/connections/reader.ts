@@ -19,6 +19,7 @@ export function createConnectionReader(deps: { db: Db; hub: NotificationHub; ttl
       kind === 'conn' ? String(row.id) === id : kind === 'integration' ? String(row.integrationId) === id : row.environmentId === id,
     ),
   );
+  deps.hub.onResync(() => cache.clear());
 
   return {
     get(environmentId: string, providerConfigKey: string, connectionId: string): Promise<ConnectionWithIntegration | undefined> {

@@ -2,7 +2,7 @@ import type { IntegrationRow } from '../integrations/repository.js';
 import { decryptClientSecret } from '../integrations/service.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
-import { fillTemplate } from '../oauth/client.js';
+import { fillTemplate } from '../providers/template.js';
 import type { Provider } from '../providers/schema.js';
 import type { StoredCredentials } from './credentials.js';
 

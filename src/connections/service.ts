@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { verifyCredentials } from '../connect/verify.js';
+import { verifyCredentials } from '../providers/verify.js';
 import type { Db } from '../db/client.js';
 import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { EndUser } from '../db/schema/index.js';

@@ -22,8 +22,12 @@ export interface Database {
   /** Runs pending migrations; safe to call from several processes at once. */
   migrate(): Promise<void>;
   ping(): Promise<void>;
-  /** Calls `onMessage` for every NOTIFY on `channel` (cross-process cache invalidation). */
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `onMessage` for every NOTIFY on `channel` (cross-process cache invalidation). `onLost`
+   * is called once if the session ends without being closed (its server connection dropped): the
+   * caller listens again and assumes it missed notifications in between.
+   */
+  listen(channel: string, onMessage: (payload: string) => void, onLost?: (err: Error) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -31,6 +35,9 @@ export const migrationsFolder = fileURLToPath(new URL('../../migrations', import
 
 // Any constant works; it only has to be the same in every Terapi process.
 const MIGRATION_LOCK_ID = 7_283_461_902;
+
+/** `application_name` of each process's LISTEN session. */
+export const LISTEN_APPLICATION_NAME = 'terapi-listen';
 
 export interface DatabaseOptions {
   databaseUrl?: string;
@@ -69,23 +76,46 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
     async ping() {
       await pool.query('SELECT 1');
     },
-    async listen(channel, onMessage) {
-      // LISTEN needs a dedicated session, outside the pool.
-      const client = new pg.Client({ connectionString: url });
-      client.on('error', (err) => opts.onError?.(err));
+    async listen(channel, onMessage, onLost) {
+      // LISTEN needs a dedicated session, outside the pool; named so operators can find it in
+      // pg_stat_activity. Keep-alives notice a peer that vanished without closing the socket.
+      const client = new pg.Client({
+        connectionString: url,
+        application_name: LISTEN_APPLICATION_NAME,
+        connectionTimeoutMillis: 10_000,
+        keepAlive: true,
+        keepAliveInitialDelayMillis: 10_000,
+      });
+      let closing = false;
+      let lastError: Error | undefined;
+      client.on('error', (err) => (lastError = err));
+      client.on('end', () => {
+        if (!closing && listeners.includes(client)) {
+          listeners.splice(listeners.indexOf(client), 1);
+          onLost?.(lastError ?? new Error('the LISTEN connection was closed by the server'));
+        }
+      });
       client.on('notification', (n) => {
         if (n.channel === channel) onMessage(n.payload ?? '');
       });
-      await client.connect();
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (err) {
+        closing = true;
+        await client.end().catch(() => undefined);
+        throw err;
+      }
       listeners.push(client);
       return async () => {
-        listeners.splice(listeners.indexOf(client), 1);
-        await client.end();
+        closing = true;
+        if (listeners.includes(client)) listeners.splice(listeners.indexOf(client), 1);
+        await client.end().catch(() => undefined);
       };
     },
     async close() {
-      await Promise.allSettled(listeners.map((c) => c.end()));
+      // Ending them here is a close, not a loss: their `end` handlers find them gone from the list.
+      await Promise.allSettled(listeners.splice(0).map((c) => c.end()));
       await pool.end();
     },
   };
@@ -104,6 +134,7 @@ async function openPglite(dir: string | undefined): Promise<Database> {
     async ping() {
       await db.execute(sql`SELECT 1`);
     },
+    // In-process: NOTIFY reaches LISTEN in the same PGlite instance, and there is no connection to lose.
     async listen(channel, onMessage) {
       return client.listen(channel, onMessage);
     },

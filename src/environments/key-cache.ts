@@ -5,6 +5,8 @@ export interface KeyCache {
   /** The environment a key hash belongs to; at most one database read per hash per TTL. */
   resolve(hash: string): Promise<EnvironmentRef | undefined>;
   invalidateEnvironment(environmentId: string): void;
+  /** Forgets every key (after notifications may have been missed). */
+  clear(): void;
 }
 
 /**
@@ -16,5 +18,6 @@ export function createKeyCache(opts: { ttlMs: number; load: (hash: string) => Pr
   return {
     resolve: (hash) => cache.get(hash, () => opts.load(hash)),
     invalidateEnvironment: (environmentId) => cache.invalidateWhere((env) => env.id === environmentId),
+    clear: () => cache.clear(),
   };
 }

@@ -17,6 +17,22 @@ export interface HttpRequest {
   /** Sent as JSON (or as a form when `form` is true). */
   body?: unknown;
   form?: boolean;
+  /**
+   * Whether sending the request twice has the effect of sending it once. Default: true for GET,
+   * PUT and DELETE, false for POST and PATCH. A request that is not idempotent is retried only when
+   * it provably never reached the provider (no connection could be made, or a 429 / rate-limit
+   * refusal); after a 5xx or a timeout it fails at once, so a write is never done twice. Set it to
+   * true for reads sent as POST (GraphQL queries, search endpoints).
+   */
+  idempotent?: boolean;
+  /**
+   * A key the provider uses to recognize a repeated request (Stripe-style `Idempotency-Key`): sent
+   * in `idempotencyHeader`, and makes the request safe to retry after a 5xx or a timeout. Use a
+   * value that is the same for every attempt of one logical write (e.g. derived from the run id).
+   */
+  idempotencyKey?: string;
+  /** Header carrying `idempotencyKey`; default `Idempotency-Key`. */
+  idempotencyHeader?: string;
 }
 
 export interface HttpResponse<T = unknown> {
@@ -37,7 +53,8 @@ export type Paginator =
 /**
  * HTTP client bound to one connection: base URL from the catalog or the integration's override,
  * the connection's credentials injected per the catalog (refreshed when they expire), retries on
- * 429 and 5xx honouring Retry-After and rate-limit headers, timeouts and the egress policy.
+ * 429 and 5xx honouring Retry-After and rate-limit headers (only when safe: see
+ * `HttpRequest.idempotent`), each retry written to the run log, timeouts and the egress policy.
  * A non-2xx answer (after retries) throws `ProviderHttpError`.
  */
 export interface ProviderHttp {

@@ -1,4 +1,4 @@
-import { withRetries } from '../lib/egress.js';
+import { isIdempotentMethod, type RetryInfo, withRetries } from '../lib/egress.js';
 import type { HttpRequest, HttpResponse, Paginator, ProviderHttp, RunLogger } from './define.js';
 import { ProviderHttpError } from './define.js';
 
@@ -42,12 +42,27 @@ export function nextLink(header: string | null): string | undefined {
 }
 
 /**
- * A provider's answer is retried on 429 and 5xx, and on GitHub-style 403s that say the quota is
- * gone (`x-ratelimit-remaining: 0`); waits honour Retry-After and reset headers.
+ * A rate-limit refusal: 429, or a GitHub-style 403 saying the quota is gone
+ * (`x-ratelimit-remaining: 0`). The provider refused before doing anything, so even a write may
+ * be sent again.
+ */
+function rateLimited(res: Response): boolean {
+  return res.status === 429 || (res.status === 403 && res.headers.get('x-ratelimit-remaining')?.trim() === '0');
+}
+
+/**
+ * A provider's answer is retried on rate limits and 5xx (writes only on rate limits, see
+ * `HttpRequest.idempotent`); waits honour Retry-After and reset headers. A 503, even with
+ * Retry-After, does not prove the request was not processed (a gateway may answer it while the
+ * backend carries on), so it is not enough to send a write again.
  */
 function retryable(res: Response): boolean {
-  if (res.status === 429 || res.status === 502 || res.status === 503 || res.status === 504 || res.status === 500) return true;
-  return res.status === 403 && res.headers.get('x-ratelimit-remaining')?.trim() === '0';
+  return rateLimited(res) || res.status === 500 || res.status === 502 || res.status === 503 || res.status === 504;
+}
+
+function describeRetry(method: string, url: URL, r: RetryInfo): string {
+  const what = r.status === undefined ? `failed (${r.error})` : `answered ${r.status}`;
+  return `${method} ${url.origin}${url.pathname} ${what}: retrying in ${(r.delayMs / 1000).toFixed(1)} s (attempt ${r.attempt + 1} of ${r.maxAttempts})`;
 }
 
 export function createProviderHttp(opts: ProviderHttpOptions): ProviderHttp {
@@ -69,6 +84,8 @@ export function createProviderHttp(opts: ProviderHttpOptions): ProviderHttp {
     for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     for (const [k, v] of Object.entries(creds.query)) url.searchParams.set(k, v);
     const headers: Record<string, string> = { accept: 'application/json', ...lower(req.headers), ...creds.headers };
+    if (req.idempotencyKey !== undefined) headers[(req.idempotencyHeader ?? 'Idempotency-Key').toLowerCase()] = req.idempotencyKey;
+    const method = req.method ?? 'GET';
     let body: string | undefined;
     if (req.body !== undefined) {
       if (req.form) {
@@ -79,11 +96,14 @@ export function createProviderHttp(opts: ProviderHttpOptions): ProviderHttp {
         headers['content-type'] ??= 'application/json';
       }
     }
-    const res = await withRetries(() => opts.fetch(url, { method: req.method ?? 'GET', headers, body, signal: opts.signal }), {
+    const res = await withRetries(() => opts.fetch(url, { method, headers, body, signal: opts.signal }), {
       retries: opts.retries ?? 8,
       baseDelayMs: 500,
       maxDelayMs: opts.maxDelayMs ?? 120_000,
       retryOn: retryable,
+      idempotent: req.idempotencyKey !== undefined || (req.idempotent ?? isIdempotentMethod(method)),
+      refusedUnprocessed: rateLimited,
+      onRetry: (r) => opts.log.warn(describeRetry(method, url, r), { attempt: r.attempt, ...(r.status === undefined ? { error: r.error } : { status: r.status }), delay_ms: r.delayMs }),
       signal: opts.signal,
     });
     return { res, url, refreshable: creds.refreshable };

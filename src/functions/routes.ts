@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiFamily } from '../http/families.js';
 import { errors, isoDate, providerConfigKey } from '../lib/schemas.js';
-import { functionName } from '../syncs/schemas.js';
+import { functionName } from './schemas.js';
 import { formatFrequency } from './registry.js';
 import type { FunctionService, FunctionView } from './service.js';
 

@@ -3,7 +3,7 @@ import type { LogLevel } from '../db/schema/index.js';
 import { type ConnectionWithIntegration, findConnectionsById } from '../connections/repository.js';
 import { findIntegrationById } from '../integrations/repository.js';
 import type { Logger } from '../lib/logger.js';
-import { fillTemplate } from '../oauth/client.js';
+import { fillTemplate } from '../providers/template.js';
 import type { Catalog } from '../providers/catalog.js';
 import { credentialHeaders } from '../providers/placement.js';
 import { insertRunLogs, type LogLine } from '../runs/repository.js';

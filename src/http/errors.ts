@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { AppError, type FieldIssue } from '../lib/errors.js';
 
@@ -46,8 +46,33 @@ export function registerErrorHandling(app: FastifyInstance): void {
   });
 
   app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: 'not_found', message: `No route ${req.method} ${req.url.split('?')[0]}` }),
+    reply.code(404).send({ error: 'not_found', message: `No route ${req.method} ${quotedPath(req.url)}` }),
   );
+}
+
+/** The request path as error messages quote it: no query string, and bounded (a URL may be kilobytes long). */
+function quotedPath(url: string): string {
+  const path = url.split('?')[0]!;
+  return path.length > 100 ? `${path.slice(0, 100)}…` : path;
+}
+
+/**
+ * Fastify's `frameworkErrors` option: errors raised while routing, before any handler or hook
+ * (a path parameter over `maxParamLength`, a malformed percent-encoding). Fastify's own answer
+ * echoes the whole URL in its own shape; ours is `{ error, message }` like every other error.
+ */
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  switch (err.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      void reply.code(414).send({ error: 'uri_too_long', message: 'A path parameter is longer than the server accepts' });
+      return;
+    case 'FST_ERR_BAD_URL':
+      void reply.code(400).send({ error: 'bad_request', message: 'The request path is not a valid URL (malformed percent-encoding)' });
+      return;
+    default:
+      req.log.error({ code: err.code }, 'request failed while routing');
+      void reply.code(500).send({ error: 'internal_error', message: `Internal error (request ${req.id})` });
+  }
 }
 
 /** Database errors quote the failed query's parameters; keep them out of the logs. */

@@ -50,7 +50,15 @@ export function decryptClientSecret(vault: Vault, integration: Pick<repo.Integra
   return integration.oauthClientSecretEnc ? vault.decrypt(integration.oauthClientSecretEnc, clientSecretContext(integration.environmentId)) : undefined;
 }
 
-export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: Catalog; allowProviderUrlOverrides: boolean; hub: NotificationHub }) {
+export function createIntegrationService(deps: {
+  db: Db;
+  vault: Vault;
+  catalog: Catalog;
+  allowProviderUrlOverrides: boolean;
+  /** The egress policy's `allowPrivateNetworks`: test and on-prem setups may use plain-http OAuth servers. */
+  allowInsecureOAuthUrls?: boolean;
+  hub: NotificationHub;
+}) {
   const { db, vault, catalog } = deps;
 
   function requireProvider(name: string): Provider {
@@ -83,6 +91,16 @@ export function createIntegrationService(deps: { db: Db; vault: Vault; catalog: 
       const allowed = generic || deps.allowProviderUrlOverrides || provider.overridable_urls?.includes(key);
       if (!allowed) {
         throw ValidationError.field(key, `provider "${provider.name}" does not allow overriding ${key} (it is fixed by the catalog)`);
+      }
+    }
+    if (!deps.allowInsecureOAuthUrls) {
+      // The token client refuses plain http (credentials in clear), so such an integration could
+      // only fail later, in front of the end user; refuse it now.
+      for (const key of ['authorization_url', 'token_url'] as const) {
+        const url = input.urlOverrides?.[key];
+        if (url && !url.startsWith('https://')) {
+          throw ValidationError.field(key, 'must be an https URL (plain http is allowed only when TERAPI_EGRESS_ALLOW_PRIVATE is set)');
+        }
       }
     }
     if (generic) {

@@ -35,6 +35,12 @@ export function createReadThroughCache<V>(opts: { ttlMs: number; maxEntries: num
       if (hit) entries.delete(key);
       return inflight.get(key) ?? load(key, loader);
     },
+    /** Drops every entry (notifications may have been missed); loads in flight will not be stored. */
+    clear(): void {
+      generation++;
+      inflight.clear();
+      entries.clear();
+    },
     /** Drops every entry the predicate matches; loads in flight will not be stored. */
     invalidateWhere(matches: (value: V) => boolean): void {
       generation++;

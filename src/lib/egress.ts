@@ -1,16 +1,30 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { promises as dns, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { pipeline, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { classifyAddress } from './egress/addresses.js';
-import { abortReason, EgressDeniedError, EgressError, EgressNetworkError, EgressResponseTooLargeError, EgressTimeoutError } from './egress/errors.js';
+import {
+  abortReason,
+  EgressDeniedError,
+  EgressError,
+  EgressHostNotFoundError,
+  EgressNetworkError,
+  EgressResponseTooLargeError,
+  EgressTimeoutError,
+  INVALID_HEADER_CODES,
+} from './egress/errors.js';
 
 export * from './egress/errors.js';
 
 export { classifyAddress, isPrivateAddress } from './egress/addresses.js';
-export { type RetryOptions, serverRequestedDelay, withRetries } from './egress/retry.js';
+export { isIdempotentMethod, type RetryInfo, type RetryOptions, serverRequestedDelay, withRetries } from './egress/retry.js';
+
+/** Resolves a host name to every address it has (node's `dns.promises.lookup` with `all: true`). */
+export type HostLookup = (hostname: string, options: { family: number | 'IPv4' | 'IPv6'; hints: number }) => Promise<LookupAddress[]>;
+
+const systemLookup: HostLookup = (hostname, options) => dns.lookup(hostname, { all: true, family: options.family as number, hints: options.hints });
 
 /**
  * The one outbound HTTP client. Every request to a provider, token endpoint or webhook target goes
@@ -35,6 +49,8 @@ export interface EgressOptions {
   maxRedirects?: number;
   /** cap on the (decoded) body; default 10 MiB */
   maxResponseBytes?: number;
+  /** DNS resolution; default the system resolver (tests answer without asking the network) */
+  lookup?: HostLookup;
 }
 
 
@@ -50,19 +66,25 @@ function denialReason(policy: EgressPolicy, host: string, address: string): stri
  * so the socket connects to exactly what was checked. Any private answer denies the host: an
  * attacker controlling DNS could otherwise mix one public and one private record.
  */
-function pinnedLookup(policy: EgressPolicy): LookupFunction {
+export function pinnedLookup(policy: EgressPolicy, resolve: HostLookup = systemLookup): LookupFunction {
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { all: true, family: options.family ?? 0, hints: options.hints ?? 0 }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '');
-      for (const { address } of addresses) {
-        const reason = denialReason(policy, hostname, address);
-        if (reason) return callback(new EgressDeniedError(hostname, address, reason), '');
-      }
-      const first = addresses[0];
-      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '');
-      if (options.all) return callback(null, addresses);
-      callback(null, first.address, first.family);
-    });
+    resolve(hostname, { family: options.family ?? 0, hints: options.hints ?? 0 }).then(
+      (addresses) => {
+        for (const { address } of addresses) {
+          const reason = denialReason(policy, hostname, address);
+          if (reason) return callback(new EgressDeniedError(hostname, address, reason), '');
+        }
+        const first = addresses[0];
+        if (!first) return callback(new EgressHostNotFoundError(hostname), '');
+        if (options.all) return callback(null, addresses);
+        callback(null, first.address, first.family);
+      },
+      (err: NodeJS.ErrnoException) => {
+        // NXDOMAIN is an answer, not an outage: the name does not exist and will not tomorrow.
+        // Anything else (EAI_AGAIN: no answer from the resolver) may be temporary.
+        callback(err.code === 'ENOTFOUND' ? new EgressHostNotFoundError(hostname) : err, '');
+      },
+    );
   };
 }
 
@@ -88,8 +110,6 @@ interface Incoming {
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH']);
-// Node's messages for these quote the offending header value, which may be a token.
-const HEADER_ERROR_CODES = new Set(['ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN']);
 
 
 async function prepare(input: string | URL | Request, init: RequestInit | undefined, userAgent?: string): Promise<Outgoing> {
@@ -184,7 +204,7 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const maxRedirects = opts.maxRedirects ?? 0;
   const maxBytes = opts.maxResponseBytes ?? 10 * 1024 * 1024;
-  const lookup = pinnedLookup(policy);
+  const lookup = pinnedLookup(policy, opts.lookup ?? systemLookup);
   // Per-client pools (no global state); idle sockets are unref'd by the agent and time out like
   // Node's global agent. A pooled socket was connected to a checked address, so reuse is safe.
   const agentOptions = { keepAlive: true, scheduling: 'lifo' as const, timeout: 5_000 };
@@ -212,6 +232,8 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
 
     return new Promise<Incoming>((resolve, reject) => {
       let settled = false;
+      // Until a connection to the server exists, nothing of the request can have reached it.
+      let connected = false;
       let clientRequest: http.ClientRequest | undefined;
       const finish = (err: unknown, value?: Incoming): void => {
         if (settled) return;
@@ -221,12 +243,17 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
         clientRequest?.destroy();
         reject(err);
       };
-      const onAbort = (): void => finish(signal.reason);
+      const aborted = (): unknown => {
+        const reason: unknown = signal.reason;
+        return reason instanceof EgressTimeoutError && !connected ? new EgressTimeoutError(reason.origin, reason.timeoutMs, false) : reason;
+      };
+      const onAbort = (): void => finish(aborted());
       const networkError = (err: unknown): unknown => {
-        if (err instanceof EgressError || signal.aborted) return signal.aborted ? signal.reason : err;
+        if (signal.aborted) return aborted();
+        if (err instanceof EgressError) return err;
         const e = err as NodeJS.ErrnoException;
-        if (e.code && HEADER_ERROR_CODES.has(e.code)) return new EgressNetworkError(`request to ${origin} has an invalid header`);
-        return new EgressNetworkError(`request to ${origin} failed: ${e.message}`, { cause: err });
+        if (e.code && INVALID_HEADER_CODES.has(e.code)) return new EgressNetworkError(`request to ${origin} has an invalid header`, { errno: e.code, sent: false });
+        return new EgressNetworkError(`request to ${origin} failed: ${e.message}`, { cause: err, errno: e.code, sent: connected });
       };
       if (signal.aborted) return finish(signal.reason);
       signal.addEventListener('abort', onAbort, { once: true });
@@ -246,6 +273,11 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
       } catch (err) {
         return finish(networkError(err));
       }
+      clientRequest.on('socket', (socket) => {
+        // A pooled socket is already connected; a new one is not until its (TLS) handshake is done.
+        if (clientRequest!.reusedSocket) connected = true;
+        else socket.once(isHttps ? 'secureConnect' : 'connect', () => (connected = true));
+      });
       clientRequest.on('error', (err) => finish(networkError(err)));
       clientRequest.on('response', (res) => {
         const declared = Number(res.headers['content-length']);

@@ -4,8 +4,9 @@ import type { IntegrationRow } from '../integrations/repository.js';
 import { decryptClientSecret } from '../integrations/service.js';
 import { ValidationError } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
-import { withRetries } from '../lib/egress.js';
+import { EgressDeniedError, EgressError, EgressHostNotFoundError, withRetries } from '../lib/egress.js';
 import type { Provider } from '../providers/schema.js';
+import { fillTemplate } from '../providers/template.js';
 import { normalizeTokenBody } from './token-response.js';
 
 /** Everything needed to talk to one integration's authorization server. */
@@ -31,11 +32,14 @@ export interface TokenSet {
 /**
  * Why a token request failed. `invalid_grant` means the grant is dead (revoked, expired, rotated
  * away) and the user must re-authorize; `transient` may succeed later (5xx, 429, timeouts, network);
- * `rejected` is any other refusal (bad client credentials, HTML error pages, malformed responses).
+ * `rejected` is any other refusal (bad client credentials, HTML error pages, malformed responses);
+ * `misconfigured` means the request was never sent because the integration or the server's
+ * settings forbid it (token URL refused by the egress policy, not HTTPS, host that does not
+ * exist): nothing changes until the configuration does.
  */
 export class OAuthError extends Error {
   constructor(
-    readonly kind: 'invalid_grant' | 'rejected' | 'transient',
+    readonly kind: 'invalid_grant' | 'rejected' | 'transient' | 'misconfigured',
     message: string,
     readonly providerError?: { status?: number; error?: string; error_description?: string },
   ) {
@@ -45,15 +49,6 @@ export class OAuthError extends Error {
 }
 
 const DEAD_GRANT_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'access_denied']);
-
-/** Fills `${connectionConfig.x}` placeholders of a catalog URL. */
-export function fillTemplate(template: string, connectionConfig: Record<string, unknown>): string {
-  return template.replace(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g, (_, field: string) => {
-    const value = connectionConfig[field];
-    if (typeof value !== 'string' || !value) throw ValidationError.field(`connection_config.${field}`, 'is required to reach this provider');
-    return value.replace(/\/+$/, '');
-  });
-}
 
 /** The OAuth endpoints of an integration: integration overrides first, then the catalog. */
 export function resolveEndpoints(
@@ -110,7 +105,7 @@ const MAX_RETRY_DELAY_MS = 5_000;
 export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: boolean; retries?: number }) {
   const retries = deps.retries ?? 2;
 
-  function configure(ctx: OAuthContext, tokenUrl: string, capture: { raw?: Record<string, unknown> }, retry: boolean) {
+  function configure(ctx: OAuthContext, tokenUrl: string, capture: { raw?: Record<string, unknown> }, idempotent: boolean) {
     const server: oidc.ServerMetadata = {
       issuer: new URL(tokenUrl).origin,
       token_endpoint: tokenUrl,
@@ -129,7 +124,7 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
           signal: AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS),
           redirect: 'manual',
         });
-      const response = retry ? await withRetries(send, { retries, maxDelayMs: MAX_RETRY_DELAY_MS }) : await send();
+      const response = await withRetries(send, { retries, maxDelayMs: MAX_RETRY_DELAY_MS, idempotent });
       const text = await response.text();
       const normalized = normalizeTokenBody(ctx.provider, text, response.headers.get('content-type') ?? '');
       if (!normalized) {
@@ -151,15 +146,15 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
   async function grant(
     ctx: OAuthContext,
     tokenUrl: string,
-    retry: boolean,
+    idempotent: boolean,
     run: (config: oidc.Configuration) => Promise<oidc.TokenEndpointResponse>,
   ): Promise<TokenSet> {
     const capture: { raw?: Record<string, unknown> } = {};
     let response: oidc.TokenEndpointResponse;
     try {
-      response = await run(configure(ctx, tokenUrl, capture, retry));
+      response = await run(configure(ctx, tokenUrl, capture, idempotent));
     } catch (err) {
-      throw classify(err);
+      throw classify(err, tokenUrl);
     }
     return {
       accessToken: response.access_token,
@@ -177,7 +172,10 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
       return oidc.buildAuthorizationUrl(configure(ctx, ctx.tokenUrl, {}, false), params);
     },
 
-    /** Exchanges an authorization code; codes are single-use, so only a 429/503 is retried. */
+    /**
+     * Exchanges an authorization code. Codes are single-use: the request is sent again only when it
+     * provably never reached the provider (no connection, or a 429), never after a 5xx or a timeout.
+     */
     exchangeCode(ctx: OAuthContext, p: { code: string; state: string; redirectUri: string; codeVerifier: string | undefined }) {
       const callback = new URL(p.redirectUri);
       callback.searchParams.set('code', p.code);
@@ -205,23 +203,67 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
   };
 }
 
-function classify(err: unknown): OAuthError {
-  if (err instanceof OAuthError) return err;
-  if (err instanceof oidc.ResponseBodyError) {
-    const providerError = { status: err.status, error: err.error, error_description: err.error_description };
-    const description = err.error_description ? `: ${err.error_description}` : '';
-    if (DEAD_GRANT_ERRORS.has(err.error)) return new OAuthError('invalid_grant', `The provider refused the grant (${err.error}${description})`, providerError);
-    if (err.status >= 500 || err.status === 429 || err.error === 'temporarily_unavailable' || err.error === 'server_error') {
-      return new OAuthError('transient', `The provider's token endpoint failed (${err.status} ${err.error})`, providerError);
+// openid-client's codes for requests it refuses to send (oauth4webapi's HTTP_REQUEST_FORBIDDEN and
+// REQUEST_PROTOCOL_FORBIDDEN).
+const INSECURE_URL_CODES = new Set(['OAUTH_HTTP_REQUEST_FORBIDDEN', 'OAUTH_REQUEST_PROTOCOL_FORBIDDEN']);
+
+/** An error and the errors it wraps (`cause`), outermost first; openid-client wraps what our fetch throws. */
+function causeChain(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e != null && chain.length < 10 && !chain.includes(e); e = (e as { cause?: unknown }).cause) chain.push(e);
+  return chain;
+}
+
+function codeOf(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return 'the token URL';
+  }
+}
+
+/** Turns whatever a token request threw into an OAuthError, looking through wrapped causes. */
+function classify(err: unknown, tokenUrl: string): OAuthError {
+  const chain = causeChain(err);
+  const own = chain.find((e): e is OAuthError => e instanceof OAuthError);
+  if (own) return own;
+  const body = chain.find((e): e is oidc.ResponseBodyError => e instanceof oidc.ResponseBodyError);
+  if (body) {
+    const providerError = { status: body.status, error: body.error, error_description: body.error_description };
+    const description = body.error_description ? `: ${body.error_description}` : '';
+    if (DEAD_GRANT_ERRORS.has(body.error)) return new OAuthError('invalid_grant', `The provider refused the grant (${body.error}${description})`, providerError);
+    if (body.status >= 500 || body.status === 429 || body.error === 'temporarily_unavailable' || body.error === 'server_error') {
+      return new OAuthError('transient', `The provider's token endpoint failed (${body.status} ${body.error})`, providerError);
     }
-    return new OAuthError('rejected', `The provider rejected the token request (${err.error}${description})`, providerError);
+    return new OAuthError('rejected', `The provider rejected the token request (${body.error}${description})`, providerError);
   }
-  const e = err as { code?: string; name?: string; message?: string; cause?: unknown };
-  if (e?.code === 'egress_denied') return new OAuthError('rejected', e.message ?? 'egress denied');
-  if (e?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || e?.code === 'OAUTH_INVALID_RESPONSE') {
-    const status = (e.cause as { status?: number } | undefined)?.status;
-    return new OAuthError(status && status >= 500 ? 'transient' : 'rejected', `The provider sent an invalid token response (${e.message})`);
+  const denied = chain.find((e): e is EgressDeniedError => e instanceof EgressDeniedError);
+  if (denied) {
+    return new OAuthError(
+      'misconfigured',
+      `The token URL is refused by the egress policy (${denied.message}); allow the host with TERAPI_EGRESS_ALLOWED_HOSTS, or private networks with TERAPI_EGRESS_ALLOW_PRIVATE`,
+    );
   }
-  // Network failures, timeouts, aborted requests.
-  return new OAuthError('transient', `Could not reach the provider's token endpoint (${e?.message ?? 'network error'})`);
+  const unknownHost = chain.find((e): e is EgressHostNotFoundError => e instanceof EgressHostNotFoundError);
+  if (unknownHost) return new OAuthError('misconfigured', `The token URL cannot be reached: ${unknownHost.message}`);
+  if (chain.some((e) => INSECURE_URL_CODES.has(codeOf(e) ?? ''))) {
+    return new OAuthError(
+      'misconfigured',
+      `The token URL ${originOf(tokenUrl)} is not HTTPS: tokens are only requested over HTTPS (plain HTTP is allowed only with TERAPI_EGRESS_ALLOW_PRIVATE)`,
+    );
+  }
+  if (chain.some((e) => codeOf(e) === 'ERR_INVALID_URL')) return new OAuthError('misconfigured', 'The token URL is not a valid URL');
+  const invalid = chain.find((e) => codeOf(e) === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || codeOf(e) === 'OAUTH_INVALID_RESPONSE');
+  if (invalid) {
+    const status = (invalid as { cause?: { status?: number } }).cause?.status;
+    return new OAuthError(status && status >= 500 ? 'transient' : 'rejected', `The provider sent an invalid token response (${(invalid as Error).message})`);
+  }
+  // Network failures, timeouts, aborted requests: the egress error says what happened, not its wrapper.
+  const cause = chain.find((e): e is EgressError => e instanceof EgressError) ?? chain.at(-1);
+  return new OAuthError('transient', `Could not reach the provider's token endpoint (${cause instanceof Error ? cause.message : 'network error'})`);
 }

@@ -3,7 +3,7 @@ import { sha256 } from '../lib/hash.js';
 import * as oidc from 'openid-client';
 import type { ConnectSession } from '../connect/service.js';
 import * as connectRepo from '../connect/repository.js';
-import { verifyCredentials } from '../connect/verify.js';
+import { verifyCredentials } from '../providers/verify.js';
 import type { StoredCredentials } from '../connections/credentials.js';
 import { normalizeCredentials, validateConnectionConfig } from '../connections/credentials.js';
 import { findConnectionsById } from '../connections/repository.js';
@@ -21,11 +21,12 @@ import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthErro
 /** Why an authorization flow stopped; the Connect page shows each as a clear error screen. */
 export class FlowError extends Error {
   constructor(
-    readonly kind: 'expired' | 'denied' | 'not_allowed' | 'not_configured' | 'invalid_input' | 'invalid_credentials' | 'provider_error',
+    readonly kind: 'expired' | 'denied' | 'not_allowed' | 'not_configured' | 'invalid_input' | 'invalid_credentials' | 'provider_error' | 'internal',
     message: string,
     readonly field?: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = 'FlowError';
   }
 
@@ -37,6 +38,8 @@ export interface FlowResult {
   connection: ConnectionView;
   created: boolean;
   session: ConnectSession | undefined;
+  /** How the Connect page names the integration (its display name, else the provider's). */
+  integrationName: string;
 }
 
 const OAUTH_SESSION_TTL_MS = 10 * 60_000;
@@ -110,10 +113,22 @@ export function createAuthFlows(deps: {
     return ctx;
   }
 
+  const integrationName = (i: Pick<IntegrationRow, 'displayName' | 'provider'>) => i.displayName ?? catalog.get(i.provider)?.display_name ?? i.provider;
+
   return {
     allowedIntegration,
-    providerName: (name: string) => catalog.get(name)?.display_name ?? name,
+    integrationName,
     authModeOf: (name: string) => catalog.get(name)?.auth_mode ?? 'OAUTH2',
+
+    /**
+     * Whether an end user can complete this integration on the Connect page: its provider is in the
+     * catalog and, for the authorization-code flow, it has an OAuth client (client-credentials
+     * integrations let the user type their own).
+     */
+    isUsable(i: Pick<IntegrationRow, 'provider' | 'oauthClientId'>): boolean {
+      const provider = catalog.get(i.provider);
+      return Boolean(provider) && (provider!.auth_mode !== 'OAUTH2' || Boolean(i.oauthClientId));
+    },
 
     /** Fields the user must type before the flow can start (connection config not given by defaults). */
     missingConfigFields(session: ConnectSession, key: string, provider: Provider): string[] {
@@ -152,7 +167,16 @@ export function createAuthFlows(deps: {
         params.code_challenge = await oidc.calculatePKCECodeChallenge(verifier);
         params.code_challenge_method = 'S256';
       }
-      const url = oauth.buildAuthorizationUrl(ctx, params);
+      let url: URL;
+      try {
+        url = oauth.buildAuthorizationUrl(ctx, params);
+      } catch (err) {
+        // openid-client's code for a plain-http endpoint under the production egress policy.
+        if ((err as { code?: unknown }).code === 'OAUTH_HTTP_REQUEST_FORBIDDEN') {
+          throw new FlowError('not_configured', `The "${key}" integration's authorization server does not use https, so it cannot be used.`);
+        }
+        throw err;
+      }
       await connectRepo.insertOAuthSession(db, {
         environmentId: session.environmentId,
         integrationId: integration.id,
@@ -221,10 +245,12 @@ export function createAuthFlows(deps: {
           endUser,
           tags: { ...session?.endUser.tags, ...session?.tags },
         });
-        return { ...saved, session };
+        return { ...saved, session, integrationName: integrationName(integration) };
       } catch (err) {
-        if (err instanceof FlowError) err.session = session;
-        throw err;
+        // The error page reports to the session's opener, whatever went wrong.
+        const flowError = err instanceof FlowError ? err : new FlowError('internal', 'Terapi could not complete this connection; try again later.', undefined, { cause: err });
+        flowError.session = session;
+        throw flowError;
       }
     },
 
@@ -247,7 +273,8 @@ export function createAuthFlows(deps: {
       try {
         normalized = normalizeCredentials(provider, input);
       } catch (err) {
-        throw new FlowError('invalid_input', (err as Error).message);
+        const field = err instanceof AppError && Array.isArray(err.details) ? (err.details[0] as { field?: string } | undefined)?.field : undefined;
+        throw new FlowError('invalid_input', (err as Error).message, field?.replace(/^credentials\./, ''));
       }
       let stored = normalized.stored;
       if (provider.auth_mode === 'OAUTH2_CC') {
@@ -283,7 +310,7 @@ export function createAuthFlows(deps: {
         endUser: session.endUser,
         tags: { ...session.endUser.tags, ...session.tags },
       });
-      return { ...saved, session };
+      return { ...saved, session, integrationName: integrationName(integration) };
     },
   };
 }

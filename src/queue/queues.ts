@@ -1,6 +1,7 @@
 import { type JobsOptions, Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from 'bullmq';
 import { z } from 'zod';
-import { createRedis, type RedisTarget } from './redis.js';
+import type { Logger } from '../lib/logger.js';
+import { createRedis, createRedisErrorLog, type RedisTarget } from './redis.js';
 
 /**
  * The one registry of Terapi's queues: each queue's payload schema and default job options. Every
@@ -37,13 +38,19 @@ export interface QueueOptions {
   prefix: string;
 }
 
+/** How long a readiness probe waits for Redis to answer. */
+const PING_TIMEOUT_MS = 3_000;
+
 export type Queues = ReturnType<typeof createQueues>;
 
 /** Producers for every queue, sharing one Redis connection; the QueueEvents stream opens on first use. */
-export function createQueues(opts: QueueOptions) {
+export function createQueues(opts: QueueOptions & { log: Logger }) {
   // Lazy: a process that never enqueues (e.g. `npm run openapi`) never connects.
   const connection = createRedis(opts.target, { maxRetriesPerRequest: 3, lazyConnect: true });
-  connection.on('error', () => {}); // reported by the operations that fail; ioredis reconnects
+  // ioredis reconnects by itself; the queues repeat their connection's errors, so one log serves all.
+  const errors = createRedisErrorLog(opts.log);
+  connection.on('error', (err) => errors.error(err));
+  connection.on('ready', () => errors.ready());
   const queues = new Map<QueueName, Queue>();
   let actionEvents: QueueEvents | undefined;
 
@@ -51,7 +58,8 @@ export function createQueues(opts: QueueOptions) {
     let q = queues.get(name);
     if (!q) {
       q = new Queue(name, { connection, prefix: opts.prefix, defaultJobOptions: queueDefinitions[name].options });
-      q.on('error', () => {});
+      // The shared connection's errors come back through every queue; the one log keeps them to a line.
+      q.on('error', (err) => errors.error(err, { queue: name }));
       // Every synchronous action waiting on its job adds a listener (BullMQ's waitUntilFinished).
       q.setMaxListeners(0);
       queues.set(name, q);
@@ -69,13 +77,24 @@ export function createQueues(opts: QueueOptions) {
     async actionEvents(): Promise<QueueEvents> {
       if (!actionEvents) {
         actionEvents = new QueueEvents('actions', { connection: createRedis(opts.target, { maxRetriesPerRequest: null }), prefix: opts.prefix });
-        actionEvents.on('error', () => {});
+        actionEvents.on('error', (err) => errors.error(err, { queue: 'actions', events: true }));
         await actionEvents.waitUntilReady();
       }
       return actionEvents;
     },
+    /** Resolves when Redis answers a PING within a few seconds. */
     async ping(): Promise<void> {
-      await connection.ping();
+      // Mid-reconnect the PING would wait for the next attempt (up to seconds): Redis is down now.
+      if (connection.status === 'reconnecting') throw new Error('the redis connection is down (reconnecting)');
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`redis did not answer within ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([connection.ping(), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     async close() {
       await Promise.all([...queues.values()].map((q) => q.close()));

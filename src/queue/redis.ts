@@ -10,6 +10,40 @@ export type RedisTarget = { url: string } | { path: string };
 
 export class RedisUnavailableError extends Error {}
 
+/**
+ * Error reporting for Redis clients that reconnect on their own (ioredis, BullMQ): a down Redis
+ * emits an error per reconnect attempt and per queue, so the first error is logged at once, then
+ * at most one line per `intervalMs` (with how many were left out), and the recovery once.
+ */
+export function createRedisErrorLog(log: Logger, opts: { message?: string; intervalMs?: number } = {}) {
+  const message = opts.message ?? 'redis error; reconnecting';
+  const intervalMs = opts.intervalMs ?? 60_000;
+  let loggedAt = 0;
+  let suppressed = 0;
+  let failingSince: number | undefined;
+  return {
+    error(err: unknown, fields: Record<string, unknown> = {}) {
+      const now = Date.now();
+      failingSince ??= now;
+      if (now - loggedAt < intervalMs) {
+        suppressed++;
+        return;
+      }
+      log.error({ err, ...fields, ...(suppressed && { suppressed }) }, message);
+      loggedAt = now;
+      suppressed = 0;
+    },
+    /** A client is (again) ready: logs the recovery if errors were seen. */
+    ready() {
+      if (failingSince === undefined) return;
+      log.info({ downMs: Date.now() - failingSince, ...(suppressed && { suppressed }) }, 'redis connection restored');
+      failingSince = undefined;
+      loggedAt = 0;
+      suppressed = 0;
+    },
+  };
+}
+
 /** A new ioredis client. Workers need `maxRetriesPerRequest: null` (blocking commands, BullMQ). */
 export function createRedis(target: RedisTarget, opts: RedisOptions = {}): Redis {
   const base: RedisOptions = { lazyConnect: false, ...opts };
@@ -95,7 +129,7 @@ export async function startEmbeddedRedis(opts: { dataDir: string; log?: Logger; 
     await waitFor(async () => {
       if (exited) throw new RedisUnavailableError(`redis-server exited at start:\n${output.trim()}`);
       const client = createRedis(target, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on('error', () => {});
+      client.on('error', () => {}); // a refused probe is expected while it starts; the timeout reports failure
       try {
         await client.connect();
         return (await client.ping()) === 'PONG';

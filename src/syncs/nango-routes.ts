@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { formatFrequency } from '../functions/registry.js';
 import { connectionIdSchema, errors, providerConfigKey } from '../lib/schemas.js';
-import { functionName, nangoSyncStatus, toNangoSyncStatus } from './schemas.js';
+import { functionName } from '../functions/schemas.js';
+import { nangoSyncStatus, toNangoSyncStatus } from './schemas.js';
 import type { SyncService } from './service.js';
 
 const syncNames = z

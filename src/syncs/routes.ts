@@ -23,7 +23,7 @@ export const syncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; family: Api
     },
     handler: async (req) => {
       const b = req.body;
-      const reset = b.reset ?? (b.sync_mode === 'full_refresh' || b.sync_mode === 'full_refresh_and_clear_cache');
+      const reset = b.reset ?? b.opts?.reset ?? (b.full_resync || b.sync_mode === 'full_refresh' || b.sync_mode === 'full_refresh_and_clear_cache');
       const syncs = await svc.trigger(req.environment.id, b.provider_config_key, b.connection_id, [...new Set(b.syncs)], { reset });
       return { success: true, syncs };
     },

@@ -1,13 +1,8 @@
 import { z } from 'zod';
+import { functionName } from '../functions/schemas.js';
 import type { RunRow } from '../runs/repository.js';
 import { connectionIdSchema, isoDate, providerConfigKey } from '../lib/schemas.js';
 import type { SyncView } from './service.js';
-
-export const functionName = z
-  .string()
-  .min(1)
-  .max(100)
-  .regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, 'must be a function name such as issues or create-issue');
 
 export const triggerSyncBody = z
   .object({
@@ -20,6 +15,11 @@ export const triggerSyncBody = z
       .describe('Names of syncs to trigger'),
     reset: z.boolean().optional().describe('Clear the checkpoint and run a full resync (records not seen are marked deleted)'),
     sync_mode: z.enum(['incremental', 'full_refresh', 'full_refresh_and_clear_cache']).optional().describe('Nango-compatible: `full_refresh` is `reset: true`'),
+    full_resync: z.boolean().optional().describe('Nango-compatible (older clients): `true` is `reset: true`'),
+    opts: z
+      .object({ reset: z.boolean().optional(), emptyCache: z.boolean().optional() })
+      .optional()
+      .describe('Nango-compatible (its Node SDK): `opts.reset` is `reset`; `emptyCache` is accepted and ignored'),
   })
   .meta({ id: 'TriggerSyncRequest' });
 

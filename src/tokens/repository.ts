@@ -67,17 +67,21 @@ export async function saveRefreshed(
     .where(eq(connections.id, id));
 }
 
-/** Records a failed refresh: a dead grant sets `error`; a transient failure sets a back-off time. */
+/**
+ * Records a failed refresh: a dead grant or a configuration error sets `error`; a transient failure
+ * sets a back-off time (and `clearError` drops an error it proves stale, e.g. a configuration error
+ * once the request could be sent).
+ */
 export async function saveRefreshFailure(
   db: DbOrTx,
   id: number,
   owner: string,
-  failure: { error?: ConnectionError; retryAt?: Date },
+  failure: { error?: ConnectionError; retryAt?: Date; clearError?: boolean },
 ): Promise<void> {
   await db
     .update(connections)
     .set({
-      ...(failure.error && { error: failure.error }),
+      ...(failure.error ? { error: failure.error } : failure.clearError && { error: null }),
       refreshRetryAt: failure.retryAt ?? null,
       refreshFailures: sql`${connections.refreshFailures} + 1`,
       ...releaseIfOwner(owner),

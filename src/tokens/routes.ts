@@ -60,7 +60,7 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ tokens: TokenService }> = asyn
         tags: [...tags],
         summary: 'Get Authentication Token',
         description:
-          'Returns a token valid for at least the next few minutes: Terapi refreshes OAuth tokens that expire within the margin (default 15 minutes) first, once across all its processes. 424 when the user must re-authorize; 503 when the provider cannot refresh right now and the current token has expired.',
+          'Returns a token valid for at least the next few minutes: Terapi refreshes OAuth tokens that expire within the margin (default 15 minutes) first, once across all its processes. 424 when the user must re-authorize (`connection_needs_reauthorization`) or the configuration forbids the refresh (`refresh_misconfigured`, with the reason); 503 when the provider cannot refresh right now and the current token has expired.',
         params: z.object({ provider_config_key: providerConfigKey, connection_id: connectionIdSchema }),
         querystring: z.object({
           force_refresh: booleanQuery.optional().describe('Force a token refresh even if the current token is still valid'),

@@ -8,7 +8,7 @@ import type { ConnectionReader } from '../connections/reader.js';
 import { type ConnectionWithIntegration, findConnection, findConnectionsById } from '../connections/repository.js';
 import { recordEvent } from '../events/repository.js';
 import { findIntegrationById } from '../integrations/repository.js';
-import { FailedDependencyError, NotFoundError, ServiceUnavailableError } from '../lib/errors.js';
+import { AppError, FailedDependencyError, NotFoundError, ServiceUnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
 import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthError, type TokenSet } from '../oauth/client.js';
@@ -27,6 +27,21 @@ export type TokenService = ReturnType<typeof createTokenService>;
 const LEASE_MS = 60_000;
 const POLL_MS = 250;
 const MAX_BACKOFF_MS = 60 * 60_000;
+/** The connection error code of a refresh the configuration forbids (see `blocked`). */
+const MISCONFIGURED = 'refresh_misconfigured';
+/**
+ * A misconfigured refresh is tried again on the first read after the integration changed, or
+ * after this long: the operator may have changed the egress settings and restarted. Such a
+ * refusal is local (no request leaves), so a retry costs nothing at the provider.
+ */
+const MISCONFIGURED_RETRY_MS = 60 * 60_000;
+
+/** Whatever a refresh threw, as an OAuthError; our own typed refusals (no client id, a missing connection_config value) are configuration errors. */
+function asOAuthError(err: unknown): OAuthError {
+  if (err instanceof OAuthError) return err;
+  if (err instanceof AppError) return new OAuthError('misconfigured', err.message);
+  return new OAuthError('transient', err instanceof Error ? err.message : String(err));
+}
 
 /**
  * Hands out always-fresh credentials. Refreshes happen at most once at a time per connection
@@ -61,6 +76,20 @@ export function createTokenService(deps: {
       'connection_needs_reauthorization',
       `Connection "${c.connectionId}" of "${c.providerConfigKey}" must be re-authorized by its user: ${error.message}`,
     );
+
+  const misconfigured = (c: { connectionId: string; providerConfigKey: string }, error: ConnectionError) =>
+    new FailedDependencyError(
+      MISCONFIGURED,
+      `The token of connection "${c.connectionId}" cannot be refreshed until integration "${c.providerConfigKey}" or the server's settings change: ${error.message}`,
+    );
+
+  /** The error a read gets for a connection whose last refresh recorded `error`. */
+  const blockedBy = (c: { connectionId: string; providerConfigKey: string }, error: ConnectionError) =>
+    error.code === MISCONFIGURED ? misconfigured(c, error) : needsReauth(c, error);
+
+  /** True while the access token itself still works (its expiry, if any, is ahead). */
+  const unexpired = (creds: StoredCredentials): boolean =>
+    'access_token' in creds && Boolean(creds.access_token) && (!('expires_at' in creds) || !creds.expires_at || Date.parse(creds.expires_at) > Date.now());
 
   /**
    * The instant (ms) from which the credentials must be refreshed: the margin before expiry, never
@@ -118,14 +147,19 @@ export function createTokenService(deps: {
     try {
       tokens = await callProvider(c, current);
     } catch (err) {
-      const e = err instanceof OAuthError ? err : new OAuthError('transient', (err as Error).message);
+      const e = asOAuthError(err);
       const dead = e.kind === 'invalid_grant';
+      // Both are recorded as the connection's error, which the background refresher skips: a dead
+      // grant until the user re-authorizes, a configuration error until it is fixed (see `blocked`).
+      const final = dead || e.kind === 'misconfigured';
       const at = new Date();
       const failures = c.refreshFailures + 1;
-      const retryAt = dead ? undefined : new Date(at.getTime() + Math.min(2 ** failures * 15_000, MAX_BACKOFF_MS));
-      const error: ConnectionError = { type: 'auth', code: dead ? 'refresh_revoked' : 'refresh_failed', message: e.message, at: at.toISOString() };
+      const retryAt = final ? undefined : new Date(at.getTime() + Math.min(2 ** failures * 15_000, MAX_BACKOFF_MS));
+      const code = dead ? 'refresh_revoked' : final ? MISCONFIGURED : 'refresh_failed';
+      const error: ConnectionError = { type: 'auth', code, message: e.message, at: at.toISOString() };
       await db.transaction(async (tx) => {
-        await repo.saveRefreshFailure(tx, c.id, owner, dead ? { error } : { retryAt });
+        // A transient failure after a configuration error means the request could be sent: the configuration is fixed.
+        await repo.saveRefreshFailure(tx, c.id, owner, final ? { error } : { retryAt, clearError: c.error?.code === MISCONFIGURED });
         await recordEvent(tx, {
           environmentId: c.environmentId,
           type: 'auth',
@@ -138,8 +172,12 @@ export function createTokenService(deps: {
         await notifyChange(tx, 'conn', c.id);
       });
       hub.emitLocal('conn', c.id);
-      log.warn({ connectionId: c.connectionId, providerConfigKey: c.providerConfigKey, kind: e.kind, status: e.providerError?.status }, 'token refresh failed');
+      log.warn({ connectionId: c.connectionId, providerConfigKey: c.providerConfigKey, kind: e.kind, status: e.providerError?.status, reason: e.message }, 'token refresh failed');
       if (dead) throw needsReauth(c, error);
+      if (final) {
+        if (unexpired(current)) return current;
+        throw misconfigured(c, error);
+      }
       return unusable(c, current, retryAt!);
     }
     const next = merge(current, tokens);
@@ -187,17 +225,17 @@ export function createTokenService(deps: {
       // Someone refreshed (or re-authorized) since we read: their credentials are the answer.
       if (state.credentialsEnc !== seen) {
         if (lease) await repo.releaseLease(db, c.id, owner);
-        if (state.error) throw needsReauth(c, state.error);
+        if (state.error) throw blockedBy(c, state.error);
         return decrypt(c, state.credentialsEnc)!;
       }
       if (lease) {
         if (state.error && !force) {
           await repo.releaseLease(db, c.id, owner);
-          throw needsReauth(c, state.error);
+          throw blockedBy(c, state.error);
         }
         return refreshHoldingLease({ ...c, ...state }, decrypt(c, state.credentialsEnc)!);
       }
-      if (state.error && !force) throw needsReauth(c, state.error);
+      if (state.error && !force) throw blockedBy(c, state.error);
       const wait = Math.max(0, Math.min(POLL_MS, (state.refreshLockUntil?.getTime() ?? 0) - Date.now()));
       await hub.waitFor('conn', String(c.id), wait || 10);
     }
@@ -225,7 +263,7 @@ export function createTokenService(deps: {
     const { creds, staleAt: staleFrom } = stateOf(c);
     if (!creds) throw new FailedDependencyError('connection_has_no_credentials', `Connection "${c.connectionId}" has no credentials yet`);
     if (creds.type === 'API_KEY' || creds.type === 'BASIC') return creds;
-    if (c.error && !force) throw needsReauth(c, c.error);
+    if (c.error && !force) return blocked(c, creds, c.error);
     const now = Date.now();
     if (!force && !(staleFrom <= now)) return creds;
     const canRefresh = creds.type === 'OAUTH2_CC' || Boolean(creds.type === 'OAUTH2' && creds.refresh_token);
@@ -236,11 +274,33 @@ export function createTokenService(deps: {
       return creds;
     }
     if (!force && c.refreshRetryAt && c.refreshRetryAt.getTime() > now) return unusable(c, creds, c.refreshRetryAt);
+    return refresh(c, force);
+  }
+
+  /** One refresh per connection in this process at a time; callers share its promise. */
+  function refresh(c: ConnectionWithIntegration, force: boolean): Promise<StoredCredentials> {
     const running = inflight.get(c.id);
     if (running) return running;
     const promise = refreshAcrossProcesses(c, c.credentialsEnc, force).finally(() => inflight.delete(c.id));
     inflight.set(c.id, promise);
     return promise;
+  }
+
+  /**
+   * A read of a connection whose last refresh recorded an error. A dead grant stays dead until the
+   * user re-authorizes. A configuration error serves the current token while it lasts, then 424
+   * with the reason; the refresh is tried again once the integration changed since the error, or
+   * after MISCONFIGURED_RETRY_MS (force_refresh and new credentials always try again).
+   */
+  function blocked(c: ConnectionWithIntegration, creds: StoredCredentials, error: ConnectionError): StoredCredentials | Promise<StoredCredentials> {
+    if (error.code !== MISCONFIGURED) throw needsReauth(c, error);
+    if (unexpired(creds)) return creds;
+    const since = Date.parse(error.at);
+    if (!(Date.now() - since < MISCONFIGURED_RETRY_MS)) return refresh(c, true);
+    return findIntegrationById(db, c.environmentId, c.integrationId).then((integration) => {
+      if (integration && integration.updatedAt.getTime() > since) return refresh(c, true);
+      throw misconfigured(c, error);
+    });
   }
 
   const notFound = (providerConfigKey: string, connectionId: string) =>
@@ -284,7 +344,12 @@ export function createTokenService(deps: {
         const after = await repo.readRefreshState(db, id);
         return after?.credentialsEnc !== before ? 'refreshed' : 'skipped';
       } catch (err) {
-        log.debug({ err, connectionId: row.connectionId }, 'background refresh failed');
+        // A refused or failed refresh was recorded on the connection where it happened; anything else
+        // (the database, a bug) was not. The message only: a token library's error may hold the
+        // response body (tokens) as its cause.
+        const error = err instanceof Error ? err.message : String(err);
+        if (err instanceof AppError) log.warn({ connectionId: row.connectionId, provider: row.provider, error }, 'background refresh failed');
+        else log.error({ connectionId: row.connectionId, provider: row.provider, error }, 'background refresh failed');
         return 'failed';
       }
     },

@@ -1,13 +1,15 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm';
-import { type Db, queryRows } from '../db/client.js';
-import { type DeliveryStatus, events, webhookDeliveries, webhookSettings } from '../db/schema/index.js';
+import { randomBytes } from 'node:crypto';
+import type { Db } from '../db/client.js';
+import type { DeliveryStatus } from '../db/schema/index.js';
 import { openCursor, sealCursor } from '../lib/cursor.js';
+import type { EgressPolicy } from '../lib/egress.js';
 import { NotFoundError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
 import type { Queues } from '../queue/queues.js';
+import * as repo from './repository.js';
 import { signatureHeader } from './signing.js';
+import { assertDeliverable } from './url-policy.js';
 
 export type WebhookService = ReturnType<typeof createWebhookService>;
 
@@ -33,6 +35,8 @@ export function createWebhookService(deps: {
   vault: Vault;
   queues: Queues;
   fetch: typeof fetch;
+  /** The policy `fetch` enforces: URLs it would refuse are refused when they are set. */
+  egressPolicy: EgressPolicy;
   log: Logger;
   maxAttempts: number;
   backoffMs: number;
@@ -45,12 +49,7 @@ export function createWebhookService(deps: {
     backoff: { type: 'exponential' as const, delay: deps.backoffMs },
   });
 
-  async function settingsRow(environmentId: string) {
-    const [row] = await db.select().from(webhookSettings).where(eq(webhookSettings.environmentId, environmentId));
-    return row;
-  }
-
-  const view = (row: typeof webhookSettings.$inferSelect | undefined, secret?: string): WebhookSettingsView => ({
+  const view = (row: repo.WebhookSettingsRow | undefined, secret?: string): WebhookSettingsView => ({
     urls: row?.urls ?? [],
     secretHint: row?.secretHint ?? null,
     previousSecretExpiresAt: row?.previousSecretExpiresAt && row.previousSecretExpiresAt > new Date() ? row.previousSecretExpiresAt : null,
@@ -59,69 +58,40 @@ export function createWebhookService(deps: {
 
   return {
     async getSettings(environmentId: string): Promise<WebhookSettingsView> {
-      return view(await settingsRow(environmentId));
+      return view(await repo.findSettings(db, environmentId));
     },
 
     /** Sets the URLs; the first call creates the signing secret and returns it (shown once). */
     async setUrls(environmentId: string, urls: string[]): Promise<WebhookSettingsView> {
+      await assertDeliverable(deps.egressPolicy, urls);
       const secret = newSecret();
-      const [row] = await db
-        .insert(webhookSettings)
-        .values({ environmentId, urls, secretEnc: vault.encrypt(secret, secretContext(environmentId)), secretHint: `${secret.slice(0, 10)}…` })
-        .onConflictDoUpdate({ target: webhookSettings.environmentId, set: { urls, updatedAt: sql`now()` } })
-        .returning({ inserted: sql<boolean>`(xmax = 0)` });
-      return view(await settingsRow(environmentId), row?.inserted ? secret : undefined);
+      const { inserted } = await repo.upsertUrls(db, {
+        environmentId,
+        urls,
+        secretEnc: vault.encrypt(secret, secretContext(environmentId)),
+        secretHint: `${secret.slice(0, 10)}…`,
+      });
+      return view(await repo.findSettings(db, environmentId), inserted ? secret : undefined);
     },
 
     /** A new secret signs from now on; the old one also signs until the overlap ends. */
     async rotateSecret(environmentId: string, overlapSeconds: number): Promise<WebhookSettingsView> {
-      const current = await settingsRow(environmentId);
+      const current = await repo.findSettings(db, environmentId);
       if (!current) throw new NotFoundError('No webhook settings yet: set the webhook URLs first (PUT /environment/webhooks)');
       const secret = newSecret();
-      await db
-        .update(webhookSettings)
-        .set({
-          secretEnc: vault.encrypt(secret, secretContext(environmentId)),
-          secretHint: `${secret.slice(0, 10)}…`,
-          previousSecretEnc: overlapSeconds > 0 ? current.secretEnc : null,
-          previousSecretExpiresAt: overlapSeconds > 0 ? new Date(Date.now() + overlapSeconds * 1000) : null,
-          updatedAt: sql`now()`,
-        })
-        .where(eq(webhookSettings.environmentId, environmentId));
-      return view(await settingsRow(environmentId), secret);
+      await repo.updateSecret(db, environmentId, {
+        secretEnc: vault.encrypt(secret, secretContext(environmentId)),
+        secretHint: `${secret.slice(0, 10)}…`,
+        previousSecretEnc: overlapSeconds > 0 ? current.secretEnc : null,
+        previousSecretExpiresAt: overlapSeconds > 0 ? new Date(Date.now() + overlapSeconds * 1000) : null,
+      });
+      return view(await repo.findSettings(db, environmentId), secret);
     },
 
     async listDeliveries(environmentId: string, q: { status?: DeliveryStatus; limit: number; cursor?: string }) {
       const cursorScope = `deliveries:${environmentId}:${q.status ?? ''}`;
       const after = q.cursor ? openCursor(vault, cursorScope, q.cursor, ['string', 'string'] as const) : undefined;
-      const rows = await db
-        .select({
-          id: webhookDeliveries.id,
-          eventId: webhookDeliveries.eventId,
-          url: webhookDeliveries.url,
-          status: webhookDeliveries.status,
-          attempts: webhookDeliveries.attempts,
-          lastStatusCode: webhookDeliveries.lastStatusCode,
-          lastError: webhookDeliveries.lastError,
-          lastAttemptAt: webhookDeliveries.lastAttemptAt,
-          deliveredAt: webhookDeliveries.deliveredAt,
-          createdAt: webhookDeliveries.createdAt,
-          type: events.type,
-          operation: events.operation,
-          connectionId: events.connectionId,
-          providerConfigKey: events.providerConfigKey,
-        })
-        .from(webhookDeliveries)
-        .innerJoin(events, eq(events.id, webhookDeliveries.eventId))
-        .where(
-          and(
-            eq(webhookDeliveries.environmentId, environmentId),
-            q.status ? eq(webhookDeliveries.status, q.status) : undefined,
-            after ? sql`(${webhookDeliveries.createdAt}, ${webhookDeliveries.id}) < (${after[0]}::timestamptz, ${after[1]}::uuid)` : undefined,
-          ),
-        )
-        .orderBy(desc(webhookDeliveries.createdAt), desc(webhookDeliveries.id))
-        .limit(q.limit + 1);
+      const rows = await repo.listDeliveries(db, environmentId, { status: q.status, limit: q.limit + 1, after });
       const page = rows.slice(0, q.limit);
       const last = page.at(-1);
       return { deliveries: page, nextCursor: rows.length > q.limit && last ? sealCursor(vault, cursorScope, [last.createdAt.toISOString(), last.id]) : null };
@@ -129,12 +99,7 @@ export function createWebhookService(deps: {
 
     /** Sends a delivery again (a failed one, or one the receiver lost). */
     async retryDelivery(environmentId: string, id: string): Promise<void> {
-      const rows = await db
-        .update(webhookDeliveries)
-        .set({ status: 'pending', updatedAt: sql`now()` })
-        .where(and(eq(webhookDeliveries.environmentId, environmentId), eq(webhookDeliveries.id, id)))
-        .returning({ id: webhookDeliveries.id });
-      if (!rows.length) throw new NotFoundError(`Webhook delivery "${id}" not found`);
+      if (!(await repo.markPending(db, environmentId, id))) throw new NotFoundError(`Webhook delivery "${id}" not found`);
       const old = await queues.queue('webhooks').getJob(id);
       if (old && (await old.isFailed())) await old.remove();
       await queues.add('webhooks', { deliveryId: id }, jobOptions(id));
@@ -145,43 +110,24 @@ export function createWebhookService(deps: {
      * them. Rows are locked with SKIP LOCKED, so several workers can dispatch at once.
      */
     async dispatch(limit = 500): Promise<number> {
-      const created = await db.transaction(async (tx) => {
-        const due = await queryRows<{ id: string; environment_id: string }>(
-          tx,
-          sql`SELECT id, environment_id FROM events WHERE delivered_at IS NULL ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
-        );
-        if (!due.length) return [];
-        const envIds = [...new Set(due.map((e) => e.environment_id))];
-        const settings = await tx.select({ environmentId: webhookSettings.environmentId, urls: webhookSettings.urls }).from(webhookSettings).where(inArray(webhookSettings.environmentId, envIds));
-        const urlsOf = new Map(settings.map((s) => [s.environmentId, s.urls]));
-        const deliveries = due.flatMap((e) => (urlsOf.get(e.environment_id) ?? []).map((url) => ({ id: randomUUID(), environmentId: e.environment_id, eventId: Number(e.id), url })));
-        if (deliveries.length) await tx.insert(webhookDeliveries).values(deliveries).onConflictDoNothing();
-        await tx.update(events).set({ deliveredAt: sql`now()` }).where(inArray(events.id, due.map((e) => Number(e.id))));
-        return deliveries.map((d) => d.id);
-      });
+      const created = await repo.createDeliveriesForDueEvents(db, limit);
       for (const id of created) await queues.add('webhooks', { deliveryId: id }, jobOptions(id));
       return created.length;
     },
 
     /** Re-queues deliveries pending for `olderThanMs` (their job may have been lost with Redis; adding an existing job id is a no-op). */
     async requeuePending(olderThanMs: number): Promise<void> {
-      const rows = await db
-        .select({ id: webhookDeliveries.id })
-        .from(webhookDeliveries)
-        .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.updatedAt, new Date(Date.now() - olderThanMs))))
-        .limit(1000);
-      for (const r of rows) await queues.add('webhooks', { deliveryId: r.id }, jobOptions(r.id));
+      for (const id of await repo.listStalePending(db, new Date(Date.now() - olderThanMs))) await queues.add('webhooks', { deliveryId: id }, jobOptions(id));
     },
 
-    /** One attempt; throws when it failed and another attempt should follow. */
-    async deliver(deliveryId: string, attempt: number, lastAttempt: boolean): Promise<void> {
-      const [d] = await db
-        .select({ delivery: webhookDeliveries, event: events })
-        .from(webhookDeliveries)
-        .innerJoin(events, eq(events.id, webhookDeliveries.eventId))
-        .where(eq(webhookDeliveries.id, deliveryId));
+    /**
+     * One attempt; throws when it failed and another attempt of this job should follow. The
+     * `Terapi-Attempt` header counts every attempt of the delivery, manual resends included.
+     */
+    async deliver(deliveryId: string, lastAttempt: boolean): Promise<void> {
+      const d = await repo.findDeliveryWithEvent(db, deliveryId);
       if (!d || d.delivery.status === 'delivered') return;
-      const settings = await settingsRow(d.delivery.environmentId);
+      const settings = await repo.findSettings(db, d.delivery.environmentId);
       if (!settings) return;
       const secrets = [vault.decrypt(settings.secretEnc, secretContext(settings.environmentId))];
       if (settings.previousSecretEnc && settings.previousSecretExpiresAt && settings.previousSecretExpiresAt > new Date()) {
@@ -198,6 +144,7 @@ export function createWebhookService(deps: {
         eventId: String(e.id),
         createdAt: e.createdAt.toISOString(),
       });
+      const attempt = d.delivery.attempts + 1;
       const timestamp = Math.floor(Date.now() / 1000);
       let status: number | null = null;
       let error: string | null = null;
@@ -220,18 +167,11 @@ export function createWebhookService(deps: {
         error = err instanceof Error ? err.message : String(err);
       }
       const ok = error === null;
-      await db
-        .update(webhookDeliveries)
-        .set({
-          attempts: sql`${webhookDeliveries.attempts} + 1`,
-          lastStatusCode: status,
-          lastError: error?.slice(0, MAX_ERROR) ?? null,
-          lastAttemptAt: sql`now()`,
-          status: ok ? 'delivered' : lastAttempt ? 'failed' : 'pending',
-          ...(ok && { deliveredAt: sql`now()` }),
-          updatedAt: sql`now()`,
-        })
-        .where(eq(webhookDeliveries.id, deliveryId));
+      await repo.recordAttempt(db, deliveryId, {
+        statusCode: status,
+        error: error?.slice(0, MAX_ERROR) ?? null,
+        status: ok ? 'delivered' : lastAttempt ? 'failed' : 'pending',
+      });
       if (!ok) {
         log.warn({ deliveryId, url: d.delivery.url, attempt, status }, 'webhook delivery failed');
         if (!lastAttempt) throw new Error(`webhook delivery failed: ${error}`);

@@ -194,7 +194,7 @@ describe('the Connect page in a browser', () => {
       const rec = await recordedContext();
       try {
         const { product, popup } = await openConnectPopup(rec.context, s.connect_link);
-        const closed = popup.waitForEvent('close', { timeout: 20_000 });
+        const closed = popup.waitForEvent('close', { timeout: 120_000 });
         closed.catch(() => {}); // awaited below; this only keeps an early failure from becoming an unhandled rejection
 
         await runFixtureFlow(popup, 'allow', SCREENSHOT_LIST);
@@ -245,7 +245,7 @@ describe('the Connect page in a browser', () => {
         await expectNoSecretsInUrls(rec, s.token);
 
         await expect
-          .poll(() => receivedBy(product), { timeout: 5_000, message: 'the opener never received the error message' })
+          .poll(() => receivedBy(product), { timeout: 60_000, message: 'the opener never received the error message' })
           .toHaveLength(1);
         const received = await receivedBy(product);
         expect(received[0]!.origin).toBe(serverUrl);

@@ -128,6 +128,8 @@ export interface TestAppOptions {
   /** Run the queue workers (syncs, actions, webhooks, scheduler) in this app, as `terapi serve` does. */
   workers?: boolean;
   extraFunctions?: Record<string, readonly FunctionDefinition[]>;
+  /** Where the queues live instead of the test Redis (e.g. an unreachable one). */
+  redis?: RedisTarget;
 }
 
 /** The real app on a real database, with a fresh account and environment. */
@@ -143,7 +145,7 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
   });
   const logger = createLogger({ level: 'info', destination });
   const config = { ...defaultTestConfig, ...opts.config };
-  const redis = await testRedis();
+  const redis = opts.redis ?? (await testRedis());
   const deps = { config, database: db.database, vault, catalog: loadCatalog(), logger, redis, extraFunctions: opts.extraFunctions };
   const services = await createServices(deps);
   const app = await buildApp({ ...deps, services });

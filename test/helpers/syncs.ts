@@ -1,8 +1,8 @@
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
-/** Polls until `fn` returns something truthy. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+/** Polls until `fn` returns something truthy; the bound only stops a test that would otherwise hang. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 120_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -37,7 +37,7 @@ export async function syncStatus(t: TestApp, key: string, connectionId: string, 
 }
 
 /** Waits for a sync run that finished after `since` (the last_sync_date moves) and returns the status. */
-export async function waitForRun(t: TestApp, key: string, connectionId: string, name: string, since: string | null = null, timeoutMs = 20_000) {
+export async function waitForRun(t: TestApp, key: string, connectionId: string, name: string, since: string | null = null, timeoutMs = 120_000) {
   return until(
     `a finished run of ${name}`,
     async () => {

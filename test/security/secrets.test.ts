@@ -280,7 +280,7 @@ beforeAll(async () => {
 
   await connectFlows();
   await functionFlows();
-}, 60_000);
+});
 afterAll(async () => {
   await t?.close();
   await oauthServer?.close();

@@ -163,14 +163,14 @@ describe('GitHub pull requests (full sync)', () => {
     // Test config: 3 retries, so the first request fails for good after 4 answers.
     gh.controls.failNext(4, 502, { html: true });
     await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['pull-requests'] } });
-    const failed = await waitForRun(t, KEY, CONN, 'pull-requests', first.last_sync_date, 40_000);
+    const failed = await waitForRun(t, KEY, CONN, 'pull-requests', first.last_sync_date);
     expect(failed.status).toBe('error');
     expect(failed.error).toMatch(/502|HTML/);
     expect(failed.records_count).toBe(24);
     await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['pull-requests'] } });
     const ok = await waitForRun(t, KEY, CONN, 'pull-requests', failed.last_sync_date);
     expect(ok).toMatchObject({ status: 'success', records_count: 23, error: null });
-  }, 60_000);
+  });
 });
 
 describe('rate limits', () => {
@@ -182,11 +182,11 @@ describe('rate limits', () => {
     gh.controls.clearRequests();
     const t0 = Date.now();
     await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
-    const s = await waitForRun(t, KEY, CONN, 'issues', before.last_sync_date, 30_000);
+    const s = await waitForRun(t, KEY, CONN, 'issues', before.last_sync_date);
     expect(s.status).toBe('success');
     expect(gh.controls.requests.filter((r) => r.fault === 'rate-limit')).toHaveLength(3);
     expect(Date.now() - t0).toBeGreaterThan(2000);
-  }, 40_000);
+  });
 });
 
 describe('GitHub create-issue (action)', () => {

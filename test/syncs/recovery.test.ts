@@ -160,7 +160,7 @@ describe.skipIf(!usingPostgres || !process.env.REDIS_URL)('a worker killed with 
     // The API side in this process (no workers here): the killed and the rescuing workers are real processes.
     t = await createTestApp({ db, vault: createVault(parseEncryptionKeys(spec)), config: { allowProviderUrlOverrides: true, queues: { ...defaultTestConfig.queues, prefix } } });
     await connectFake(t, { key: 'gh', provider: 'github', baseUrl: gh.url, token: gh.token, connectionId: 'victim' });
-  }, 60_000);
+  });
   afterEach(async () => {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
   });
@@ -176,7 +176,7 @@ describe.skipIf(!usingPostgres || !process.env.REDIS_URL)('a worker killed with 
     workers.push(first);
     await enable(t, 'gh', 'issues');
     // Wait until the run is well under way, then kill the worker without warning.
-    await until('records being written', async () => (await syncStatus(t, 'gh', 'victim', 'issues')).records_count >= 300, 60_000);
+    await until('records being written', async () => (await syncStatus(t, 'gh', 'victim', 'issues')).records_count >= 300);
     first.child.kill('SIGKILL');
     expect(await first.exited).toBeNull();
     const mid = await syncStatus(t, 'gh', 'victim', 'issues');
@@ -191,7 +191,7 @@ describe.skipIf(!usingPostgres || !process.env.REDIS_URL)('a worker killed with 
 
     const second = terapiWorker(env());
     workers.push(second);
-    const done = await waitForRun(t, 'gh', 'victim', 'issues', null, 60_000);
+    const done = await waitForRun(t, 'gh', 'victim', 'issues', null);
     expect(done.status, second.output()).toBe('success');
 
     // Exactly the provider's issues: none missing, none doubled, the changed title current.
@@ -215,5 +215,5 @@ describe.skipIf(!usingPostgres || !process.env.REDIS_URL)('a worker killed with 
 
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-  }, 120_000);
+  });
 });

@@ -136,5 +136,5 @@ describe('refresh race across processes', () => {
     expect(server.grants.refresh_token).toBe(3);
     // Reported in bench/README.md: time from "token expired" to "all waiters served".
     console.info(`refresh race: 200 requests over 2 ${usingPostgres ? 'processes' : 'app instances'} served in ${allServedMs.toFixed(0)} ms`);
-  }, 120_000);
+  });
 });

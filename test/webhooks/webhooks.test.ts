@@ -108,6 +108,7 @@ describe('webhooks to the SaaS backend', () => {
     const sync = await until('the sync webhook', async () => rx.of('sync')[0]);
     expect(sync.verifiedWith).toEqual([0]);
     expect(sync.headers['terapi-event']).toBe('sync');
+    expect(sync.headers['terapi-attempt']).toBe('1');
     expect(sync.headers['terapi-webhook-id']).toMatch(/^[0-9a-f-]{36}$/);
     expect(sync.body).toMatchObject({
       type: 'sync',
@@ -182,13 +183,17 @@ describe('webhooks to the SaaS backend', () => {
     rx.failWith = 500;
     const count = rx.received.length;
     await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
-    const failed = await until('a failed delivery', async () => (await deliveries('?status=failed'))[0], 20_000);
+    const failed = await until('a failed delivery', async () => (await deliveries('?status=failed'))[0]);
     expect(failed.attempts).toBe(4);
     rx.failWith = null;
     const resend = await t.call({ method: 'POST', url: `/environment/webhooks/deliveries/${failed.id}/retry` });
     expect(resend.statusCode, resend.body).toBe(202);
-    await until('the resent delivery', async () => (await deliveries()).find((d) => d.id === failed.id && d.status === 'delivered'));
+    const resent = await until('the resent delivery', async () => (await deliveries()).find((d) => d.id === failed.id && d.status === 'delivered'));
     expect(rx.received.length).toBe(count + 1);
+    // The resend is the delivery's fifth attempt, and says so.
+    expect(resent.attempts).toBe(5);
+    expect(rx.received.at(-1)!.headers['terapi-webhook-id']).toBe(failed.id);
+    expect(rx.received.at(-1)!.headers['terapi-attempt']).toBe('5');
     expect((await t.call({ method: 'POST', url: '/environment/webhooks/deliveries/00000000-0000-4000-8000-000000000000/retry' })).statusCode).toBe(404);
   });
 

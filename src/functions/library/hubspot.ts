@@ -136,12 +136,18 @@ async function searchContactsSince(ctx: ContactsContext, since: number): Promise
   let total = 0;
   for (;;) {
     ctx.signal.throwIfAborted();
-    const page = await ctx.http.post<SearchPage>('/crm/v3/objects/contacts/search', {
-      filterGroups: [{ filters: [{ propertyName: 'lastmodifieddate', operator: 'GT', value: String(since) }] }],
-      sorts: [{ propertyName: 'lastmodifieddate', direction: 'ASCENDING' }],
-      properties: [...CONTACT_PROPERTIES, 'lastmodifieddate'],
-      limit: PAGE_SIZE,
-      ...(after === undefined ? {} : { after }),
+    // A search is a read sent as POST: safe to retry after a 5xx.
+    const { data: page } = await ctx.http.request<SearchPage>({
+      method: 'POST',
+      path: '/crm/v3/objects/contacts/search',
+      idempotent: true,
+      body: {
+        filterGroups: [{ filters: [{ propertyName: 'lastmodifieddate', operator: 'GT', value: String(since) }] }],
+        sorts: [{ propertyName: 'lastmodifieddate', direction: 'ASCENDING' }],
+        properties: [...CONTACT_PROPERTIES, 'lastmodifieddate'],
+        limit: PAGE_SIZE,
+        ...(after === undefined ? {} : { after }),
+      },
     });
     const results = page.results ?? [];
     total += results.length;

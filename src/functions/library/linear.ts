@@ -71,13 +71,15 @@ function isRateLimited(err: unknown): boolean {
   return err instanceof ProviderHttpError && err.status === 400 && err.body.includes('"RATELIMITED"');
 }
 
-async function graphql<T>(ctx: FunctionContextBase, query: string, variables: Record<string, unknown>): Promise<T> {
+/** A GraphQL call; queries are reads (retried like a GET), mutations are writes (sent again only if provably not processed). */
+async function graphql<T>(ctx: FunctionContextBase, query: string, variables: Record<string, unknown>, kind: 'query' | 'mutation' = 'query'): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       const res = await ctx.http.request<{ data?: T | null; errors?: GraphQLError[] }>({
         method: 'POST',
         path: '/graphql',
         body: { query, variables },
+        idempotent: kind === 'query',
       });
       if (res.data.errors && res.data.errors.length > 0) throw new LinearGraphQLError(res.data.errors);
       if (res.data.data == null) throw new Error('Linear answered without data nor errors');
@@ -186,7 +188,7 @@ const createIssue = defineAction({
   async exec(ctx, input) {
     const { issueCreate } = await graphql<{
       issueCreate: { success: boolean; issue: { id: string; identifier: string; title: string; url: string } | null };
-    }>(ctx, ISSUE_CREATE_MUTATION, { input });
+    }>(ctx, ISSUE_CREATE_MUTATION, { input }, 'mutation');
     if (!issueCreate.success || !issueCreate.issue) throw new Error('Linear issueCreate answered success: false');
     const { id, identifier, title, url } = issueCreate.issue;
     ctx.log.info('linear issue created', { identifier });

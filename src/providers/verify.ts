@@ -1,8 +1,8 @@
 import type { StoredCredentials } from '../connections/credentials.js';
 import type { UrlOverrides } from '../db/schema/index.js';
-import { fillTemplate } from '../oauth/client.js';
-import { credentialHeaders } from '../providers/placement.js';
-import type { Provider } from '../providers/schema.js';
+import { fillTemplate } from './template.js';
+import { credentialHeaders } from './placement.js';
+import type { Provider } from './schema.js';
 
 export type Verification = { ok: true } | { ok: false; reason: 'invalid' | 'unavailable'; status?: number };
 
