@@ -93,7 +93,7 @@ export function toIntegrationDetail(v: IntegrationView): z.output<typeof integra
     oauth_scopes: v.oauthScopes.join(','),
     params: v.params,
     secret_names: v.secretNames,
-    url_overrides: v.urlOverrides as Record<string, string>,
+    url_overrides: v.urlOverrides,
   };
 }
 

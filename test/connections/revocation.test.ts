@@ -10,7 +10,6 @@ import { loadCatalog } from '../../src/providers/catalog.js';
 import { DEFAULT_CLIENT, type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { createFixtureIntegration, importConnection, obtainTokens, tokenWorks } from '../helpers/oauth.js';
-import { until } from '../helpers/syncs.js';
 
 let t: TestApp;
 let server: OAuthServer;

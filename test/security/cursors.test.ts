@@ -69,7 +69,7 @@ describe('records cursors', () => {
   it('page the feed, reveal no sequence value, and are refused for another tenant, connection or model', async () => {
     const first = await records(A, 'model=Item&limit=2');
     expect(first.statusCode, first.body).toBe(200);
-    const page = first.json() as { records: RecordOut[]; next_cursor: string };
+    const page = first.json<{ records: RecordOut[]; next_cursor: string }>();
     const [seq] = await queryRows<{ max: string }>(t.db.database.db, sql`SELECT max(cursor)::text AS max FROM records`);
     for (const cursor of [page.next_cursor, ...page.records.map((r) => r._nango_metadata.cursor)]) {
       expect(cursor).toMatch(/^old\.[A-Za-z0-9_-]{22}$/);
@@ -95,7 +95,7 @@ describe('records cursors', () => {
   });
 
   it('made with a key that was rotated out of first place still page', async () => {
-    const page = (await records(A, 'model=Item&limit=2')).json() as { next_cursor: string };
+    const page = (await records(A, 'model=Item&limit=2')).json<{ next_cursor: string }>();
     const rotated = await createTestApp({ db: t.db, vault: createVault([{ id: 'new', key: randomBytes(32) }, oldKey]), extraFunctions: { github: [store] } });
     try {
       const call = (cursor: string) =>

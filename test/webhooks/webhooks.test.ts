@@ -172,11 +172,11 @@ describe('webhooks to the SaaS backend', () => {
       (await deliveries('?status=pending')).find((d) => d.type === 'sync' && d.attempts >= 2),
     );
     expect(pending).toMatchObject({ last_status_code: 503, last_error: expect.stringContaining('503') });
-    expect(pending!.attempts).toBeGreaterThanOrEqual(2);
+    expect(pending.attempts).toBeGreaterThanOrEqual(2);
     rx.failWith = null;
-    const delivered = await until('the retried delivery', async () => (await deliveries()).find((d) => d.id === pending!.id && d.status === 'delivered'));
+    const delivered = await until('the retried delivery', async () => (await deliveries()).find((d) => d.id === pending.id && d.status === 'delivered'));
     expect(delivered.attempts).toBeGreaterThanOrEqual(3);
-    expect(rx.of('sync').filter((r) => r.headers['terapi-webhook-id'] === pending!.id)).toHaveLength(1);
+    expect(rx.of('sync').filter((r) => r.headers['terapi-webhook-id'] === pending.id)).toHaveLength(1);
   });
 
   it('after the last attempt the delivery is failed; it can be resent', async () => {
