@@ -101,6 +101,7 @@ async function main(argv: string[]): Promise<void> {
     db: database.db,
     catalog,
     tokens: services.tokens,
+    flows: services.flows,
     log,
     marginSeconds: config.refreshMarginSeconds,
     intervalSeconds: config.refreshIntervalSeconds,

@@ -84,16 +84,64 @@ export async function createServices(deps: ServiceDeps) {
   });
   const oauth = createOAuthClient({ fetch: egressFetch, allowInsecure: config.egress.allowPrivateNetworks });
   const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
-  const connections = createConnectionService({ db, vault, catalog, metadataLimitBytes: config.metadataLimitBytes, fetch: egressFetch, reader, hub, log: logger });
-  const tokens = createTokenService({ db, vault, catalog, oauth, hub, log: logger, marginSeconds: config.refreshMarginSeconds, reader });
-
   const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix, log: logger });
   const registry = createFunctionRegistry(deps.extraFunctions);
-  const runtime = createFunctionRuntime({ db, catalog, tokens, fetch: egressFetch, retries: config.runs.providerRetries });
   const enqueueSyncs = async (ids: readonly number[]) => {
     for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
   };
-  const actions = createActionService({ db, reader, registry, queues, waitMs: config.runs.actionWaitMs });
+
+  // Each service receives what it reads of other domains (narrowed lookups), never their repositories.
+  const integrations = createIntegrationService({
+    db,
+    vault,
+    catalog,
+    allowProviderUrlOverrides: config.allowProviderUrlOverrides,
+    allowInsecureOAuthUrls: config.egress.allowPrivateNetworks,
+    hub,
+  });
+  const functions = createFunctionService({ db, registry, onSyncsDue: enqueueSyncs, integrations: integrations.lookup });
+  const connections = createConnectionService({
+    db,
+    vault,
+    catalog,
+    metadataLimitBytes: config.metadataLimitBytes,
+    fetch: egressFetch,
+    reader,
+    hub,
+    log: logger,
+    integrations: integrations.lookup,
+    schedules: functions.schedules,
+  });
+  const tokens = createTokenService({
+    db,
+    vault,
+    catalog,
+    oauth,
+    hub,
+    log: logger,
+    marginSeconds: config.refreshMarginSeconds,
+    reader,
+    connections: connections.lookup,
+    integrations: integrations.lookup,
+  });
+  const sessions = createConnectSessionService({
+    db,
+    catalog,
+    ttlSeconds: config.connectSessionTtlSeconds,
+    serverUrl: config.serverUrl,
+    connections: connections.lookup,
+    integrations: integrations.lookup,
+  });
+  const records = createRecordService({ db, vault, reader, registry });
+  const runtime = createFunctionRuntime({
+    db,
+    catalog,
+    tokens,
+    connections: connections.lookup,
+    integrations: integrations.lookup,
+    fetch: egressFetch,
+    retries: config.runs.providerRetries,
+  });
 
   return {
     db,
@@ -101,22 +149,23 @@ export async function createServices(deps: ServiceDeps) {
     registry,
     keyCache,
     environments: createEnvironmentService({ db, keyCache }),
-    integrations: createIntegrationService({
-      db,
-      vault,
-      catalog,
-      allowProviderUrlOverrides: config.allowProviderUrlOverrides,
-      allowInsecureOAuthUrls: config.egress.allowPrivateNetworks,
-      hub,
-    }),
+    integrations,
     connections,
     tokens,
-    sessions: createConnectSessionService({ db, catalog, ttlSeconds: config.connectSessionTtlSeconds, serverUrl: config.serverUrl }),
-    flows: createAuthFlows({ db, vault, catalog, oauth, connections, fetch: egressFetch, serverUrl: config.serverUrl }),
-    functions: createFunctionService({ db, registry, onSyncsDue: enqueueSyncs }),
-    syncs: createSyncService({ db, reader, registry, enqueue: enqueueSyncs }),
-    actions,
-    records: createRecordService({ db, vault, reader, registry }),
+    sessions,
+    flows: createAuthFlows({ db, vault, catalog, oauth, connections, integrations: integrations.lookup, sessions, fetch: egressFetch, serverUrl: config.serverUrl }),
+    functions,
+    syncs: createSyncService({
+      db,
+      reader,
+      registry,
+      connections: connections.lookup,
+      integrations: integrations.lookup,
+      records: records.lookup,
+      enqueue: enqueueSyncs,
+    }),
+    actions: createActionService({ db, reader, registry, functions: functions.lookup, queues, waitMs: config.runs.actionWaitMs }),
+    records,
     webhooks: createWebhookService({
       db,
       vault,
@@ -131,12 +180,21 @@ export async function createServices(deps: ServiceDeps) {
       db,
       registry,
       runtime,
+      connections: connections.lookup,
       log: logger,
       leaseMs: config.runs.leaseMs,
       timeoutMs: config.runs.syncTimeoutMs,
       enqueue: (id) => enqueueSyncs([id]),
     }),
-    actionRunner: createActionRunner({ db, registry, runtime, log: logger, timeoutMs: config.runs.actionTimeoutMs, serverUrl: config.serverUrl }),
+    actionRunner: createActionRunner({
+      db,
+      registry,
+      runtime,
+      connections: connections.lookup,
+      log: logger,
+      timeoutMs: config.runs.actionTimeoutMs,
+      serverUrl: config.serverUrl,
+    }),
     async close() {
       await connections.settled();
       await queues.close();

@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.js';
 import type { RunError } from '../db/schema/index.js';
-import { type ConnectionWithIntegration, findConnectionsById } from '../connections/repository.js';
+import type { ConnectionWithIntegration } from '../connections/repository.js';
+import type { ConnectionLookup } from '../connections/service.js';
 import { recordEvent } from '../events/repository.js';
 import type { FunctionRegistry } from '../functions/registry.js';
 import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
@@ -9,7 +10,15 @@ import { finishRun, findRunById, startRun } from '../runs/repository.js';
 import { runErrorOf } from '../syncs/runner.js';
 
 /** Executes queued action runs on a worker; the result lands in the run row (and an event when async). */
-export function createActionRunner(deps: { db: Db; registry: FunctionRegistry; runtime: FunctionRuntime; log: Logger; timeoutMs: number; serverUrl: string }) {
+export function createActionRunner(deps: {
+  db: Db;
+  registry: FunctionRegistry;
+  runtime: FunctionRuntime;
+  connections: Pick<ConnectionLookup, 'findById'>;
+  log: Logger;
+  timeoutMs: number;
+  serverUrl: string;
+}) {
   const { db, log } = deps;
 
   return async function runAction(runId: string, workerSignal?: AbortSignal): Promise<{ status: 'success' | 'error' | 'skipped' }> {
@@ -23,7 +32,7 @@ export function createActionRunner(deps: { db: Db; registry: FunctionRegistry; r
     let result: { status: 'success'; output: unknown } | { status: 'error'; error: RunError };
     let conn: ConnectionWithIntegration | undefined;
     try {
-      [conn] = await findConnectionsById(db, [run.connectionPk]);
+      [conn] = await deps.connections.findById([run.connectionPk]);
       if (!conn) throw new Error('the connection was deleted');
       const def = deps.registry.action(conn.provider, run.functionName);
       if (!def) throw new Error(`action "${run.functionName}" does not exist for provider ${conn.provider}`);

@@ -3,7 +3,7 @@ import type { Db } from '../db/client.js';
 import { runs } from '../db/schema/index.js';
 import type { ConnectionReader } from '../connections/reader.js';
 import type { FunctionRegistry } from '../functions/registry.js';
-import { findFunctionConfig } from '../functions/repository.js';
+import type { FunctionLookup } from '../functions/service.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Queues } from '../queue/queues.js';
 import { findRun, insertRun, type RunRow } from '../runs/repository.js';
@@ -23,16 +23,23 @@ export type ActionOutcome =
 export type ActionService = ReturnType<typeof createActionService>;
 
 /** Validates and queues action runs, and waits for them when the caller wants the result now. */
-export function createActionService(deps: { db: Db; reader: ConnectionReader; registry: FunctionRegistry; queues: Queues; waitMs: number }) {
+export function createActionService(deps: {
+  db: Db;
+  reader: ConnectionReader;
+  registry: FunctionRegistry;
+  functions: Pick<FunctionLookup, 'findConfig'>;
+  queues: Queues;
+  waitMs: number;
+}) {
   const { db, registry, queues } = deps;
 
   return {
     async trigger(environmentId: string, t: ActionTrigger): Promise<ActionOutcome> {
       const conn = await deps.reader.get(environmentId, t.providerConfigKey, t.connectionId);
-      if (!conn) throw new NotFoundError(`Connection "${t.connectionId}" not found for integration "${t.providerConfigKey}"`);
+      if (!conn) throw NotFoundError.connection(t.providerConfigKey, t.connectionId);
       const def = registry.action(conn.provider, t.actionName);
       if (!def) throw new NotFoundError(`Action "${t.actionName}" does not exist for ${conn.provider}`, 'unknown_action');
-      if (!(await findFunctionConfig(db, environmentId, conn.integrationId, t.actionName))) {
+      if (!(await deps.functions.findConfig(environmentId, conn.integrationId, t.actionName))) {
         throw new NotFoundError(
           `Action "${t.actionName}" is not enabled on integration "${t.providerConfigKey}": enable it with POST /integration/${t.providerConfigKey}/functions`,
           'function_not_enabled',

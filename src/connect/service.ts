@@ -3,8 +3,8 @@ import { sha256 } from '../lib/hash.js';
 import type { Db } from '../db/client.js';
 import type { EndUser, IntegrationDefaults } from '../db/schema/index.js';
 import { validateConnectionConfig } from '../connections/credentials.js';
-import { findConnection } from '../connections/repository.js';
-import { listIntegrations } from '../integrations/repository.js';
+import type { ConnectionLookup } from '../connections/service.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import { AppError, NotFoundError, UnauthorizedError, ValidationError } from '../lib/errors.js';
 import type { Catalog } from '../providers/catalog.js';
 import * as repo from './repository.js';
@@ -29,11 +29,18 @@ export const hashSessionToken = (token: string) => sha256(token, 'hex');
  * Connect sessions: short-lived tokens that let one end user connect accounts on the Connect page.
  * A session stays usable until it expires (as Nango's do): each completed flow adds a connection.
  */
-export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; serverUrl: string; catalog: Catalog }) {
+export function createConnectSessionService(deps: {
+  db: Db;
+  ttlSeconds: number;
+  serverUrl: string;
+  catalog: Catalog;
+  connections: Pick<ConnectionLookup, 'find'>;
+  integrations: Pick<IntegrationLookup, 'list'>;
+}) {
   const { db } = deps;
-
+  
   async function checkIntegrations(environmentId: string, input: ConnectSessionInput) {
-    const existing = new Map((await listIntegrations(db, environmentId)).map((i) => [i.uniqueKey, i]));
+    const existing = new Map((await deps.integrations.list(environmentId)).map((i) => [i.uniqueKey, i]));
     input.allowedIntegrations?.forEach((k, i) => {
       if (!existing.has(k)) throw ValidationError.field(`allowed_integrations[${i}]`, `no integration "${k}" in this environment`);
     });
@@ -84,8 +91,8 @@ export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; 
       providerConfigKey: string;
       endUser?: ConnectSessionInput['endUser'];
     }) {
-      const connection = await findConnection(db, environmentId, input.providerConfigKey, input.connectionId);
-      if (!connection) throw new NotFoundError(`Connection "${input.connectionId}" not found for integration "${input.providerConfigKey}"`);
+      const connection = await deps.connections.find(environmentId, input.providerConfigKey, input.connectionId);
+      if (!connection) throw NotFoundError.connection(input.providerConfigKey, input.connectionId);
       const endUser = input.endUser ?? connection.endUser ?? { id: connection.connectionId };
       return create(environmentId, { ...input, endUser, allowedIntegrations: [input.providerConfigKey] }, connection.id);
     },
@@ -100,9 +107,14 @@ export function createConnectSessionService(deps: { db: Db; ttlSeconds: number; 
 
     delete: (session: ConnectSession) => repo.deleteConnectSession(db, session.id),
 
+    /** By id, expired or not: an OAuth callback can complete after its session ended. */
+    findById: (id: string) => repo.findSessionById(db, id),
+
+    deleteExpired: () => repo.deleteExpiredConnectSessions(db),
+
     /** Integrations the session may connect, in creation order. */
     async allowedIntegrations(session: ConnectSession) {
-      const all = await listIntegrations(db, session.environmentId);
+      const all = await deps.integrations.list(session.environmentId);
       return session.allowedIntegrations ? all.filter((i) => session.allowedIntegrations!.includes(i.uniqueKey)) : all;
     },
   };

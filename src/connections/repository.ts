@@ -1,7 +1,6 @@
 import { and, asc, eq, getTableColumns, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { connections, integrations } from '../db/schema/index.js';
-import { createSyncsForConnection } from '../functions/repository.js';
 
 export type ConnectionRow = typeof connections.$inferSelect;
 /** A connection with the integration facts every response needs. */
@@ -116,12 +115,9 @@ export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { 
     .values(values)
     .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
     .returning({ id: connections.id, inserted: sql<boolean>`(xmax = 0)` });
-  // A new connection gets the syncs enabled on its integration, in the same transaction.
-  if (row!.inserted) await createSyncsForConnection(db, row!.id);
   return row!;
 }
 
-/** Deletes one connection; returns its internal id, or undefined when there was none. */
 /** Deletes one connection; returns what revoking its grant afterwards needs. */
 export async function deleteConnection(
   db: DbOrTx,

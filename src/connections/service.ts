@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { verifyCredentials } from '../providers/verify.js';
-import type { Db } from '../db/client.js';
+import type { Db, DbOrTx } from '../db/client.js';
 import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { EndUser } from '../db/schema/index.js';
-import { findIntegration } from '../integrations/repository.js';
-import { notFound as integrationNotFound } from '../integrations/service.js';
+import type { FunctionSchedules } from '../functions/service.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import { positionCursors } from '../lib/cursor.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -41,6 +41,9 @@ export interface ListQuery {
 export type ConnectionView = repo.ConnectionWithIntegration;
 export type ConnectionService = ReturnType<typeof createConnectionService>;
 
+/** What other domains read of connections; they receive a narrowed copy from services.ts. */
+export type ConnectionLookup = ConnectionService['lookup'];
+
 const CONFIG_LIMIT = 16 * 1024;
 
 export function createConnectionService(deps: {
@@ -52,11 +55,21 @@ export function createConnectionService(deps: {
   reader: ConnectionReader;
   hub: NotificationHub;
   log: Logger;
+  integrations: Pick<IntegrationLookup, 'find'>;
+  /** A new connection gets the syncs enabled on its integration, in the transaction that creates it. */
+  schedules: Pick<FunctionSchedules, 'createForConnection'>;
 }) {
   const { db, vault, catalog, metadataLimitBytes } = deps;
   const pendingRevocations = new Set<Promise<void>>();
 
-  const notFound = (key: string, id: string) => new NotFoundError(`Connection "${id}" not found for integration "${key}"`);
+  const notFound = NotFoundError.connection;
+
+  /** The one write of a connection's row: a new one gets its integration's syncs in the same transaction. */
+  async function store(tx: DbOrTx, values: Parameters<typeof repo.upsertConnection>[1]) {
+    const row = await repo.upsertConnection(tx, values);
+    if (row.inserted) await deps.schedules.createForConnection(tx, row.id);
+    return row;
+  }
 
   function checkMetadata(metadata: Record<string, unknown> | undefined) {
     if (metadata && jsonBytes(metadata) > metadataLimitBytes) {
@@ -65,10 +78,10 @@ export function createConnectionService(deps: {
   }
 
   async function requireIntegration(environmentId: string, key: string, asField: boolean) {
-    const integration = await findIntegration(db, environmentId, key);
+    const integration = await deps.integrations.find(environmentId, key);
     if (!integration) {
       if (asField) throw ValidationError.field('provider_config_key', `no integration "${key}" in this environment`);
-      throw integrationNotFound(key);
+      throw NotFoundError.integration(key);
     }
     const provider = catalog.get(integration.provider);
     if (!provider) throw new Error(`integration ${key} names provider ${integration.provider}, which is not in the catalog`);
@@ -82,6 +95,12 @@ export function createConnectionService(deps: {
   }
 
   return {
+    lookup: {
+      find: (environmentId: string, key: string, connectionId: string) => repo.findConnection(db, environmentId, key, connectionId),
+      /** By internal id; `tx` reads inside a caller's transaction. */
+      findById: (ids: number[], tx: DbOrTx = db) => repo.findConnectionsById(tx, ids),
+    },
+
     /** Imports credentials for a connection; creates it or updates the existing one (as Nango does). */
     async upsert(environmentId: string, input: ConnectionInput): Promise<{ connection: ConnectionView; created: boolean }> {
       checkMetadata(input.metadata);
@@ -118,7 +137,7 @@ export function createConnectionService(deps: {
       // Encrypt before the write: if encryption is unavailable, nothing is stored.
       const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
       const row = await db.transaction(async (tx) => {
-        const upserted = await repo.upsertConnection(tx, {
+        const upserted = await store(tx, {
         ...ids,
         credentialsType: normalized?.stored.type ?? existing!.credentialsType,
         credentialsEnc,
@@ -184,7 +203,7 @@ export function createConnectionService(deps: {
       const ids = { environmentId: p.environmentId, integrationId: p.integrationId, connectionId: p.connectionId };
       const credentialsEnc = vault.encryptJson(p.stored, credentialsContext(ids));
       const created = await db.transaction(async (tx) => {
-        const row = await repo.upsertConnection(tx, {
+        const row = await store(tx, {
           ...ids,
           credentialsType: p.stored.type,
           credentialsEnc,

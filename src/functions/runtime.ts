@@ -1,7 +1,8 @@
 import type { Db } from '../db/client.js';
 import type { LogLevel } from '../db/schema/index.js';
-import { type ConnectionWithIntegration, findConnectionsById } from '../connections/repository.js';
-import { findIntegrationById } from '../integrations/repository.js';
+import type { ConnectionWithIntegration } from '../connections/repository.js';
+import type { ConnectionLookup } from '../connections/service.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import type { Logger } from '../lib/logger.js';
 import { fillTemplate } from '../providers/template.js';
 import type { Catalog } from '../providers/catalog.js';
@@ -60,12 +61,20 @@ export function createRunLog(db: Db, runId: string, log: Logger): RunLog {
 export type FunctionRuntime = ReturnType<typeof createFunctionRuntime>;
 
 /** Builds what every function gets: the connection, its HTTP client, metadata and logger. */
-export function createFunctionRuntime(deps: { db: Db; catalog: Catalog; tokens: TokenService; fetch: typeof fetch; retries: number }) {
+export function createFunctionRuntime(deps: {
+  db: Db;
+  catalog: Catalog;
+  tokens: TokenService;
+  connections: Pick<ConnectionLookup, 'findById'>;
+  integrations: Pick<IntegrationLookup, 'findById'>;
+  fetch: typeof fetch;
+  retries: number;
+}) {
   const { db, catalog, tokens } = deps;
 
   async function baseUrlOf(conn: ConnectionWithIntegration): Promise<string> {
     const provider = catalog.get(conn.provider);
-    const integration = await findIntegrationById(db, conn.environmentId, conn.integrationId);
+    const integration = await deps.integrations.findById(conn.environmentId, conn.integrationId);
     const template = integration?.urlOverrides.api_base_url ?? provider?.api_base_url;
     if (!template) throw new Error(`integration "${conn.providerConfigKey}" has no API base URL: set api_base_url on the integration`);
     return fillTemplate(template, conn.connectionConfig);
@@ -96,7 +105,7 @@ export function createFunctionRuntime(deps: { db: Db; catalog: Catalog; tokens: 
         },
         http,
         async getMetadata<T>() {
-          const [current] = await findConnectionsById(db, [conn.id]);
+          const [current] = await deps.connections.findById([conn.id]);
           return structuredClone(current?.metadata ?? {}) as T;
         },
         log,

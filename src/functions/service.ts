@@ -1,12 +1,17 @@
 import { sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
-import { findIntegration } from '../integrations/repository.js';
+import type { Db, DbOrTx } from '../db/client.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import { ValidationError, NotFoundError } from '../lib/errors.js';
 import type { FunctionDefinition } from './define.js';
 import { type FunctionRegistry, parseFrequency } from './registry.js';
 import * as repo from './repository.js';
 
 export type FunctionService = ReturnType<typeof createFunctionService>;
+
+/** What other domains read of enabled functions; they receive a narrowed copy from services.ts. */
+export type FunctionLookup = FunctionService['lookup'];
+/** The schedules other domains' writes create (a new connection gets its integration's syncs). */
+export type FunctionSchedules = FunctionService['schedules'];
 
 export interface FunctionView {
   definition: FunctionDefinition;
@@ -20,16 +25,29 @@ export interface EnableInput {
 }
 
 /** Which built-in functions an integration runs, with their frequency and auto-start. */
-export function createFunctionService(deps: { db: Db; registry: FunctionRegistry; onSyncsDue(ids: number[]): Promise<void> }) {
+export function createFunctionService(deps: {
+  db: Db;
+  registry: FunctionRegistry;
+  onSyncsDue(ids: number[]): Promise<void>;
+  integrations: Pick<IntegrationLookup, 'find'>;
+}) {
   const { db, registry } = deps;
 
   async function integration(environmentId: string, key: string) {
-    const row = await findIntegration(db, environmentId, key);
-    if (!row) throw new NotFoundError(`Integration "${key}" not found`);
+    const row = await deps.integrations.find(environmentId, key);
+    if (!row) throw NotFoundError.integration(key);
     return row;
   }
 
   return {
+    lookup: {
+      findConfig: (environmentId: string, integrationId: number, name: string) => repo.findFunctionConfig(db, environmentId, integrationId, name),
+    },
+    schedules: {
+      /** Inside the caller's transaction: the syncs enabled on the new connection's integration. */
+      createForConnection: (tx: DbOrTx, connectionPk: number) => repo.createSyncsForConnection(tx, connectionPk),
+    },
+
     async list(environmentId: string, key: string): Promise<FunctionView[]> {
       const row = await integration(environmentId, key);
       const configs = await repo.listFunctionConfigs(db, environmentId, row.id);

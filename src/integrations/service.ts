@@ -40,6 +40,13 @@ export interface IntegrationView {
 
 export type IntegrationService = ReturnType<typeof createIntegrationService>;
 
+/**
+ * What other domains read of integrations: the stored rows (with encrypted columns, for the token
+ * and OAuth clients). They receive a narrowed copy from services.ts instead of importing the
+ * repository.
+ */
+export type IntegrationLookup = IntegrationService['lookup'];
+
 const PARAMS_LIMIT = 16 * 1024;
 const SECRETS_LIMIT = 16 * 1024;
 const secretContext = (environmentId: string) => `integration.secrets:${environmentId}`;
@@ -161,6 +168,12 @@ export function createIntegrationService(deps: {
       }
     },
 
+    lookup: {
+      find: (environmentId: string, uniqueKey: string) => repo.findIntegration(db, environmentId, uniqueKey),
+      findById: (environmentId: string, id: number) => repo.findIntegrationById(db, environmentId, id),
+      list: (environmentId: string) => repo.listIntegrations(db, environmentId),
+    },
+
     /** Providers this environment has at least one integration of. */
     installedProviders: (environmentId: string) => repo.listInstalledProviders(db, environmentId),
 
@@ -208,6 +221,6 @@ export function createIntegrationService(deps: {
   };
 }
 
-export const notFound = (uniqueKey: string) => new NotFoundError(`Integration "${uniqueKey}" not found`);
+const notFound = (uniqueKey: string) => NotFoundError.integration(uniqueKey);
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);

@@ -42,6 +42,14 @@ export class NotFoundError extends AppError {
   constructor(message: string, code = 'not_found') {
     super(404, code, message);
   }
+  /** The one message for an integration a request names that this environment does not have. */
+  static integration(uniqueKey: string): NotFoundError {
+    return new NotFoundError(`Integration "${uniqueKey}" not found`);
+  }
+  /** The one message for a connection a request names that this environment does not have. */
+  static connection(providerConfigKey: string, connectionId: string): NotFoundError {
+    return new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
+  }
 }
 
 export class ConflictError extends AppError {

@@ -1,22 +1,22 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sha256 } from '../lib/hash.js';
 import * as oidc from 'openid-client';
-import type { ConnectSession } from '../connect/service.js';
-import * as connectRepo from '../connect/repository.js';
+import type { ConnectSession, ConnectSessionService } from '../connect/service.js';
 import { verifyCredentials } from '../providers/verify.js';
 import type { StoredCredentials } from '../connections/credentials.js';
 import { normalizeCredentials, validateConnectionConfig } from '../connections/credentials.js';
-import { findConnectionsById } from '../connections/repository.js';
 import type { ConnectionService, ConnectionView } from '../connections/service.js';
 import type { Db } from '../db/client.js';
 import type { IntegrationDefaults } from '../db/schema/index.js';
-import { findIntegration, findIntegrationById, type IntegrationRow } from '../integrations/repository.js';
+import type { IntegrationRow } from '../integrations/repository.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
 import { genericProviders } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
 import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthError } from './client.js';
+import * as repo from './repository.js';
 
 /** Why an authorization flow stopped; the Connect page shows each as a clear error screen. */
 export class FlowError extends Error {
@@ -54,6 +54,8 @@ export function createAuthFlows(deps: {
   catalog: Catalog;
   oauth: OAuthClient;
   connections: ConnectionService;
+  integrations: Pick<IntegrationLookup, 'find' | 'findById'>;
+  sessions: Pick<ConnectSessionService, 'findById' | 'deleteExpired'>;
   fetch: typeof fetch;
   serverUrl: string;
 }) {
@@ -65,7 +67,7 @@ export function createAuthFlows(deps: {
     if (session.allowedIntegrations && !session.allowedIntegrations.includes(key)) {
       throw new FlowError('not_allowed', `This link does not allow connecting "${key}".`);
     }
-    const integration = await findIntegration(db, session.environmentId, key);
+    const integration = await deps.integrations.find(session.environmentId, key);
     const provider = integration && catalog.get(integration.provider);
     if (!integration || !provider) throw new FlowError('not_allowed', `There is no integration "${key}".`);
     return { integration, provider };
@@ -73,7 +75,7 @@ export function createAuthFlows(deps: {
 
   async function targetConnectionId(session: ConnectSession): Promise<string> {
     if (!session.reconnectConnectionId) return randomUUID();
-    const [existing] = await findConnectionsById(db, [session.reconnectConnectionId]);
+    const [existing] = await connections.lookup.findById([session.reconnectConnectionId]);
     if (!existing) throw new FlowError('expired', 'The connection to re-authorize no longer exists.');
     return existing.connectionId;
   }
@@ -116,6 +118,12 @@ export function createAuthFlows(deps: {
   const integrationName = (i: Pick<IntegrationRow, 'displayName' | 'provider'>) => i.displayName ?? catalog.get(i.provider)?.display_name ?? i.provider;
 
   return {
+    /** Housekeeping: OAuth attempts and connect sessions past their expiry. */
+    async deleteExpired(): Promise<void> {
+      await repo.deleteExpiredOAuthSessions(db);
+      await deps.sessions.deleteExpired();
+    },
+
     allowedIntegration,
     integrationName,
     authModeOf: (name: string) => catalog.get(name)?.auth_mode ?? 'OAUTH2',
@@ -177,7 +185,7 @@ export function createAuthFlows(deps: {
         }
         throw err;
       }
-      await connectRepo.insertOAuthSession(db, {
+      await repo.insertOAuthSession(db, {
         environmentId: session.environmentId,
         integrationId: integration.id,
         connectSessionId: session.id,
@@ -194,16 +202,16 @@ export function createAuthFlows(deps: {
     /** Completes the flow at the callback: one use of `state`, code exchange, connection stored. */
     async finishOAuth(query: { state?: string; code?: string; error?: string; error_description?: string }): Promise<FlowResult> {
       if (!query.state) throw new FlowError('expired', 'This authorization response has no state; start again from the Connect page.');
-      const oauthSession = await connectRepo.consumeOAuthSession(db, hashState(query.state));
+      const oauthSession = await repo.consumeOAuthSession(db, hashState(query.state));
       if (!oauthSession) throw new FlowError('expired', 'This authorization attempt has expired or was already used; start again from the Connect page.');
-      const session = oauthSession.connectSessionId ? await connectRepo.findLiveSessionById(db, oauthSession.connectSessionId) : undefined;
+      const session = oauthSession.connectSessionId ? await deps.sessions.findById(oauthSession.connectSessionId) : undefined;
       try {
         if (query.error) {
           if (query.error === 'access_denied') throw new FlowError('denied', 'You declined the authorization request, so nothing was connected.');
           throw new FlowError('provider_error', `The provider reported an error: ${query.error}${query.error_description ? ` (${query.error_description})` : ''}`);
         }
         if (!query.code) throw new FlowError('provider_error', 'The provider sent no authorization code.');
-        const integration = await findIntegrationById(db, oauthSession.environmentId, oauthSession.integrationId);
+        const integration = await deps.integrations.findById(oauthSession.environmentId, oauthSession.integrationId);
         if (!integration) throw new FlowError('expired', 'The integration was deleted during the authorization.');
         const provider = catalog.get(integration.provider)!;
         const ctx = oauthContext(integration, provider, oauthSession.connectionConfig);

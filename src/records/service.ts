@@ -5,7 +5,7 @@ import type { FunctionRegistry } from '../functions/registry.js';
 import { positionCursors } from '../lib/cursor.js';
 import { NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
-import { readRecords } from './repository.js';
+import * as repo from './repository.js';
 
 export type RecordService = ReturnType<typeof createRecordService>;
 
@@ -26,20 +26,27 @@ const feedScope = (environmentId: string, connectionPk: number, model: string) =
 const UPPER: Record<RecordAction, string> = { added: 'ADDED', updated: 'UPDATED', deleted: 'DELETED' };
 
 /** Reads a model's records as a change feed (Nango-compatible `GET /records`). */
+export type RecordLookup = ReturnType<typeof createRecordService>['lookup'];
+
 export function createRecordService(deps: { db: Db; vault: Vault; reader: ConnectionReader; registry: FunctionRegistry }) {
   return {
+    lookup: {
+      /** Live records per model of one connection. */
+      count: (connectionPk: number, models: readonly string[]) => repo.countRecords(deps.db, connectionPk, models),
+    },
+
     /**
      * One page as ready JSON bytes: each record's stored JSON text is spliced in with its
      * `_nango_metadata`, so a page of 10,000 records is never parsed and re-serialized.
      */
     async list(environmentId: string, q: RecordListQuery): Promise<Buffer> {
       const conn = await deps.reader.get(environmentId, q.providerConfigKey, q.connectionId);
-      if (!conn) throw new NotFoundError(`Connection "${q.connectionId}" not found for integration "${q.providerConfigKey}"`);
+      if (!conn) throw NotFoundError.connection(q.providerConfigKey, q.connectionId);
       const known = deps.registry.forProvider(conn.provider).some((d) => d.type === 'sync' && q.model in d.models);
       if (!known) throw ValidationError.field('model', `"${q.model}" is not a model of any ${conn.provider} sync`);
       const cursors = positionCursors(deps.vault, feedScope(environmentId, conn.id, q.model));
       const after = q.cursor ? cursors.open(q.cursor) : 0;
-      const rows = await readRecords(deps.db, {
+      const rows = await repo.readRecords(deps.db, {
         connectionPk: conn.id,
         model: q.model,
         after,

@@ -6,7 +6,7 @@ import type { Db } from '../db/client.js';
 import { records as recordsTable } from '../db/schema/index.js';
 import { COPY_COLUMNS, EncodedBatch, lastOfEachId } from './batch.js';
 import { PipelinedCopy } from './copy.js';
-import { deleteRecords, feedHasRecords, feedLock, upsertRecords, type WriteCounts } from './repository.js';
+import { deleteRecords, deleteRecordsNotSeen, feedHasRecords, feedLock, upsertRecords, type WriteCounts } from './repository.js';
 
 /** Records (and encoded bytes) waiting for their write, beyond which `save` waits; one batch is always accepted. */
 const MAX_QUEUED_RECORDS = 5000;
@@ -264,3 +264,9 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
     },
   };
 }
+
+/**
+ * The end of a successful full sync, in the run's closing transaction: every record of the feed
+ * the run did not see is marked deleted. Returns how many were.
+ */
+export const deleteUnseenRecords = deleteRecordsNotSeen;

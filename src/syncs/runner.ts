@@ -4,14 +4,13 @@ import { DrizzleQueryError } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { Db } from '../db/client.js';
 import type { RunError, SyncCheckpoint } from '../db/schema/index.js';
-import { findConnectionsById } from '../connections/repository.js';
+import type { ConnectionLookup } from '../connections/service.js';
 import { recordEvent } from '../events/repository.js';
 import { ProviderError, type SyncContext, type SyncDefinition } from '../functions/define.js';
 import type { FunctionRegistry } from '../functions/registry.js';
 import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
 import type { Logger } from '../lib/logger.js';
-import * as records from '../records/repository.js';
-import { createRecordWriter } from '../records/writer.js';
+import { createRecordWriter, deleteUnseenRecords } from '../records/writer.js';
 import { addRunCounts, finishRun, findRunById, insertRun, runCountsUpdate, startRun } from '../runs/repository.js';
 import * as repo from './repository.js';
 
@@ -19,6 +18,7 @@ export interface SyncRunnerDeps {
   db: Db;
   registry: FunctionRegistry;
   runtime: FunctionRuntime;
+  connections: Pick<ConnectionLookup, 'findById'>;
   log: Logger;
   leaseMs: number;
   timeoutMs: number;
@@ -118,7 +118,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     // The first attempt's start: records modified after it are what this run changed.
     const { startedAt } = claim;
     try {
-      const [conn] = await findConnectionsById(db, [sync.connectionPk]);
+      const [conn] = await deps.connections.findById([sync.connectionPk]);
       if (!conn) throw new Error('the connection was deleted');
       def = deps.registry.sync(conn.provider, sync.name);
       if (!def) throw new Error(`sync "${sync.name}" does not exist for provider ${conn.provider}`);
@@ -211,7 +211,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     const finished = await db.transaction(async (tx) => {
       if (outcome.status === 'success' && full && def) {
         for (const model of Object.keys(def.models)) {
-          const deleted = await records.deleteRecordsNotSeen(tx, sync.connectionPk, model, [...(seen.get(model) ?? [])]);
+          const deleted = await deleteUnseenRecords(tx, sync.connectionPk, model, [...(seen.get(model) ?? [])]);
           if (deleted) {
             await addRunCounts(tx, runId, { added: 0, updated: 0, deleted });
             const c = counts.get(model) ?? { added: 0, updated: 0, deleted: 0 };
@@ -228,7 +228,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         clearCheckpoint: false,
       });
       if (!row || !released.released) return released;
-      const [conn] = await findConnectionsById(tx, [sync.connectionPk]);
+      const [conn] = await deps.connections.findById([sync.connectionPk], tx);
       if (conn) {
         const models = def ? Object.keys(def.models) : [];
         for (const model of outcome.status === 'success' ? models : [models[0] ?? '']) {

@@ -1,11 +1,12 @@
 import type { Db } from '../db/client.js';
 import type { ConnectionReader } from '../connections/reader.js';
-import { type ConnectionWithIntegration, findConnectionsById } from '../connections/repository.js';
-import { findIntegration } from '../integrations/repository.js';
+import type { ConnectionWithIntegration } from '../connections/repository.js';
+import type { ConnectionLookup } from '../connections/service.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import type { SyncDefinition } from '../functions/define.js';
 import { type FunctionRegistry, parseFrequency } from '../functions/registry.js';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
-import { countRecords } from '../records/repository.js';
+import type { RecordLookup } from '../records/service.js';
 import { findRun, findRunsById, listRunLogs, listSyncRuns, type RunRow } from '../runs/repository.js';
 import * as repo from './repository.js';
 
@@ -34,6 +35,9 @@ export function createSyncService(deps: {
   db: Db;
   reader: ConnectionReader;
   registry: FunctionRegistry;
+  connections: Pick<ConnectionLookup, 'findById'>;
+  integrations: Pick<IntegrationLookup, 'find'>;
+  records: Pick<RecordLookup, 'count'>;
   /** Wakes workers for syncs that are due now. */
   enqueue(ids: readonly number[]): Promise<void>;
 }) {
@@ -41,7 +45,7 @@ export function createSyncService(deps: {
 
   async function connection(environmentId: string, key: string, connectionId: string) {
     const conn = await deps.reader.get(environmentId, key, connectionId);
-    if (!conn) throw new NotFoundError(`Connection "${connectionId}" not found for integration "${key}"`);
+    if (!conn) throw NotFoundError.connection(key, connectionId);
     return conn;
   }
 
@@ -67,8 +71,8 @@ export function createSyncService(deps: {
       const conn = await connection(environmentId, key, connectionId);
       return repo.listSyncs(db, environmentId, { connectionPk: conn.id, names });
     }
-    const integration = await findIntegration(db, environmentId, key);
-    if (!integration) throw new NotFoundError(`Integration "${key}" not found`);
+    const integration = await deps.integrations.find(environmentId, key);
+    if (!integration) throw NotFoundError.integration(key);
     return repo.listSyncs(db, environmentId, { integrationId: integration.id, names });
   }
 
@@ -80,7 +84,7 @@ export function createSyncService(deps: {
       definition,
       status: syncState(sync),
       frequencySeconds: sync.frequencySeconds ?? sync.defaultFrequencySeconds,
-      recordCounts: await countRecords(db, conn.id, Object.keys(definition?.models ?? {})),
+      recordCounts: await deps.records.count(conn.id, Object.keys(definition?.models ?? {})),
     };
   }
 
@@ -104,7 +108,7 @@ export function createSyncService(deps: {
     /** Status of syncs across an integration's connections (or one), `*` for all of them; with each one's latest run. */
     async statuses(environmentId: string, key: string, names: readonly string[] | '*', connectionId?: string) {
       const rows = await scopedSyncs(environmentId, key, names === '*' ? undefined : names, connectionId);
-      const conns = new Map((await findConnectionsById(db, [...new Set(rows.map((r) => r.connectionPk))])).map((c) => [c.id, c]));
+      const conns = new Map((await deps.connections.findById([...new Set(rows.map((r) => r.connectionPk))])).map((c) => [c.id, c]));
       const latest = new Map((await findRunsById(db, rows.flatMap((r) => (r.lastRunId ? [r.lastRunId] : [])))).map((r) => [r.id, r]));
       const out: (SyncView & { latestRun: RunRow | undefined })[] = [];
       for (const row of rows) {

@@ -1,6 +1,6 @@
-import { deleteExpiredSessions } from '../connect/repository.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../lib/logger.js';
+import type { AuthFlows } from '../oauth/flow.js';
 import type { Catalog } from '../providers/catalog.js';
 import { listDueForRefresh } from './repository.js';
 import type { TokenService } from './service.js';
@@ -19,6 +19,8 @@ export function createBackgroundRefresher(deps: {
   db: Db;
   catalog: Catalog;
   tokens: TokenService;
+  /** Expired connect sessions and OAuth attempts are deleted on the same tick. */
+  flows: Pick<AuthFlows, 'deleteExpired'>;
   log: Logger;
   marginSeconds: number;
   intervalSeconds: number;
@@ -44,7 +46,7 @@ export function createBackgroundRefresher(deps: {
       const results = await Promise.all(due.slice(i, i + 4).map((d) => deps.tokens.refreshById(d.id)));
       for (const r of results) counts[r]++;
     }
-    await deleteExpiredSessions(deps.db);
+    await deps.flows.deleteExpired();
     if (due.length) deps.log.info({ ...counts, due: due.length }, 'background token refresh');
     return counts;
   }

@@ -5,9 +5,10 @@ import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { ConnectionError } from '../db/schema/index.js';
 import { credentialsContext, type StoredCredentials } from '../connections/credentials.js';
 import type { ConnectionReader } from '../connections/reader.js';
-import { type ConnectionWithIntegration, findConnection, findConnectionsById } from '../connections/repository.js';
+import type { ConnectionWithIntegration } from '../connections/repository.js';
+import type { ConnectionLookup } from '../connections/service.js';
 import { recordEvent } from '../events/repository.js';
-import { findIntegrationById } from '../integrations/repository.js';
+import type { IntegrationLookup } from '../integrations/service.js';
 import { AppError, FailedDependencyError, NotFoundError, ServiceUnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
@@ -57,6 +58,8 @@ export function createTokenService(deps: {
   log: Logger;
   marginSeconds: number;
   reader: ConnectionReader;
+  connections: Pick<ConnectionLookup, 'find' | 'findById'>;
+  integrations: Pick<IntegrationLookup, 'findById'>;
 }) {
   const { db, vault, catalog, oauth, hub, log, reader } = deps;
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -108,8 +111,8 @@ export function createTokenService(deps: {
   }
 
   async function oauthContext(c: ConnectionWithIntegration, creds: StoredCredentials): Promise<OAuthContext> {
-    const integration = await findIntegrationById(db, c.environmentId, c.integrationId);
-    if (!integration) throw new NotFoundError(`Integration "${c.providerConfigKey}" not found`);
+    const integration = await deps.integrations.findById(c.environmentId, c.integrationId);
+    if (!integration) throw NotFoundError.integration(c.providerConfigKey);
     const own = creds.type === 'OAUTH2_CC' ? { id: creds.client_id, secret: creds.client_secret } : {};
     const ctx = integrationOAuthContext(vault, providerOf(c), integration, c.connectionConfig, own);
     if (!ctx) throw new FailedDependencyError('integration_incomplete', `Integration "${c.providerConfigKey}" has no OAuth client id to refresh tokens with`);
@@ -297,14 +300,13 @@ export function createTokenService(deps: {
     if (unexpired(creds)) return creds;
     const since = Date.parse(error.at);
     if (!(Date.now() - since < MISCONFIGURED_RETRY_MS)) return refresh(c, true);
-    return findIntegrationById(db, c.environmentId, c.integrationId).then((integration) => {
+    return deps.integrations.findById(c.environmentId, c.integrationId).then((integration) => {
       if (integration && integration.updatedAt.getTime() > since) return refresh(c, true);
       throw misconfigured(c, error);
     });
   }
 
-  const notFound = (providerConfigKey: string, connectionId: string) =>
-    new NotFoundError(`Connection "${connectionId}" not found for integration "${providerConfigKey}"`);
+  const notFound = NotFoundError.connection;
 
   return {
     /** The connection's credentials, refreshed first when they expire soon or when forced. */
@@ -318,7 +320,7 @@ export function createTokenService(deps: {
       // anywhere invalidates the cached row through its notification.
       const connection = opts.cached
         ? await reader.get(environmentId, providerConfigKey, connectionId)
-        : await findConnection(db, environmentId, providerConfigKey, connectionId);
+        : await deps.connections.find(environmentId, providerConfigKey, connectionId);
       if (!connection) throw notFound(providerConfigKey, connectionId);
       return { connection, credentials: await fresh(connection, opts.force ?? false) };
     },
@@ -336,7 +338,7 @@ export function createTokenService(deps: {
 
     /** Background refresh of one connection by internal id; failures are recorded, not thrown. */
     async refreshById(id: number): Promise<'refreshed' | 'skipped' | 'failed'> {
-      const [row] = await findConnectionsById(db, [id]);
+      const [row] = await deps.connections.findById([id]);
       if (!row) return 'skipped';
       try {
         const before = row.credentialsEnc;

@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 const refresher = () =>
-  createBackgroundRefresher({ db: t.db.database.db, catalog: loadCatalog(), tokens: services.tokens, log: createLogger({ level: 'silent' }), marginSeconds: 900, intervalSeconds: 60 });
+  createBackgroundRefresher({ db: t.db.database.db, catalog: loadCatalog(), tokens: services.tokens, flows: services.flows, log: createLogger({ level: 'silent' }), marginSeconds: 900, intervalSeconds: 60 });
 
 describe('background refresh', () => {
   it('renews tokens about to expire and idle refresh tokens, and leaves the rest alone', async () => {

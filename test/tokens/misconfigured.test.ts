@@ -126,6 +126,7 @@ describe('a token refresh the configuration forbids', () => {
       db: strict.db.database.db,
       catalog: loadCatalog(),
       tokens: strict.services.tokens,
+      flows: strict.services.flows,
       log: createLogger({ level: 'silent' }),
       marginSeconds: 900,
       intervalSeconds: 60,
