@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { StartupError } from './lib/errors.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -118,7 +119,7 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 
-export class ConfigError extends Error {}
+export class ConfigError extends StartupError {}
 
 /** Parses an environment (process.env by default); a bad value throws naming the variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

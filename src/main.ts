@@ -5,10 +5,11 @@ import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
 import { bootstrapDefaultEnvironment } from './environments/bootstrap.js';
+import { StartupError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { createVault, generateKeySpec, parseEncryptionKeys, type Vault } from './lib/vault.js';
 import { loadCatalog } from './providers/catalog.js';
-import { startEmbeddedRedis, type RedisTarget, RedisUnavailableError } from './queue/redis.js';
+import { startEmbeddedRedis, type RedisTarget } from './queue/redis.js';
 import { startServer } from './server.js';
 import { startWorkers } from './workers.js';
 import { createServices } from './services.js';
@@ -172,7 +173,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof RedisUnavailableError || (err instanceof Error && err.message.startsWith('TERAPI_'))) {
+  if (err instanceof StartupError) {
     process.stderr.write(`terapi: ${err.message}\n`);
   } else {
     process.stderr.write(`terapi: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

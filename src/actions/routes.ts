@@ -64,7 +64,7 @@ const actionRun = z
 
 
 function failureStatus(run: RunRow): 424 | 504 {
-  return run.error?.code === 'aborted' && /timed out/.test(run.error.message) ? 504 : 424;
+  return run.error?.code === 'time_limit' ? 504 : 424;
 }
 
 /** Seed `001` `POST /action/trigger` (and `/v1/actions/trigger`). */
@@ -103,7 +103,7 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
         });
       }
       if (run.status === 'success') return { success: true, action_name: run.functionName, output: run.output, error: null };
-      const code = run.error?.upstream ? 'provider_error' : run.error?.code === 'aborted' ? 'action_timeout' : 'action_failed';
+      const code = run.error?.upstream ? 'provider_error' : run.error?.code === 'time_limit' ? 'action_timeout' : 'action_failed';
       return reply.code(failureStatus(run)).send({
         error: code,
         message: run.error?.message ?? 'The action failed',

@@ -7,7 +7,7 @@ import type { FunctionRegistry } from '../functions/registry.js';
 import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
 import type { Logger } from '../lib/logger.js';
 import { finishRun, findRunById, startRun } from '../runs/repository.js';
-import { runErrorOf } from '../syncs/runner.js';
+import { runErrorOf, TimeLimitError } from '../syncs/runner.js';
 
 /** Executes queued action runs on a worker; the result lands in the run row (and an event when async). */
 export function createActionRunner(deps: {
@@ -26,7 +26,7 @@ export function createActionRunner(deps: {
     if (!run || run.status !== 'queued' || !(await startRun(db, runId))) return { status: 'skipped' };
     const runLog = createRunLog(db, runId, log);
     const controller = new AbortController();
-    const timeout = setTimeout(() => controller.abort(new Error(`action timed out after ${Math.round(deps.timeoutMs / 1000)} s`)), deps.timeoutMs);
+    const timeout = setTimeout(() => controller.abort(new TimeLimitError('action', deps.timeoutMs)), deps.timeoutMs);
     const onStop = () => controller.abort(new Error('the worker shut down during the action'));
     workerSignal?.addEventListener('abort', onStop, { once: true });
     let result: { status: 'success'; output: unknown } | { status: 'error'; error: RunError };

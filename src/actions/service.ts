@@ -7,6 +7,7 @@ import type { FunctionLookup } from '../functions/service.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Queues } from '../queue/queues.js';
 import { findRun, insertRun, type RunRow } from '../runs/repository.js';
+import { needsReauthorization } from '../tokens/service.js';
 
 export interface ActionTrigger {
   providerConfigKey: string;
@@ -45,7 +46,7 @@ export function createActionService(deps: {
           'function_not_enabled',
         );
       }
-      if (conn.error?.type === 'auth') {
+      if (needsReauthorization(conn.error)) {
         throw new FailedDependencyError('connection_needs_reauthorization', `Connection "${t.connectionId}" must be re-authorized by its user: ${conn.error.message}`);
       }
       const parsed = def.input.safeParse(t.input ?? {});

@@ -4,7 +4,7 @@ import fastifyHelmet from '@fastify/helmet';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { AppError } from '../lib/errors.js';
+import { AppError, errorMessage } from '../lib/errors.js';
 import { providerConfigKey } from '../lib/schemas.js';
 import { type AuthFlows, FlowError, type FlowResult } from '../oauth/flow.js';
 import type { ConnectSession, ConnectSessionService } from './service.js';
@@ -66,9 +66,9 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       return { error: new FlowError('expired', 'This connect link has expired. Ask the application for a new one.'), status: 401 };
     }
     // Validation, body parsing and the input guard: the request itself is wrong.
-    const status = (err as { statusCode?: unknown }).statusCode;
+    const status = typeof err === 'object' && err !== null && 'statusCode' in err ? err.statusCode : undefined;
     if (typeof status === 'number' && status >= 400 && status < 500) {
-      return { error: new FlowError('invalid_input', `This request is not valid: ${(err as Error).message}`), status };
+      return { error: new FlowError('invalid_input', `This request is not valid: ${errorMessage(err)}`), status };
     }
     req.log.error({ err }, 'connect page failed');
     return { error: new FlowError('internal', `Something went wrong on our side; try again later (request ${req.id}).`), status: 500 };

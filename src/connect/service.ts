@@ -5,7 +5,7 @@ import type { EndUser, IntegrationDefaults } from '../db/schema/index.js';
 import { validateConnectionConfig } from '../connections/credentials.js';
 import type { ConnectionLookup } from '../connections/service.js';
 import type { IntegrationLookup } from '../integrations/service.js';
-import { AppError, NotFoundError, UnauthorizedError, ValidationError } from '../lib/errors.js';
+import { firstInvalidField, NotFoundError, UnauthorizedError, ValidationError } from '../lib/errors.js';
 import type { Catalog } from '../providers/catalog.js';
 import * as repo from './repository.js';
 
@@ -53,8 +53,9 @@ export function createConnectSessionService(deps: {
         // Defaults may leave fields for the user to type on the Connect page: only check what is given.
         validateConnectionConfig(provider, defaults.connection_config, { filledLater: Object.keys(provider.connection_config ?? {}) });
       } catch (err) {
-        if (!(err instanceof AppError) || !Array.isArray(err.details)) throw err;
-        const { field, message } = err.details[0] as { field: string; message: string };
+        const invalid = firstInvalidField(err);
+        if (!invalid) throw err;
+        const { field, message } = invalid;
         throw ValidationError.field(`integrations_config_defaults.${key}.${field}`, message);
       }
     }

@@ -1,14 +1,10 @@
 import type { Db } from '../db/client.js';
-import { ConflictError, NotFoundError } from '../lib/errors.js';
+import { ConflictError, isUniqueViolation, NotFoundError } from '../lib/errors.js';
 import type { KeyCache } from './key-cache.js';
 import { generateSecretKey, hashSecretKey, secretKeyHint } from './keys.js';
 import * as repo from './repository.js';
 
 export type EnvironmentService = ReturnType<typeof createEnvironmentService>;
-
-const isUniqueViolation = (err: unknown) =>
-  typeof err === 'object' && err !== null && ((err as { code?: string }).code === '23505' || (err as { cause?: { code?: string } }).cause?.code === '23505');
-export { isUniqueViolation };
 
 /** Accounts, environments and their secret keys (the admin API and first-start bootstrap). */
 export function createEnvironmentService(deps: { db: Db; keyCache: KeyCache }) {

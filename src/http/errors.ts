@@ -79,7 +79,7 @@ export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: F
 function withoutQueryParams(err: Error): Error {
   const at = err.message.indexOf('\nparams:');
   if (at < 0) return err;
-  const copy = new Error(err.message.slice(0, at), { cause: (err as { cause?: unknown }).cause });
+  const copy = new Error(err.message.slice(0, at), { cause: err.cause });
   copy.name = err.name;
   copy.stack = `${copy.name}: ${copy.message}`;
   return copy;

@@ -1,8 +1,7 @@
 import type { Db } from '../db/client.js';
 import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { UrlOverrides } from '../db/schema/index.js';
-import { isUniqueViolation } from '../environments/service.js';
-import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { ConflictError, isUniqueViolation, NotFoundError, ValidationError } from '../lib/errors.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import { type Catalog, genericProviders } from '../providers/catalog.js';

@@ -1,3 +1,33 @@
+/**
+ * A setting the operator must fix before Terapi can start (a bad variable, a missing binary, an
+ * unreachable service): the CLI prints its message alone, without a stack.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The message of anything thrown (a library may throw a string or a plain object). */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string') return (err as { message: string }).message;
+  return String(err);
+}
+
+/** The `code` property of a thrown error (Node's errno codes, PostgreSQL's SQLSTATE, a library's own), if any. */
+export function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A PostgreSQL unique violation (SQLSTATE 23505), as the driver throws it or wrapped by drizzle. */
+export function isUniqueViolation(err: unknown): boolean {
+  return errorCode(err) === '23505' || (err instanceof Error && errorCode(err.cause) === '23505');
+}
+
 /** Typed errors thrown by services; one error handler maps them to `{ error, message }`. */
 export class AppError extends Error {
   constructor(
@@ -14,6 +44,13 @@ export class AppError extends Error {
 export interface FieldIssue {
   field: string;
   message: string;
+}
+
+/** The first field a validation error names, if it is one. */
+export function firstInvalidField(err: unknown): FieldIssue | undefined {
+  if (!(err instanceof AppError) || !Array.isArray(err.details)) return undefined;
+  const first: unknown = err.details[0];
+  return first && typeof first === 'object' && typeof (first as Partial<FieldIssue>).field === 'string' ? (first as FieldIssue) : undefined;
 }
 
 export class ValidationError extends AppError {

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
-import { ServiceUnavailableError } from './errors.js';
+import { ServiceUnavailableError, StartupError } from './errors.js';
 
 /**
  * AES-256-GCM envelope for secrets at rest. Every ciphertext names the key that made it
@@ -44,15 +44,15 @@ export function parseEncryptionKeys(spec: string): VaultKey[] {
       const material = colon > 0 ? entry.slice(colon + 1) : entry;
       const key = Buffer.from(material, 'base64');
       if (key.length !== 32) {
-        throw new Error(`TERAPI_ENCRYPTION_KEY: key #${i + 1} must be 32 bytes, base64-encoded (e.g. \`openssl rand -base64 32\`)`);
+        throw new StartupError(`TERAPI_ENCRYPTION_KEY: key #${i + 1} must be 32 bytes, base64-encoded (e.g. \`openssl rand -base64 32\`)`);
       }
       if (id !== undefined && !KEY_ID.test(id)) {
-        throw new Error(`TERAPI_ENCRYPTION_KEY: key id of key #${i + 1} must be 1-32 letters, digits, _ or -`);
+        throw new StartupError(`TERAPI_ENCRYPTION_KEY: key id of key #${i + 1} must be 1-32 letters, digits, _ or -`);
       }
       return { id: id ?? deriveKeyId(key), key };
     });
-  if (keys.length === 0) throw new Error('TERAPI_ENCRYPTION_KEY: no key given');
-  if (new Set(keys.map((k) => k.id)).size !== keys.length) throw new Error('TERAPI_ENCRYPTION_KEY: duplicate key ids');
+  if (keys.length === 0) throw new StartupError('TERAPI_ENCRYPTION_KEY: no key given');
+  if (new Set(keys.map((k) => k.id)).size !== keys.length) throw new StartupError('TERAPI_ENCRYPTION_KEY: duplicate key ids');
   return keys;
 }
 

@@ -2,7 +2,7 @@ import * as oidc from 'openid-client';
 import type { UrlOverrides } from '../db/schema/index.js';
 import type { IntegrationRow } from '../integrations/repository.js';
 import { decryptClientSecret } from '../integrations/service.js';
-import { ValidationError } from '../lib/errors.js';
+import { errorMessage, ValidationError } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
 import { EgressDeniedError, EgressError, EgressHostNotFoundError, withRetries } from '../lib/egress.js';
 import type { Provider } from '../providers/schema.js';
@@ -261,7 +261,7 @@ function classify(err: unknown, tokenUrl: string): OAuthError {
   const invalid = chain.find((e) => codeOf(e) === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || codeOf(e) === 'OAUTH_INVALID_RESPONSE');
   if (invalid) {
     const status = (invalid as { cause?: { status?: number } }).cause?.status;
-    return new OAuthError(status && status >= 500 ? 'transient' : 'rejected', `The provider sent an invalid token response (${(invalid as Error).message})`);
+    return new OAuthError(status && status >= 500 ? 'transient' : 'rejected', `The provider sent an invalid token response (${errorMessage(invalid)})`);
   }
   // Network failures, timeouts, aborted requests: the egress error says what happened, not its wrapper.
   const cause = chain.find((e): e is EgressError => e instanceof EgressError) ?? chain.at(-1);

@@ -10,13 +10,14 @@ import type { Db } from '../db/client.js';
 import type { IntegrationDefaults } from '../db/schema/index.js';
 import type { IntegrationRow } from '../integrations/repository.js';
 import type { IntegrationLookup } from '../integrations/service.js';
-import { AppError } from '../lib/errors.js';
+import { AppError, errorCode, errorMessage, firstInvalidField } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
 import { genericProviders } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
 import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthError } from './client.js';
 import * as repo from './repository.js';
+import { credentialsFromTokens } from './token-response.js';
 
 /** Why an authorization flow stopped; the Connect page shows each as a clear error screen. */
 export class FlowError extends Error {
@@ -92,8 +93,8 @@ export function createAuthFlows(deps: {
     try {
       validateConnectionConfig(provider, config, { filledLater });
     } catch (err) {
-      const field = (err as AppError & { details?: { field: string }[] }).details?.[0]?.field;
-      throw new FlowError('invalid_input', (err as Error).message, field?.replace(/^connection_config\./, ''));
+      const field = firstInvalidField(err)?.field;
+      throw new FlowError('invalid_input', errorMessage(err), field?.replace(/^connection_config\./, ''));
     }
     return config;
   }
@@ -180,7 +181,7 @@ export function createAuthFlows(deps: {
         url = oauth.buildAuthorizationUrl(ctx, params);
       } catch (err) {
         // openid-client's code for a plain-http endpoint under the production egress policy.
-        if ((err as { code?: unknown }).code === 'OAUTH_HTTP_REQUEST_FORBIDDEN') {
+        if (errorCode(err) === 'OAUTH_HTTP_REQUEST_FORBIDDEN') {
           throw new FlowError('not_configured', `The "${key}" integration's authorization server does not use https, so it cannot be used.`);
         }
         throw err;
@@ -224,18 +225,10 @@ export function createAuthFlows(deps: {
             codeVerifier: oauthSession.codeVerifierEnc ? vault.decrypt(oauthSession.codeVerifierEnc, `oauth.verifier:${oauthSession.environmentId}`) : undefined,
           });
         } catch (err) {
-          const e = err instanceof OAuthError ? err : new OAuthError('transient', (err as Error).message);
+          const e = err instanceof OAuthError ? err : new OAuthError('transient', errorMessage(err));
           throw new FlowError('provider_error', `${provider.display_name} did not complete the authorization: ${e.message}`);
         }
-        const stored: StoredCredentials = {
-          type: 'OAUTH2',
-          access_token: tokens.accessToken,
-          ...(tokens.refreshToken && { refresh_token: tokens.refreshToken }),
-          ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }),
-          token_type: tokens.tokenType,
-          ...(tokens.scope && { scope: tokens.scope }),
-          raw: tokens.raw,
-        };
+        const stored = credentialsFromTokens('OAUTH2', tokens);
         const fromResponse = Object.fromEntries(
           (provider.token_response_metadata ?? []).filter((f) => typeof tokens.raw[f] === 'string').map((f) => [f, tokens.raw[f]]),
         );
@@ -281,8 +274,8 @@ export function createAuthFlows(deps: {
       try {
         normalized = normalizeCredentials(provider, input);
       } catch (err) {
-        const field = err instanceof AppError && Array.isArray(err.details) ? (err.details[0] as { field?: string } | undefined)?.field : undefined;
-        throw new FlowError('invalid_input', (err as Error).message, field?.replace(/^credentials\./, ''));
+        const field = firstInvalidField(err)?.field;
+        throw new FlowError('invalid_input', errorMessage(err), field?.replace(/^credentials\./, ''));
       }
       let stored = normalized.stored;
       if (provider.auth_mode === 'OAUTH2_CC') {
@@ -290,11 +283,10 @@ export function createAuthFlows(deps: {
         try {
           const ctx = oauthContext(integration, provider, connectionConfig, { id: typed.client_id, secret: typed.client_secret });
           const tokens = await oauth.clientCredentials(ctx, provider.default_scopes ?? []);
-          stored = { ...stored, type: 'OAUTH2_CC', access_token: tokens.accessToken, ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }), raw: tokens.raw } as StoredCredentials;
+          stored = credentialsFromTokens('OAUTH2_CC', tokens, stored);
         } catch (err) {
           if (err instanceof FlowError) throw err;
-          const e = err as OAuthError;
-          if (e.kind === 'invalid_grant' || e.kind === 'rejected') throw new FlowError('invalid_credentials', 'The provider rejected these client credentials.');
+          if (err instanceof OAuthError && (err.kind === 'invalid_grant' || err.kind === 'rejected')) throw new FlowError('invalid_credentials', 'The provider rejected these client credentials.');
           throw new FlowError('provider_error', `${provider.display_name} could not be reached to check these credentials; try again.`);
         }
       } else {

@@ -1,4 +1,6 @@
+import type { StoredCredentials } from '../connections/credentials.js';
 import type { Provider } from '../providers/schema.js';
+import type { TokenSet } from './client.js';
 
 /**
  * Provider token responses that break strict OAuth clients, repaired in one place each, before
@@ -65,4 +67,37 @@ export function normalizeTokenBody(provider: Pick<Provider, 'token_response_root
   // We store tokens; we are not an OpenID relying party, so an id_token is kept in `raw` only.
   delete body.id_token;
   return { body, raw };
+}
+
+/**
+ * The credentials to store from a token response: a code exchange (no previous credentials), a
+ * refresh, or a client-credentials renewal. From the previous credentials it keeps what a provider
+ * does not repeat: the refresh token (providers that do not rotate omit it), the granted scope, and
+ * the client of a client-credentials connection that brought its own.
+ */
+export function credentialsFromTokens(type: 'OAUTH2' | 'OAUTH2_CC', tokens: TokenSet, previous?: StoredCredentials): StoredCredentials {
+  const expiresAt = tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() };
+  if (type === 'OAUTH2_CC') {
+    const client = previous?.type === 'OAUTH2_CC' ? previous : undefined;
+    return {
+      type: 'OAUTH2_CC',
+      access_token: tokens.accessToken,
+      ...expiresAt,
+      ...(client?.client_id && { client_id: client.client_id }),
+      ...(client?.client_secret && { client_secret: client.client_secret }),
+      raw: tokens.raw,
+    };
+  }
+  const before = previous?.type === 'OAUTH2' ? previous : undefined;
+  const refreshToken = tokens.refreshToken ?? before?.refresh_token;
+  const scope = tokens.scope ?? before?.scope;
+  return {
+    type: 'OAUTH2',
+    access_token: tokens.accessToken,
+    ...(refreshToken && { refresh_token: refreshToken }),
+    ...expiresAt,
+    token_type: tokens.tokenType,
+    ...(scope && { scope }),
+    raw: tokens.raw,
+  };
 }

@@ -2,13 +2,14 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { StartupError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { processAlive } from '../lib/process.js';
 
 /** How to reach Redis: a URL, or the unix socket of the embedded server. */
 export type RedisTarget = { url: string } | { path: string };
 
-export class RedisUnavailableError extends Error {}
+export class RedisUnavailableError extends StartupError {}
 
 /**
  * Error reporting for Redis clients that reconnect on their own (ioredis, BullMQ): a down Redis

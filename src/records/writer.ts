@@ -7,6 +7,7 @@ import { records as recordsTable } from '../db/schema/index.js';
 import { COPY_COLUMNS, EncodedBatch, lastOfEachId } from './batch.js';
 import { PipelinedCopy } from './copy.js';
 import { deleteRecords, deleteRecordsNotSeen, feedHasRecords, feedLock, upsertRecords, type WriteCounts } from './repository.js';
+import { errorCode } from '../lib/errors.js';
 
 /** Records (and encoded bytes) waiting for their write, beyond which `save` waits; one batch is always accepted. */
 const MAX_QUEUED_RECORDS = 5000;
@@ -106,7 +107,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
       const tags = await copy.done.catch(async (err: unknown) => {
         // The query stopped at the error, leaving its transaction open and aborted.
         await conn.query('ROLLBACK').catch((e: Error) => (broken = e));
-        if ((err as { code?: string }).code === UNIQUE_VIOLATION) return undefined;
+        if (errorCode(err) === UNIQUE_VIOLATION) return undefined;
         throw err;
       });
       if (!tags) return undefined;

@@ -13,6 +13,7 @@ import type { Logger } from '../lib/logger.js';
 import { createRecordWriter, deleteUnseenRecords } from '../records/writer.js';
 import { addRunCounts, finishRun, findRunById, insertRun, runCountsUpdate, startRun } from '../runs/repository.js';
 import * as repo from './repository.js';
+import { errorMessage } from '../lib/errors.js';
 
 export interface SyncRunnerDeps {
   db: Db;
@@ -44,10 +45,18 @@ function idProblem(id: unknown): string | undefined {
 }
 
 /** The message and upstream answer of whatever a function threw. */
+/** Why a run was stopped at its time limit (the abort reason); its run error's code is `time_limit`. */
+export class TimeLimitError extends Error {
+  constructor(what: 'run' | 'action', ms: number) {
+    super(`${what} timed out after ${Math.round(ms / 1000)} s`);
+    this.name = 'TimeLimitError';
+  }
+}
+
 export function runErrorOf(err: unknown, signal?: AbortSignal): RunError {
   if (signal?.aborted) {
-    const reason = signal.reason;
-    return { message: reason instanceof Error ? reason.message : String(reason), code: 'aborted' };
+    const reason: unknown = signal.reason;
+    return { message: errorMessage(reason), code: reason instanceof TimeLimitError ? 'time_limit' : 'aborted' };
   }
   if (err instanceof ProviderError) return { message: err.message, upstream: { status: err.status, body: err.body.slice(0, 4000) }, code: 'provider_error' };
   // The database's own message: drizzle's wrapper repeats the statement and every parameter (records).
@@ -101,7 +110,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
 
     const controller = new AbortController();
     active.set(runId, controller);
-    const timeout = setTimeout(() => controller.abort(new Error(`run timed out after ${Math.round(deps.timeoutMs / 1000)} s`)), deps.timeoutMs);
+    const timeout = setTimeout(() => controller.abort(new TimeLimitError('run', deps.timeoutMs)), deps.timeoutMs);
     const onWorkerStop = () => controller.abort(new Error('the worker is shutting down; the run will be resumed'));
     workerSignal?.addEventListener('abort', onWorkerStop, { once: true });
     const heartbeat = setInterval(() => {

@@ -13,6 +13,7 @@ import { AppError, FailedDependencyError, NotFoundError, ServiceUnavailableError
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
 import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthError, type TokenSet } from '../oauth/client.js';
+import { credentialsFromTokens } from '../oauth/token-response.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
 import * as repo from './repository.js';
@@ -36,6 +37,13 @@ const MISCONFIGURED = 'refresh_misconfigured';
  * refusal is local (no request leaves), so a retry costs nothing at the provider.
  */
 const MISCONFIGURED_RETRY_MS = 60 * 60_000;
+
+/**
+ * Whether a connection's error asks its end user to authorize again. A refresh the configuration
+ * forbids does not: the operator fixes the integration, and the current token serves meanwhile.
+ */
+export const needsReauthorization = (error: ConnectionError | null | undefined): error is ConnectionError =>
+  error?.type === 'auth' && error.code !== MISCONFIGURED;
 
 /** Whatever a refresh threw, as an OAuthError; our own typed refusals (no client id, a missing connection_config value) are configuration errors. */
 function asOAuthError(err: unknown): OAuthError {
@@ -119,21 +127,8 @@ export function createTokenService(deps: {
     return ctx;
   }
 
-  function merge(previous: StoredCredentials, tokens: TokenSet): StoredCredentials {
-    if (previous.type === 'OAUTH2') {
-      return {
-        type: 'OAUTH2',
-        access_token: tokens.accessToken,
-        // Providers that do not rotate omit the refresh token: keep the one we have.
-        ...((tokens.refreshToken ?? previous.refresh_token) && { refresh_token: tokens.refreshToken ?? previous.refresh_token }),
-        ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }),
-        token_type: tokens.tokenType,
-        ...((tokens.scope ?? previous.scope) && { scope: tokens.scope ?? previous.scope }),
-        raw: tokens.raw,
-      };
-    }
-    return { ...previous, type: 'OAUTH2_CC', access_token: tokens.accessToken, ...(tokens.expiresAt && { expires_at: tokens.expiresAt.toISOString() }), raw: tokens.raw } as StoredCredentials;
-  }
+  const merge = (previous: StoredCredentials, tokens: TokenSet): StoredCredentials =>
+    credentialsFromTokens(previous.type === 'OAUTH2' ? 'OAUTH2' : 'OAUTH2_CC', tokens, previous);
 
   async function callProvider(c: ConnectionWithIntegration, creds: StoredCredentials): Promise<TokenSet> {
     const ctx = await oauthContext(c, creds);
