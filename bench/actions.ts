@@ -93,7 +93,12 @@ async function serveTerapi(kind: 'postgres' | 'pglite') {
       commands: {
         runs: async () =>
           Object.fromEntries(
-            (await queryRows<{ status: string; n: number }>(b.db.database.db, sql`SELECT status, count(*)::int AS n FROM runs WHERE type = 'action' GROUP BY status`)).map((r) => [r.status, r.n]),
+            (
+              await queryRows<{ status: string; n: number }>(
+                b.db.database.db,
+                sql`SELECT status, count(*)::int AS n FROM runs WHERE type = 'action' GROUP BY status`,
+              )
+            ).map((r) => [r.status, r.n]),
           ),
       },
     };
@@ -115,10 +120,18 @@ async function serveBareHttp() {
 async function serveBareBullmq() {
   const prefix = `terapi-bench-${randomBytes(4).toString('hex')}`;
   const target = { url: redisUrl };
-  const queue = new Queue('actions', { connection: createRedis(target, { maxRetriesPerRequest: 3 }), prefix, defaultJobOptions: queueDefinitions.actions.options });
+  const queue = new Queue('actions', {
+    connection: createRedis(target, { maxRetriesPerRequest: 3 }),
+    prefix,
+    defaultJobOptions: queueDefinitions.actions.options,
+  });
   const events = new QueueEvents('actions', { connection: createRedis(target, { maxRetriesPerRequest: null }), prefix });
   await events.waitUntilReady();
-  const worker = new Worker('actions', async () => ({ ok: true }), { connection: createRedis(target, { maxRetriesPerRequest: null }), prefix, concurrency: 32 });
+  const worker = new Worker('actions', async () => ({ ok: true }), {
+    connection: createRedis(target, { maxRetriesPerRequest: null }),
+    prefix,
+    concurrency: 32,
+  });
   const app = Fastify({ logger: false });
   app.post('/action/trigger', async () => {
     const job = await queue.add('actions', { runId: randomBytes(16).toString('hex') });
@@ -170,7 +183,8 @@ async function sanity(r: Ready): Promise<void> {
   const q = requestOf(r);
   const res = await fetch(`${r.origin}${q.path}`, { method: 'POST', headers: q.headers, body: q.body });
   const body = (await res.json()) as typeof okBody;
-  if (res.status !== 200 || body.success !== true || body.output?.ok !== true) throw new Error(`sanity: ${res.status} ${JSON.stringify(body)}`);
+  if (res.status !== 200 || body.success !== true || body.output?.ok !== true)
+    throw new Error(`sanity: ${res.status} ${JSON.stringify(body)}`);
 }
 
 interface Measurement {
@@ -183,7 +197,16 @@ interface Measurement {
   errors: number;
   timeouts: number;
   non2xx: number;
-  cpu: { serverCores: number; postgresCores: number; redisCores: number; loadgenCores: number; otherCores: number; serverUsPerAction: number; postgresUsPerAction: number; redisUsPerAction: number };
+  cpu: {
+    serverCores: number;
+    postgresCores: number;
+    redisCores: number;
+    loadgenCores: number;
+    otherCores: number;
+    serverUsPerAction: number;
+    postgresUsPerAction: number;
+    redisUsPerAction: number;
+  };
   runs?: Record<string, number>;
 }
 
@@ -191,10 +214,18 @@ function load(r: Ready, seconds: number, record: boolean): Promise<{ latencies: 
   const latencies: number[] = [];
   return new Promise((resolve, reject) => {
     const inst = autocannon(
-      { ...requestOf(r), url: `${r.origin}/action/trigger`, connections: CONNECTIONS, pipelining: 1, duration: seconds, timeout: 30 } as Options,
+      {
+        ...requestOf(r),
+        url: `${r.origin}/action/trigger`,
+        connections: CONNECTIONS,
+        pipelining: 1,
+        duration: seconds,
+        timeout: 30,
+      },
       (err, result) => (err ? reject(err) : resolve({ latencies, result })),
     );
-    if (record) inst.on('response', (_c: unknown, status: number, _b: number, ms: number) => status >= 200 && status < 300 && latencies.push(ms));
+    if (record)
+      inst.on('response', (_c: unknown, status: number, _b: number, ms: number) => status >= 200 && status < 300 && latencies.push(ms));
   });
 }
 
@@ -242,7 +273,10 @@ async function measure(child: ChildHandle<Ready>, target: string, round_: number
     },
   };
   if (target === 'postgres' || target === 'pglite') m.runs = await child.command<Record<string, number>>('runs', 'runs');
-  if (m.errors || m.timeouts || m.non2xx) throw new Error(`${target}: ${m.errors} errors, ${m.timeouts} timeouts, ${m.non2xx} non-2xx: ${JSON.stringify(result.statusCodeStats)}`);
+  if (m.errors || m.timeouts || m.non2xx)
+    throw new Error(
+      `${target}: ${m.errors} errors, ${m.timeouts} timeouts, ${m.non2xx} non-2xx: ${JSON.stringify(result.statusCodeStats)}`,
+    );
   say(
     `  ${target} round ${round_}: ${m.actionsPerS} actions/s, p50 ${m.latencyMs.p50} ms, p99 ${m.latencyMs.p99} ms ` +
       `(server ${m.cpu.serverCores} cores, postgres ${m.cpu.postgresCores}, redis ${m.cpu.redisCores}, autocannon ${m.cpu.loadgenCores}, other ${m.cpu.otherCores})`,
@@ -285,7 +319,18 @@ async function main() {
   const floor = summary.find((s) => s.target === 'bare-bullmq')?.actionsPerS;
   const http = summary.find((s) => s.target === 'bare-http')?.actionsPerS;
   const table = markdownTable(
-    ['target', 'actions/s', 'p50 ms', 'p99 ms', 'ratio to bare-bullmq', 'ratio to bare-http', 'server µs/action', 'postgres µs/action', 'redis µs/action', 'other cores'],
+    [
+      'target',
+      'actions/s',
+      'p50 ms',
+      'p99 ms',
+      'ratio to bare-bullmq',
+      'ratio to bare-http',
+      'server µs/action',
+      'postgres µs/action',
+      'redis µs/action',
+      'other cores',
+    ],
     summary.map((s) => [
       s.target,
       s.actionsPerS,
@@ -324,7 +369,9 @@ async function main() {
 
 const serve = argv.get('serve');
 if (serve) {
-  void serveChild(() => (serve === 'bare-http' ? serveBareHttp() : serve === 'bare-bullmq' ? serveBareBullmq() : serveTerapi(serve as 'postgres' | 'pglite')));
+  void serveChild(() =>
+    serve === 'bare-http' ? serveBareHttp() : serve === 'bare-bullmq' ? serveBareBullmq() : serveTerapi(serve as 'postgres' | 'pglite'),
+  );
 } else {
   main().catch((err: unknown) => {
     say(`actions bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

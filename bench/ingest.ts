@@ -144,7 +144,9 @@ function phase(label: string, records: number, ms: number, cpu?: CpuWindow, deta
       postgresMsPerKRecords: round((cpu.postgresMs / records) * 1000, 1),
     };
   }
-  say(`  ${label}: ${records} records in ${p.ms} ms → ${p.recordsPerS} records/s${p.cpu ? ` (this process ${p.cpu.processCores} cores, postgres ${p.cpu.postgresCores}, other ${p.cpu.otherCores})` : ''}`);
+  say(
+    `  ${label}: ${records} records in ${p.ms} ms → ${p.recordsPerS} records/s${p.cpu ? ` (this process ${p.cpu.processCores} cores, postgres ${p.cpu.postgresCores}, other ${p.cpu.otherCores})` : ''}`,
+  );
   return p;
 }
 
@@ -278,7 +280,10 @@ async function main() {
     }
     const ms = performance.now() - t0;
     const cpu = await w.end();
-    if (run.status !== 'success') throw new Error(`sync run ${run.id} ended with ${run.status}: ${JSON.stringify(await queryRows(db, sql`SELECT error FROM runs WHERE id = ${run.id}`))}`);
+    if (run.status !== 'success')
+      throw new Error(
+        `sync run ${run.id} ended with ${run.status}: ${JSON.stringify(await queryRows(db, sql`SELECT error FROM runs WHERE id = ${run.id}`))}`,
+      );
     const r = ingestPlan.result;
     const maxCursorAfter = (await copyClient.query<{ m: string | null }>('SELECT max(cursor) AS m FROM records')).rows[0]!.m;
     const counts = { added: Number(run.added), updated: Number(run.updated), deleted: Number(run.deleted) };
@@ -316,7 +321,8 @@ async function main() {
 
   // Rounds: COPY, then the sync's first run, unchanged re-sync and changed re-sync, each round on
   // its own; the ratio is taken within a round (COPY and sync minutes apart at most).
-  const rounds: { copy: Phase; first: Phase; firstSave: Phase; unchanged: Phase; unchangedSave: Phase; changed: Phase; ratio: number }[] = [];
+  const rounds: { copy: Phase; first: Phase; firstSave: Phase; unchanged: Phase; unchangedSave: Phase; changed: Phase; ratio: number }[] =
+    [];
   for (let n = 1; n <= ROUNDS; n++) {
     say(`■ round ${n} of ${ROUNDS}`);
     const copy = await runCopy(`round ${n}: COPY`);
@@ -325,7 +331,8 @@ async function main() {
         await admin('TRUNCATE records');
         const run = () => runSync(`round ${n}: sync, first run (all new)`, 'trigger', generation);
         const r = n === 1 ? await profiled(run) : await run();
-        if (r.counts.added !== N || (await count()) !== N) throw new Error(`first run: counts ${JSON.stringify(r.counts)}, expected ${N} added`);
+        if (r.counts.added !== N || (await count()) !== N)
+          throw new Error(`first run: counts ${JSON.stringify(r.counts)}, expected ${N} added`);
         return r;
       }),
     );
@@ -333,7 +340,9 @@ async function main() {
       await quietest('unchanged re-sync', async () => {
         const r = await runSync(`round ${n}: re-sync, unchanged`, 'trigger', generation);
         if (r.counts.added || r.counts.updated || r.maxCursorAfter !== r.maxCursorBefore) {
-          throw new Error(`unchanged re-sync rewrote records: ${JSON.stringify(r.counts)}, cursor ${r.maxCursorBefore} → ${r.maxCursorAfter}`);
+          throw new Error(
+            `unchanged re-sync rewrote records: ${JSON.stringify(r.counts)}, cursor ${r.maxCursorBefore} → ${r.maxCursorAfter}`,
+          );
         }
         return r;
       }),
@@ -370,7 +379,7 @@ async function main() {
     for (const item of raw) {
       const parsed = GithubIssue.safeParse(item);
       if (!parsed.success) throw new Error('invalid');
-      valid.push(parsed.data as Record<string, unknown>);
+      valid.push(parsed.data);
     }
     breakdown.push(phase('zod safeParse (GithubIssue)', N, performance.now() - t));
     t = performance.now();
@@ -394,7 +403,12 @@ async function main() {
         const t0 = performance.now();
         for (const b of batches) await writer.save(b);
         await writer.flush();
-        const p = phase(`records writer alone, new rows (${batches[0]?.encoding}, queued batches of ${BATCH} written together)`, N, performance.now() - t0, await w.end());
+        const p = phase(
+          `records writer alone, new rows (${batches[0]?.encoding}, queued batches of ${BATCH} written together)`,
+          N,
+          performance.now() - t0,
+          await w.end(),
+        );
         if ((await count()) !== N) throw new Error('the writer did not write every record');
         return p;
       }),
@@ -428,14 +442,19 @@ async function main() {
   await copyClient.end();
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
   const rate = (pick: (r: (typeof rounds)[number]) => Phase) => median(rounds.map((r) => pick(r).recordsPerS));
-  const ratioOf = (pick: (r: (typeof rounds)[number]) => Phase) => median(rounds.map((r) => round3(pick(r).recordsPerS / r.copy.recordsPerS)));
+  const ratioOf = (pick: (r: (typeof rounds)[number]) => Phase) =>
+    median(rounds.map((r) => round3(pick(r).recordsPerS / r.copy.recordsPerS)));
   const ratios = rounds.map((r) => r.ratio);
   const summary = {
     rounds: ROUNDS,
     copyRecordsPerS: rate((r) => r.copy),
     syncEndToEnd: { recordsPerS: rate((r) => r.first), ratio: median(ratios), ratioPerRound: ratios },
     syncInsideBatchSave: { recordsPerS: rate((r) => r.firstSave), ratio: ratioOf((r) => r.firstSave) },
-    unchangedResync: { recordsPerS: rate((r) => r.unchanged), insideBatchSaveRecordsPerS: rate((r) => r.unchangedSave), ratio: ratioOf((r) => r.unchanged) },
+    unchangedResync: {
+      recordsPerS: rate((r) => r.unchanged),
+      insideBatchSaveRecordsPerS: rate((r) => r.unchangedSave),
+      ratio: ratioOf((r) => r.unchanged),
+    },
     changedResync: { recordsPerS: rate((r) => r.changed), ratio: ratioOf((r) => r.changed) },
     target: TARGET,
     meetsTarget: median(ratios) >= TARGET,
@@ -445,7 +464,15 @@ async function main() {
   const ratio = (p: Phase) => round3(p.recordsPerS / copyOfRound(p.label));
   const table = markdownTable(
     ['phase', 'records/s', 'ms', 'ratio to COPY', 'this process cores', 'postgres cores', 'other cores'],
-    phases.map((p) => [p.label, p.recordsPerS, p.ms, ratio(p), p.cpu?.processCores ?? '—', p.cpu?.postgresCores ?? '—', p.cpu?.otherCores ?? '—']),
+    phases.map((p) => [
+      p.label,
+      p.recordsPerS,
+      p.ms,
+      ratio(p),
+      p.cpu?.processCores ?? '—',
+      p.cpu?.postgresCores ?? '—',
+      p.cpu?.otherCores ?? '—',
+    ]),
   );
   const breakdownTable = markdownTable(
     ['step (alone)', 'records/s', 'ms', 'µs/record', 'postgres cores'],

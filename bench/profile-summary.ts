@@ -49,11 +49,17 @@ export interface ProfileSummary {
 }
 
 const PKG_COMPONENTS: [RegExp, string][] = [
-  [/\/node_modules\/(pg|pg-protocol|pg-types|pg-pool|pg-connection-string|pgpass|postgres-(date|array|interval|bytea))\//, 'pg driver (protocol, type parsing)'],
+  [
+    /\/node_modules\/(pg|pg-protocol|pg-types|pg-pool|pg-connection-string|pgpass|postgres-(date|array|interval|bytea))\//,
+    'pg driver (protocol, type parsing)',
+  ],
   [/\/node_modules\/drizzle-orm\//, 'drizzle-orm (query building, result mapping)'],
   [/\/node_modules\/fastify-type-provider-zod\//, 'zod (validation + response serialization)'],
   [/\/node_modules\/zod\//, 'zod (validation + response serialization)'],
-  [/\/node_modules\/(pino|pino-std-serializers|sonic-boom|fast-redact|@pinojs\/[^/]+|thread-stream|on-exit-leak-free|quick-format-unescaped|atomic-sleep|safe-stable-stringify|fast-safe-stringify)\//, 'logging (pino)'],
+  [
+    /\/node_modules\/(pino|pino-std-serializers|sonic-boom|fast-redact|@pinojs\/[^/]+|thread-stream|on-exit-leak-free|quick-format-unescaped|atomic-sleep|safe-stable-stringify|fast-safe-stringify)\//,
+    'logging (pino)',
+  ],
   [
     /\/node_modules\/(fastify|find-my-way|avvio|fast-querystring|fast-json-stringify|@fastify\/[^/]+|light-my-request|fast-decode-uri-component|safe-regex2|ret|toad-cache|process-warning|rfdc|abstract-logging|fast-uri|json-schema-ref-resolver|secure-json-parse|content-type|proxy-addr|forwarded|ipaddr\.js|semver|cookie|set-cookie-parser|fastq|reusify)\//,
     'fastify (routing, hooks, reply)',
@@ -176,7 +182,13 @@ export function summarizeProfile(file: string): ProfileSummary {
     topSelf: [...byFunction.values()]
       .sort((a, b) => b.ms - a.ms)
       .slice(0, 30)
-      .map((f) => ({ name: f.name, component: f.component, where: f.where, ms: Math.round(f.ms), pct: Math.round((f.ms / busyMs) * 1000) / 10 })),
+      .map((f) => ({
+        name: f.name,
+        component: f.component,
+        where: f.where,
+        ms: Math.round(f.ms),
+        pct: Math.round((f.ms / busyMs) * 1000) / 10,
+      })),
   };
 }
 
@@ -193,11 +205,15 @@ export function formatSummary(s: ProfileSummary, top = 25): string {
   lines.push(`profile ${path.basename(s.file)}: ${s.samples} samples, wall ${s.wallMs} ms, busy ${s.busyMs} ms, idle ${s.idleMs} ms`);
   const table = (title: string, rows: Share[]) => {
     lines.push('', title);
-    for (const r of rows.filter((x) => x.pct >= 0.1)) lines.push(`  ${r.pct.toFixed(1).padStart(5)}%  ${String(r.ms).padStart(6)} ms  ${r.name}`);
+    for (const r of rows.filter((x) => x.pct >= 0.1))
+      lines.push(`  ${r.pct.toFixed(1).padStart(5)}%  ${String(r.ms).padStart(6)} ms  ${r.name}`);
   };
   table('Self time by component (% of busy time; builtins/natives separate):', s.byComponentSelf);
   table('Self time with builtins and Node core charged to their package/app caller:', s.byComponentCharged);
-  table('On stack (inclusive, overlapping):', s.onStack.filter((x) => !x.name.startsWith('(')));
+  table(
+    'On stack (inclusive, overlapping):',
+    s.onStack.filter((x) => !x.name.startsWith('(')),
+  );
   lines.push('', `Top ${top} functions by self time:`);
   for (const f of s.topSelf.slice(0, top)) {
     lines.push(`  ${f.pct.toFixed(1).padStart(5)}%  ${String(f.ms).padStart(6)} ms  ${f.name}  [${f.component}]  ${f.where}`);

@@ -88,7 +88,10 @@ async function serveApp(kind: 'postgres' | 'pglite') {
     const seedMs = Math.round(performance.now() - t0);
     say(`[${kind}] seeded ${N} records in ${seedMs} ms`);
     const origin = await listen(b);
-    return { ready: { origin, key: b.key, connectionId: b.connectionId, dbName: b.db.dbName, records: N, seedMs } satisfies Ready, close: () => b.close() };
+    return {
+      ready: { origin, key: b.key, connectionId: b.connectionId, dbName: b.db.dbName, records: N, seedMs } satisfies Ready,
+      close: () => b.close(),
+    };
   } catch (err) {
     await b.close();
     throw err;
@@ -102,7 +105,9 @@ async function serveBare() {
   const ts = new Date().toISOString();
   const cursorOf = (n: number) => Buffer.from(JSON.stringify([n, 'AbCdEfGhIj'])).toString('base64url');
   for (let from = 0; from < N; from += LIMIT) {
-    const recs = prepareRecords(Array.from({ length: Math.min(LIMIT, N - from) }, (_, k) => GithubIssue.parse(benchIssue(from + k)) as Record<string, unknown>));
+    const recs = prepareRecords(
+      Array.from({ length: Math.min(LIMIT, N - from) }, (_, k) => GithubIssue.parse(benchIssue(from + k)) as Record<string, unknown>),
+    );
     const parts = recs.map((r, k) => {
       const meta = `"_nango_metadata":{"first_seen_at":"${ts}","last_modified_at":"${ts}","last_action":"ADDED","deleted_at":null,"cursor":"${cursorOf(from + k + 1)}"}`;
       return `${r.json.slice(0, -1)},${meta}}`;
@@ -117,7 +122,10 @@ async function serveBare() {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('no address');
-  return { ready: { origin: `http://127.0.0.1:${address.port}`, key: 'bare', connectionId: 'bare', records: N } satisfies Ready, close: () => app.close() };
+  return {
+    ready: { origin: `http://127.0.0.1:${address.port}`, key: 'bare', connectionId: 'bare', records: N } satisfies Ready,
+    close: () => app.close(),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,7 +138,14 @@ interface Pass {
   recordsPerS: number;
   pageMs: { p50: number; p99: number; max: number };
   bytesPerPage: number;
-  cpu?: { serverCores: number; postgresCores: number; clientCores: number; otherCores: number; serverUsPerRecord: number; postgresUsPerRecord: number };
+  cpu?: {
+    serverCores: number;
+    postgresCores: number;
+    clientCores: number;
+    otherCores: number;
+    serverUsPerRecord: number;
+    postgresUsPerRecord: number;
+  };
 }
 
 async function page(r: Ready, cursor: string | undefined): Promise<string> {
@@ -156,10 +171,14 @@ async function verify(r: Ready): Promise<void> {
   let n = 0;
   const ids = new Set<string>();
   do {
-    const body = JSON.parse(await page(r, cursor)) as { records: { id: string; _nango_metadata: { cursor: string; last_action: string } }[]; next_cursor: string | null };
+    const body = JSON.parse(await page(r, cursor)) as {
+      records: { id: string; _nango_metadata: { cursor: string; last_action: string } }[];
+      next_cursor: string | null;
+    };
     for (const rec of body.records) {
       if (rec.id !== String(1_000_000_000 + n)) throw new Error(`record ${n}: id ${rec.id}`);
-      if (!rec._nango_metadata?.cursor || rec._nango_metadata.last_action !== 'ADDED') throw new Error(`record ${n}: metadata ${JSON.stringify(rec._nango_metadata)}`);
+      if (!rec._nango_metadata?.cursor || rec._nango_metadata.last_action !== 'ADDED')
+        throw new Error(`record ${n}: metadata ${JSON.stringify(rec._nango_metadata)}`);
       ids.add(rec.id);
       n++;
     }
@@ -229,7 +248,9 @@ async function main() {
       const passes: Pass[] = [];
       for (let i = 0; i < PASSES; i++) {
         const p = await pass(child, true);
-        say(`  pass ${i + 1}: ${p.recordsPerS} records/s (${p.pages} pages, p50 ${p.pageMs.p50} ms, p99 ${p.pageMs.p99} ms; server ${p.cpu?.serverCores} cores, postgres ${p.cpu?.postgresCores}, client ${p.cpu?.clientCores}, other ${p.cpu?.otherCores})`);
+        say(
+          `  pass ${i + 1}: ${p.recordsPerS} records/s (${p.pages} pages, p50 ${p.pageMs.p50} ms, p99 ${p.pageMs.p99} ms; server ${p.cpu?.serverCores} cores, postgres ${p.cpu?.postgresCores}, client ${p.cpu?.clientCores}, other ${p.cpu?.otherCores})`,
+        );
         passes.push(p);
       }
       const median = [...passes].sort((a, b) => a.recordsPerS - b.recordsPerS)[Math.floor(passes.length / 2)]!;
@@ -255,7 +276,21 @@ async function main() {
       m.cpu?.otherCores ?? '—',
     ];
   });
-  const table = markdownTable(['target', 'records/s (median)', 'passes (min–max)', 'ratio to bare', 'page p50 ms', 'page p99 ms', 'KiB/page', 'server µs/record', 'postgres µs/record', 'other cores'], rows);
+  const table = markdownTable(
+    [
+      'target',
+      'records/s (median)',
+      'passes (min–max)',
+      'ratio to bare',
+      'page p50 ms',
+      'page p99 ms',
+      'KiB/page',
+      'server µs/record',
+      'postgres µs/record',
+      'other cores',
+    ],
+    rows,
+  );
   process.stdout.write(`\n${table}\n`);
   const out = path.join(resultsDir, arg('out', 'records-read.json'));
   writeFileSync(

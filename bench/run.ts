@@ -59,7 +59,8 @@ const opts = {
   rounds: num('rounds', 1),
   pgUrl: process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   targets: (
-    argv.get('targets') ?? (profileMode ? 'postgres,pglite' : variantsMode ? 'bare,postgres,pglite,bare' : 'bare,postgres,pglite,pglite-dir,bare')
+    argv.get('targets') ??
+    (profileMode ? 'postgres,pglite' : variantsMode ? 'bare,postgres,pglite,bare' : 'bare,postgres,pglite,pglite-dir,bare')
   ).split(',') as ServerMode[],
 };
 
@@ -122,8 +123,8 @@ class ServerChild {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-    createInterface({ input: proc.stderr! }).on('line', (l) => process.stderr.write(`  ${l}\n`));
-    const lines = createInterface({ input: proc.stdout! });
+    createInterface({ input: proc.stderr }).on('line', (l) => process.stderr.write(`  ${l}\n`));
+    const lines = createInterface({ input: proc.stdout });
     let timer: NodeJS.Timeout | undefined;
     const ready = await Promise.race([
       new Promise<ReadyLine>((resolve, reject) => {
@@ -141,10 +142,12 @@ class ServerChild {
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`${mode} server not ready after 180 s`)), 180_000);
       }),
-    ]).catch((err: unknown) => {
-      proc.kill('SIGKILL');
-      throw err;
-    }).finally(() => clearTimeout(timer));
+    ])
+      .catch((err: unknown) => {
+        proc.kill('SIGKILL');
+        throw err;
+      })
+      .finally(() => clearTimeout(timer));
     const child = new ServerChild(mode, proc, ready, exited, lines);
     live.add(child);
     return child;
@@ -310,7 +313,10 @@ async function sanityCheck(r: ReadyLine, base: string): Promise<{ bodyBytes: num
   for (const id of ids) {
     const res = await get(pathFor(r, id, base), authHeaders(r));
     if (res.status !== 200) fail(`GET ${pathFor(r, id, base)} → ${res.status} ${res.text.slice(0, 200)}`);
-    const body = JSON.parse(res.text) as Record<string, unknown> & { credentials?: Record<string, unknown>; metadata?: Record<string, unknown> };
+    const body = JSON.parse(res.text) as Record<string, unknown> & {
+      credentials?: Record<string, unknown>;
+      metadata?: Record<string, unknown>;
+    };
     const ok =
       body.id === id &&
       body.provider_config_key === r.providerConfigKey &&
@@ -357,12 +363,18 @@ function runLoad(r: ReadyLine, seconds: number, record: boolean, base: string): 
         setupClient: (client) => {
           // Spread the sockets over the seeded ids (stride coprime with 1000 → distinct ids).
           const id = `${r.idPrefix}${(clientIndex++ * 137) % r.connections}`;
-          (client as unknown as { setRequests(reqs: object[]): void }).setRequests([{ method: 'GET', path: pathFor(r, id, base), headers }]);
+          (client as unknown as { setRequests(reqs: object[]): void }).setRequests([
+            { method: 'GET', path: pathFor(r, id, base), headers },
+          ]);
         },
       },
       (err, result) => {
         if (err) return reject(err);
-        resolve({ result, latencies: lat.subarray(0, n), statuses: Object.fromEntries(Object.entries(result.statusCodeStats).map(([k, v]) => [k, v.count])) });
+        resolve({
+          result,
+          latencies: lat.subarray(0, n),
+          statuses: Object.fromEntries(Object.entries(result.statusCodeStats).map(([k, v]) => [k, v.count])),
+        });
       },
     );
     if (record) {
@@ -454,7 +466,8 @@ async function measureOnce(child: ServerChild, label: string, base: string, prof
   await waitForQuiet();
   process.stderr.write(`  warm-up ${opts.warmup} s…\n`);
   const warm = await runLoad(r, opts.warmup, false, base);
-  if (warm.result.non2xx || warm.result.errors) throw new Error(`${label}: warm-up got ${JSON.stringify(warm.statuses)}, ${warm.result.errors} errors`);
+  if (warm.result.non2xx || warm.result.errors)
+    throw new Error(`${label}: warm-up got ${JSON.stringify(warm.statuses)}, ${warm.result.errors} errors`);
   if (profile) await child.command('profile-start', 'profiling');
   const onPostgres = mode === 'postgres' && r.dbName;
   const backends = new Set(onPostgres ? await benchBackends(r.dbName!) : []);
@@ -463,59 +476,61 @@ async function measureOnce(child: ServerChild, label: string, base: string, prof
   const run = await runLoad(r, opts.duration, true, base);
   if (onPostgres) for (const pid of await benchBackends(r.dbName!)) backends.add(pid);
   const cpuAfter = await cpuSnapshot(child, backends);
-    const res = run.result;
-    const sorted = Float64Array.from(run.latencies).sort();
-    const total = res.requests.total;
-    const durationS = res.duration;
-    const cpu = cpuDelta(cpuBefore, cpuAfter);
-    const m: Measurement = {
-      label,
-      mode,
-      route: `${base}/{id}`,
-      requests: total,
-      durationS,
-      rps: round(total / durationS, 0),
-      latencyMs: {
-        p50: round(percentile(sorted, 50)),
-        p90: round(percentile(sorted, 90)),
-        p99: round(percentile(sorted, 99)),
-        max: round(sorted[sorted.length - 1] ?? Number.NaN),
-        mean: round(sorted.reduce((a, b) => a + b, 0) / (sorted.length || 1)),
-      },
-      autocannonLatencyMs: { p50: res.latency.p50, p99: res.latency.p99 },
-      errors: res.errors,
-      timeouts: res.timeouts,
-      non2xx: res.non2xx,
-      statuses: run.statuses,
-      bodyBytes,
-      cpu: {
-        serverMs: round(cpu.serverMs, 0),
-        serverSystemPct: round((cpu.serverSystemMs / cpu.serverMs) * 100, 1),
-        postgresMs: round(mode === 'postgres' ? cpu.postgresMs : 0, 0),
-        loadgenMs: round(cpu.loadgenMs, 0),
-        serverCores: round(cpu.serverMs / 1000 / durationS),
-        postgresCores: round(mode === 'postgres' ? cpu.postgresMs / 1000 / durationS : 0),
-        loadgenCores: round(cpu.loadgenMs / 1000 / durationS),
-        serverUsPerReq: round((cpu.serverMs * 1000) / total, 1),
-        postgresUsPerReq: round(mode === 'postgres' ? (cpu.postgresMs * 1000) / total : 0, 1),
-        loadgenUsPerReq: round((cpu.loadgenMs * 1000) / total, 1),
-        otherCores: round(Math.max(0, cpu.otherMs) / 1000 / durationS),
-      },
-      queriesPerRequest: isTerapi(r) ? round(cpu.queries / total, 3) : undefined,
-      logLevel: r.logLevel,
-      poolSize: r.poolSize,
-    };
-    if (m.non2xx || m.errors || m.timeouts) {
-      throw new Error(`${label}: ${m.non2xx} non-2xx (${JSON.stringify(m.statuses)}), ${m.errors} errors, ${m.timeouts} timeouts — not a valid measurement`);
-    }
-    process.stderr.write(
-      `  ${m.rps} req/s, p50 ${m.latencyMs.p50} ms, p99 ${m.latencyMs.p99} ms; CPU server ${m.cpu.serverCores} cores` +
-        ` (${m.cpu.serverSystemPct}% kernel)` +
-        (mode === 'postgres' ? `, postgres ${m.cpu.postgresCores} cores` : '') +
-        (m.queriesPerRequest !== undefined ? `, ${m.queriesPerRequest} queries/request` : '') +
-        `, load generator ${m.cpu.loadgenCores} cores, everything else ${m.cpu.otherCores} cores\n`,
+  const res = run.result;
+  const sorted = Float64Array.from(run.latencies).sort();
+  const total = res.requests.total;
+  const durationS = res.duration;
+  const cpu = cpuDelta(cpuBefore, cpuAfter);
+  const m: Measurement = {
+    label,
+    mode,
+    route: `${base}/{id}`,
+    requests: total,
+    durationS,
+    rps: round(total / durationS, 0),
+    latencyMs: {
+      p50: round(percentile(sorted, 50)),
+      p90: round(percentile(sorted, 90)),
+      p99: round(percentile(sorted, 99)),
+      max: round(sorted[sorted.length - 1] ?? Number.NaN),
+      mean: round(sorted.reduce((a, b) => a + b, 0) / (sorted.length || 1)),
+    },
+    autocannonLatencyMs: { p50: res.latency.p50, p99: res.latency.p99 },
+    errors: res.errors,
+    timeouts: res.timeouts,
+    non2xx: res.non2xx,
+    statuses: run.statuses,
+    bodyBytes,
+    cpu: {
+      serverMs: round(cpu.serverMs, 0),
+      serverSystemPct: round((cpu.serverSystemMs / cpu.serverMs) * 100, 1),
+      postgresMs: round(mode === 'postgres' ? cpu.postgresMs : 0, 0),
+      loadgenMs: round(cpu.loadgenMs, 0),
+      serverCores: round(cpu.serverMs / 1000 / durationS),
+      postgresCores: round(mode === 'postgres' ? cpu.postgresMs / 1000 / durationS : 0),
+      loadgenCores: round(cpu.loadgenMs / 1000 / durationS),
+      serverUsPerReq: round((cpu.serverMs * 1000) / total, 1),
+      postgresUsPerReq: round(mode === 'postgres' ? (cpu.postgresMs * 1000) / total : 0, 1),
+      loadgenUsPerReq: round((cpu.loadgenMs * 1000) / total, 1),
+      otherCores: round(Math.max(0, cpu.otherMs) / 1000 / durationS),
+    },
+    queriesPerRequest: isTerapi(r) ? round(cpu.queries / total, 3) : undefined,
+    logLevel: r.logLevel,
+    poolSize: r.poolSize,
+  };
+  if (m.non2xx || m.errors || m.timeouts) {
+    throw new Error(
+      `${label}: ${m.non2xx} non-2xx (${JSON.stringify(m.statuses)}), ${m.errors} errors, ${m.timeouts} timeouts — not a valid measurement`,
     );
-    return m;
+  }
+  process.stderr.write(
+    `  ${m.rps} req/s, p50 ${m.latencyMs.p50} ms, p99 ${m.latencyMs.p99} ms; CPU server ${m.cpu.serverCores} cores` +
+      ` (${m.cpu.serverSystemPct}% kernel)` +
+      (mode === 'postgres' ? `, postgres ${m.cpu.postgresCores} cores` : '') +
+      (m.queriesPerRequest !== undefined ? `, ${m.queriesPerRequest} queries/request` : '') +
+      `, load generator ${m.cpu.loadgenCores} cores, everything else ${m.cpu.otherCores} cores\n`,
+  );
+  return m;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,14 +555,29 @@ interface Summary {
 function markdownTable(head: string[], body: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  return [line(head), `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...body.map(line)].join('\n');
+  return [
+    line(head),
+    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...body.map(line),
+  ].join('\n');
 }
 
 const dash = (x: number | undefined, digits: number) => (x === undefined ? '—' : x.toFixed(digits));
 
 function summaryTable(rows: Summary[]): string {
   const multi = rows.some((r) => r.runs > 1);
-  const head = ['target', 'req/s', ...(multi ? ['runs (min–max req/s)'] : []), 'p50 ms', 'p99 ms', 'ratio', 'server CPU µs/req', 'postgres CPU µs/req', 'queries/req', 'other load (cores, max)'];
+  const head = [
+    'target',
+    'req/s',
+    ...(multi ? ['runs (min–max req/s)'] : []),
+    'p50 ms',
+    'p99 ms',
+    'ratio',
+    'server CPU µs/req',
+    'postgres CPU µs/req',
+    'queries/req',
+    'other load (cores, max)',
+  ];
   return markdownTable(
     head,
     rows.map((r) => [
@@ -566,7 +596,17 @@ function summaryTable(rows: Summary[]): string {
 }
 
 function runsTable(rows: Measurement[]): string {
-  const head = ['run', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'server CPU µs/req', 'postgres CPU µs/req', 'queries/req', 'other load (cores)'];
+  const head = [
+    'run',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'ratio',
+    'server CPU µs/req',
+    'postgres CPU µs/req',
+    'queries/req',
+    'other load (cores)',
+  ];
   return markdownTable(
     head,
     rows.map((m) => [
@@ -636,7 +676,10 @@ async function main() {
   process.stderr.write(
     `GET /connection/{id}: ${opts.connections} connections, pipelining 1, ${opts.warmup} s warm-up + ${opts.duration} s per target, ` +
       `${opts.seedConnections} seeded connections; targets ${opts.targets.join(', ')}` +
-      `${profileMode ? ' (CPU profiling)' : variantsMode ? ' (with what-if variants)' : ''}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`,
+      `${profileMode ? ' (CPU profiling)' : variantsMode ? ' (with what-if variants)' : ''}; load average ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}\n`,
   );
 
   if (profileMode) {
@@ -659,7 +702,10 @@ async function main() {
       summaries[name] = { measurement: m, profile: s };
     }
     const summaryFile = path.join(resultsDir, `profile-summary${variant ? `-${variant}` : ''}.json`);
-    writeFileSync(summaryFile, `${JSON.stringify({ startedAt, machine: machine(), code: { atStart: codeAtStart, atEnd: codeVersion() }, options: opts, summaries }, null, 2)}\n`);
+    writeFileSync(
+      summaryFile,
+      `${JSON.stringify({ startedAt, machine: machine(), code: { atStart: codeAtStart, atEnd: codeVersion() }, options: opts, summaries }, null, 2)}\n`,
+    );
     return;
   }
 
@@ -670,7 +716,8 @@ async function main() {
       const nth = (seen.get(mode) ?? 0) + 1;
       seen.set(mode, nth);
       const suffix = `${opts.rounds > 1 ? `, round ${roundNo}` : ''}${nth > 1 ? `, run ${nth}` : ''}`;
-      const tag = (m: Measurement, key: string) => Object.assign(m, { key, round: roundNo, label: `${key}${suffix ? ` (${suffix.slice(2)})` : ''}` });
+      const tag = (m: Measurement, key: string) =>
+        Object.assign(m, { key, round: roundNo, label: `${key}${suffix ? ` (${suffix.slice(2)})` : ''}` });
       if (mode === 'bare') {
         rows.push(tag(await withServer(mode, {}, (c) => measure(c, `bare fastify${suffix}`)), 'bare fastify'));
         continue;
@@ -722,7 +769,8 @@ async function main() {
     x.ratio = { rps: round(x.rps / base.rps, 3), p50: round(base.p50 / x.p50, 3), p99: round(base.p99 / x.p99, 3) };
   }
   for (const m of rows) {
-    if (base && m.mode !== 'bare') m.ratio = { rps: round(m.rps / base.rps, 3), p50: round(base.p50 / m.latencyMs.p50, 3), p99: round(base.p99 / m.latencyMs.p99, 3) };
+    if (base && m.mode !== 'bare')
+      m.ratio = { rps: round(m.rps / base.rps, 3), p50: round(base.p50 / m.latencyMs.p50, 3), p99: round(base.p99 / m.latencyMs.p99, 3) };
   }
 
   const out = {
@@ -742,7 +790,9 @@ async function main() {
   if (rows.length > summary.length) process.stdout.write(`\nAll runs:\n${runsTable(rows)}\n`);
   process.stdout.write(`\n${summaryTable(summary)}\n\n`);
   if (base) {
-    process.stdout.write(`ratio = req/s ÷ bare Fastify req/s (median of ${base.runs} run(s) in this invocation: ${base.rps}); target ≥ 0.3\n`);
+    process.stdout.write(
+      `ratio = req/s ÷ bare Fastify req/s (median of ${base.runs} run(s) in this invocation: ${base.rps}); target ≥ 0.3\n`,
+    );
     for (const x of summary.filter((y) => y.ratio)) {
       process.stdout.write(`  ${x.target}: ${x.ratio!.rps.toFixed(3)} ${x.ratio!.rps >= 0.3 ? '✓ meets' : '✗ below'} the 0.3 target\n`);
     }

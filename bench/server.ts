@@ -107,23 +107,29 @@ async function startBare(): Promise<{ app: FastifyInstance; ready: Omit<ReadyLin
   const createdAt = new Date().toISOString();
   const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
   // Same URL shape and a body of the same fields/size as Terapi's connection response.
-  app.get<{ Params: { connection_id: string }; Querystring: { provider_config_key?: string } }>('/connection/:connection_id', async (req) => ({
-    id: req.params.connection_id,
-    provider_config_key: req.query.provider_config_key ?? PROVIDER_CONFIG_KEY,
-    provider: 'github',
-    created_at: createdAt,
-    updated_at: createdAt,
-    metadata: { team: 'bench', plan: 'pro' },
-    credentials: { type: 'oauth2', expires_at: expiresAt },
-  }));
+  app.get<{ Params: { connection_id: string }; Querystring: { provider_config_key?: string } }>(
+    '/connection/:connection_id',
+    async (req) => ({
+      id: req.params.connection_id,
+      provider_config_key: req.query.provider_config_key ?? PROVIDER_CONFIG_KEY,
+      provider: 'github',
+      created_at: createdAt,
+      updated_at: createdAt,
+      metadata: { team: 'bench', plan: 'pro' },
+      credentials: { type: 'oauth2', expires_at: expiresAt },
+    }),
+  );
   // GET /auth/token's twin: the same URL, a body of the same shape and size as Terapi's token
   // response (124 B: a 40-character access token, `raw`, `expires_at`) and the same response
   // headers (an `x-request-id` of the same length, fixed: no per-request work).
   const requestId = randomUUID();
-  app.get<{ Params: { provider_config_key: string; connection_id: string } }>('/auth/token/:provider_config_key/:connection_id', async (_req, reply) => {
-    reply.header('x-request-id', requestId);
-    return { type: 'Bearer', access_token: bareAccessToken, raw: {}, expires_at: expiresAt };
-  });
+  app.get<{ Params: { provider_config_key: string; connection_id: string } }>(
+    '/auth/token/:provider_config_key/:connection_id',
+    async (_req, reply) => {
+      reply.header('x-request-id', requestId);
+      return { type: 'Bearer', access_token: bareAccessToken, raw: {}, expires_at: expiresAt };
+    },
+  );
   return {
     app,
     ready: {
@@ -190,7 +196,14 @@ async function startTerapi(mode: Exclude<ServerMode, 'bare'>): Promise<{ app: Fa
   // The real config loader with its defaults (as `terapi serve` with no variables set), so new
   // AppConfig fields need no change here; only the logger level is the benchmark's.
   const config: AppConfig = loadConfig({ LOG_LEVEL: logLevel });
-  const app = await buildApp({ config, database, vault, catalog, logger, redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' } });
+  const app = await buildApp({
+    config,
+    database,
+    vault,
+    catalog,
+    logger,
+    redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+  });
   const withVariants = process.env.BENCH_VARIANTS === '1';
   if (withVariants) registerVariants(app, database, config.keyCacheTtlMs);
   await app.ready();
@@ -216,7 +229,11 @@ async function startTerapi(mode: Exclude<ServerMode, 'bare'>): Promise<{ app: Fa
         call('POST', '/connection', {
           provider_config_key: PROVIDER_CONFIG_KEY,
           connection_id: `${ID_PREFIX}${j}`,
-          credentials: { access_token: `gho_${randomBytes(18).toString('hex')}`, refresh_token: `ghr_${randomBytes(18).toString('hex')}`, expires_at: expiresAt },
+          credentials: {
+            access_token: `gho_${randomBytes(18).toString('hex')}`,
+            refresh_token: `ghr_${randomBytes(18).toString('hex')}`,
+            expires_at: expiresAt,
+          },
           metadata: { team: 'bench', plan: 'pro' },
           end_user: { id: `user-${j}`, email: `user${j}@example.com` },
         }),

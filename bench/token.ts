@@ -186,7 +186,9 @@ async function benchBackends(dbName: string | undefined): Promise<Set<number>> {
   const c = new pg.Client({ connectionString: pgUrl });
   await c.connect();
   try {
-    return new Set((await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName])).rows.map((x) => x.pid));
+    return new Set(
+      (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName])).rows.map((x) => x.pid),
+    );
   } finally {
     await c.end();
   }
@@ -230,7 +232,9 @@ function load(child: Child, seconds: number, record: boolean): Promise<{ result:
         setupClient: (client) => {
           // Each socket asks for a different seeded connection (stride coprime with 1000).
           const id = `${child.ready.idPrefix}${(index++ * 137) % child.ready.connections}`;
-          (client as unknown as { setRequests(reqs: object[]): void }).setRequests([{ method: 'GET', path: pathFor(child, id), headers: headersFor(child) }]);
+          (client as unknown as { setRequests(reqs: object[]): void }).setRequests([
+            { method: 'GET', path: pathFor(child, id), headers: headersFor(child) },
+          ]);
         },
       },
       (err, result) => (err ? reject(err) : resolve({ result, latencies: lat.subarray(0, n) })),
@@ -264,15 +268,18 @@ async function sanity(child: Child): Promise<{ bytes: number; headers: string[] 
   if (child.mode !== 'bare') {
     const status = async (p: string, h: Record<string, string>) => (await get(p, h)).status;
     if ((await status(pathFor(child, id), {})) !== 401) throw new Error(`${child.mode}: no 401 without a key`);
-    if ((await status(pathFor(child, id), { authorization: 'Bearer terapi_sk_not-a-real-key-000000000000' })) !== 401) throw new Error(`${child.mode}: no 401 with a wrong key`);
-    if ((await status(pathFor(child, `${child.ready.idPrefix}missing`), headersFor(child))) !== 404) throw new Error(`${child.mode}: no 404 for an unknown connection`);
+    if ((await status(pathFor(child, id), { authorization: 'Bearer terapi_sk_not-a-real-key-000000000000' })) !== 401)
+      throw new Error(`${child.mode}: no 401 with a wrong key`);
+    if ((await status(pathFor(child, `${child.ready.idPrefix}missing`), headersFor(child))) !== 404)
+      throw new Error(`${child.mode}: no 404 for an unknown connection`);
   }
   const headers = [...res.headers.keys()].filter((h) => h !== 'date').sort();
   return { bytes: Buffer.byteLength(text), headers };
 }
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
-const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
+const percentile = (sorted: Float64Array, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
 const median = (xs: number[]) => {
   const a = [...xs].sort((x, y) => x - y);
   return a.length % 2 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2;
@@ -321,7 +328,8 @@ async function measureOnce(child: Child, roundNo: number, profile: boolean): Pro
   const before = await snapshot(child, backends);
   const { result, latencies } = await load(child, duration, true);
   const after = await snapshot(child, backends);
-  if (result.non2xx || result.errors || result.timeouts) throw new Error(`${target}: ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts`);
+  if (result.non2xx || result.errors || result.timeouts)
+    throw new Error(`${target}: ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts`);
   const total = result.requests.total;
   const serverUs = after.server.cpuUser - before.server.cpuUser + (after.server.cpuSystem - before.server.cpuSystem);
   const pgMs = after.postgres - before.postgres;
@@ -375,7 +383,8 @@ try {
     children.push(bare);
     for (const mode of targets) children.push(await startServer(mode));
     const checks = await Promise.all(children.map(sanity));
-    for (const [i, c] of checks.entries()) process.stderr.write(`${children[i]!.mode}: ${c.bytes} B body, headers ${c.headers.join(', ')}\n`);
+    for (const [i, c] of checks.entries())
+      process.stderr.write(`${children[i]!.mode}: ${c.bytes} B body, headers ${c.headers.join(', ')}\n`);
 
     const runs: Run[] = [];
     for (let r = 1; r <= rounds; r++) for (const child of children) runs.push(await measure(child, r));
@@ -433,7 +442,9 @@ try {
     console.table(runs);
     console.table(summary.map(({ rpsRange, ...s }) => ({ ...s, rpsRange: rpsRange.join('–') })));
     for (const s of summary.filter((x) => x.ratio !== undefined)) {
-      process.stdout.write(`${s.target}: ratio ${s.ratio} (median of per-round ratios ${s.medianRoundRatio}) ${s.ratio! >= TARGET ? '✓ meets' : '✗ below'} the ${TARGET} target\n`);
+      process.stdout.write(
+        `${s.target}: ratio ${s.ratio} (median of per-round ratios ${s.medianRoundRatio}) ${s.ratio! >= TARGET ? '✓ meets' : '✗ below'} the ${TARGET} target\n`,
+      );
     }
     if (quietSummary.length) {
       process.stdout.write(`\nQuiet runs only (other load ≤ ${maxOther} cores):\n`);

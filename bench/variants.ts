@@ -85,9 +85,17 @@ export function registerVariants(app: FastifyInstance, database: Database, keyCa
       .select(cols as typeof wideColumns) // typed as the wide selection; rows are cast where used
       .from(connections)
       .innerJoin(integrations, eq(integrations.id, connections.integrationId))
-      .where(and(eq(integrations.environmentId, env as string), eq(integrations.uniqueKey, key as string), eq(connections.connectionId, id as string)))
+      .where(
+        and(
+          eq(integrations.environmentId, env as string),
+          eq(integrations.uniqueKey, key as string),
+          eq(connections.connectionId, id as string),
+        ),
+      )
       .limit(1);
-  const narrow = select(narrowColumns, sql.placeholder('env'), sql.placeholder('key'), sql.placeholder('id')).prepare('bench_find_connection_narrow');
+  const narrow = select(narrowColumns, sql.placeholder('env'), sql.placeholder('key'), sql.placeholder('id')).prepare(
+    'bench_find_connection_narrow',
+  );
   const notFound = (key: string, id: string) => new NotFoundError(`Connection "${id}" not found for integration "${key}"`);
 
   // drizzle keeps the driver client on `$client` (not in our Db type).
@@ -102,28 +110,33 @@ export function registerVariants(app: FastifyInstance, database: Database, keyCa
     // Same auth as the real routes: Bearer secret key → in-process cache → no query per request.
     api.addHook('onRequest', environmentAuth(createKeyCache({ ttlMs: keyCacheTtlMs, load: (h) => findEnvironmentByKeyHash(db, h) })));
 
-    const withSchema = { hide: true, params: connectionParams, querystring: keyQuery, response: { 200: connection, ...errors(400, 401, 404) } };
+    const withSchema = {
+      hide: true,
+      params: connectionParams,
+      querystring: keyQuery,
+      response: { 200: connection, ...errors(400, 401, 404) },
+    };
     const withoutResponseSchema = { hide: true, params: connectionParams, querystring: keyQuery };
 
     api.get(`${variantPath('uncached')}/:connection_id`, { schema: withSchema }, async (req) => {
       const row = await findConnection(db, req.environment.id, req.query.provider_config_key, req.params.connection_id);
       if (!row) throw notFound(req.query.provider_config_key, req.params.connection_id);
-      return toConnection(row as unknown as ConnectionView);
+      return toConnection(row);
     });
     api.get(`${variantPath('unprepared')}/:connection_id`, { schema: withSchema }, async (req) => {
       const [row] = await select(wideColumns, req.environment.id, req.query.provider_config_key, req.params.connection_id);
       if (!row) throw notFound(req.query.provider_config_key, req.params.connection_id);
-      return toConnection(row as unknown as ConnectionView);
+      return toConnection(row);
     });
     api.get(`${variantPath('uncached-narrow')}/:connection_id`, { schema: withSchema }, async (req) => {
       const [row] = await narrow.execute({ env: req.environment.id, key: req.query.provider_config_key, id: req.params.connection_id });
       if (!row) throw notFound(req.query.provider_config_key, req.params.connection_id);
-      return toConnection(row as unknown as ConnectionView);
+      return toConnection(row);
     });
     api.get(`${variantPath('uncached-narrow-nozod')}/:connection_id`, { schema: withoutResponseSchema }, async (req) => {
       const [row] = await narrow.execute({ env: req.environment.id, key: req.query.provider_config_key, id: req.params.connection_id });
       if (!row) throw notFound(req.query.provider_config_key, req.params.connection_id);
-      return toConnection(row as unknown as ConnectionView);
+      return toConnection(row);
     });
     api.get(`${variantPath('raw-floor')}/:connection_id`, { schema: { hide: true } }, async (req) => {
       const { connection_id: id } = req.params as { connection_id: string };
@@ -150,7 +163,7 @@ export function registerVariants(app: FastifyInstance, database: Database, keyCa
     const k = `${env}\u0000${key}\u0000${id}`;
     const hit = cache.get(k);
     if (hit && Date.now() - hit.at < keyCacheTtlMs) return hit.row;
-    const row = (await findConnection(db, env, key, id)) as unknown as ConnectionView | undefined;
+    const row = await findConnection(db, env, key, id);
     if (row) cache.set(k, { row, at: Date.now() });
     return row;
   };
@@ -160,7 +173,11 @@ export function registerVariants(app: FastifyInstance, database: Database, keyCa
   const cachedPlugin: FastifyPluginAsyncZod = async (api) => {
     api.addHook('onRequest', environmentAuth(createKeyCache({ ttlMs: keyCacheTtlMs, load: (h) => findEnvironmentByKeyHash(db, h) })));
     const schema = { hide: true, params: connectionParams, querystring: keyQuery, response: { 200: connection, ...errors(400, 401, 404) } };
-    const handler = async (req: { environment: { id: string }; query: { provider_config_key: string }; params: { connection_id: string } }) => {
+    const handler = async (req: {
+      environment: { id: string };
+      query: { provider_config_key: string };
+      params: { connection_id: string };
+    }) => {
       const row = await cachedGet(req.environment.id, req.query.provider_config_key, req.params.connection_id);
       if (!row) throw notFound(req.query.provider_config_key, req.params.connection_id);
       return toConnection(row);
@@ -171,11 +188,16 @@ export function registerVariants(app: FastifyInstance, database: Database, keyCa
       {
         schema,
         // Only the 200 body goes through fast-json-stringify; error bodies keep zod's serializer.
-        serializerCompiler: (route) => (route.httpStatus === '200' ? (data: unknown) => stringifyConnection(data) : (data: unknown) => JSON.stringify(data)),
+        serializerCompiler: (route) =>
+          route.httpStatus === '200' ? (data: unknown) => stringifyConnection(data) : (data: unknown) => JSON.stringify(data),
       },
       handler,
     );
-    api.get(`${variantPath('cached-nozod')}/:connection_id`, { schema: { hide: true, params: connectionParams, querystring: keyQuery } }, handler);
+    api.get(
+      `${variantPath('cached-nozod')}/:connection_id`,
+      { schema: { hide: true, params: connectionParams, querystring: keyQuery } },
+      handler,
+    );
   };
   void app.register(cachedPlugin);
 }

@@ -126,12 +126,15 @@ export const benchFunctions: Record<string, readonly FunctionDefinition[]> = {
       syncType: 'incremental',
       autoStart: false,
       async exec(ctx) {
+        // `done` is written later; without the assertion its type would be the literal `false`.
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
         const r = (ingestPlan.result = { saveMs: 0, generateMs: 0, execMs: 0, batches: 0, done: false as boolean });
         const started = performance.now();
         for (let from = 0; from < ingestPlan.records; from += ingestPlan.batchSize) {
           const g = performance.now();
           const items: Record<string, unknown>[] = [];
-          for (let i = from; i < Math.min(from + ingestPlan.batchSize, ingestPlan.records); i++) items.push(benchIssue(i, ingestPlan.generation));
+          for (let i = from; i < Math.min(from + ingestPlan.batchSize, ingestPlan.records); i++)
+            items.push(benchIssue(i, ingestPlan.generation));
           const s = performance.now();
           r.generateMs += s - g;
           await ctx.batchSave(BENCH_MODEL, items as never[]);
@@ -165,7 +168,11 @@ export interface BenchDatabase {
   drop(): Promise<void>;
 }
 
-export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[] = [], url = pgAdminUrl): Promise<T[]> {
+export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  text: string,
+  values: unknown[] = [],
+  url = pgAdminUrl,
+): Promise<T[]> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -244,7 +251,12 @@ export interface BenchApp {
   /** Set once listening. */
   origin?: string;
   /** app.inject with the environment's key; throws on a status ≥ 300 unless `allow` lists it. */
-  call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: object, allow?: number[]): Promise<{ status: number; json: any; body: string }>;
+  call(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    url: string,
+    payload?: object,
+    allow?: number[],
+  ): Promise<{ status: number; json: any; body: string }>;
   close(): Promise<void>;
 }
 
@@ -254,7 +266,12 @@ export interface BenchApp {
  * bench functions. Seeds one account and environment, one `github` integration and one connection
  * with a valid OAUTH2 token.
  */
-export async function startBenchApp(opts: { db: 'postgres' | 'pglite'; workers: boolean; logLevel?: string; env?: Record<string, string> }): Promise<BenchApp> {
+export async function startBenchApp(opts: {
+  db: 'postgres' | 'pglite';
+  workers: boolean;
+  logLevel?: string;
+  env?: Record<string, string>;
+}): Promise<BenchApp> {
   const db = await createBenchDatabase(opts.db);
   const prefix = `terapi-bench-${randomBytes(4).toString('hex')}`;
   const logLevel = opts.logLevel ?? process.env.BENCH_LOG_LEVEL ?? 'warn';
@@ -281,15 +298,28 @@ export async function startBenchApp(opts: { db: 'postgres' | 'pglite'; workers: 
     }
     return { status: res.statusCode, json, body: res.body };
   };
-  await call('POST', '/integration', { provider_config_key: PROVIDER_CONFIG_KEY, provider: PROVIDER, oauth_client_id: 'bench-client', oauth_client_secret: 'bench-secret' });
+  await call('POST', '/integration', {
+    provider_config_key: PROVIDER_CONFIG_KEY,
+    provider: PROVIDER,
+    oauth_client_id: 'bench-client',
+    oauth_client_secret: 'bench-secret',
+  });
   const connectionId = 'bench-conn';
   const expiresAt = new Date(Date.now() + 6 * 3_600_000).toISOString();
   await call('POST', '/connection', {
     provider_config_key: PROVIDER_CONFIG_KEY,
     connection_id: connectionId,
-    credentials: { type: 'OAUTH2', access_token: `gho_${randomBytes(18).toString('hex')}`, refresh_token: `ghr_${randomBytes(18).toString('hex')}`, expires_at: expiresAt },
+    credentials: {
+      type: 'OAUTH2',
+      access_token: `gho_${randomBytes(18).toString('hex')}`,
+      refresh_token: `ghr_${randomBytes(18).toString('hex')}`,
+      expires_at: expiresAt,
+    },
   });
-  const [row] = await queryRows<{ id: number | string }>(db.database.db, sql`SELECT id FROM connections WHERE connection_id = ${connectionId}`);
+  const [row] = await queryRows<{ id: number | string }>(
+    db.database.db,
+    sql`SELECT id FROM connections WHERE connection_id = ${connectionId}`,
+  );
   const connectionPk = Number(row!.id);
 
   let closed = false;
@@ -467,7 +497,13 @@ export async function cpuWindow(dbName: string | undefined, pids: number[] = [])
 
 export function machine() {
   const cpus = os.cpus();
-  return { cpus: cpus.length, cpuModel: cpus[0]?.model, memGiB: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` };
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model,
+    memGiB: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
 }
 
 export function codeVersion() {
@@ -510,18 +546,25 @@ export interface ChildHandle<R> {
  * Parent side: `node --import tsx <script> --serve=<mode>`; the child prints one JSON ready line on
  * stdout, answers commands on stdin, and stops (cleaning up) on SIGTERM or when its stdin closes.
  */
-export async function startChild<R>(script: string, mode: string, env: Record<string, string> = {}, timeoutMs = 300_000): Promise<ChildHandle<R>> {
+export async function startChild<R>(
+  script: string,
+  mode: string,
+  env: Record<string, string> = {},
+  timeoutMs = 300_000,
+): Promise<ChildHandle<R>> {
   const { spawn } = await import('node:child_process');
   const { createInterface } = await import('node:readline');
   // The child gets this process's options too (--records, --limit, …).
   // BENCH_CPU_PROF_DIR=<dir>: the child writes a V8 CPU profile there when it exits (node --cpu-prof).
-  const prof = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof-interval=500'] : [];
+  const prof = process.env.BENCH_CPU_PROF_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof-interval=500']
+    : [];
   const proc = spawn(process.execPath, [...prof, '--import', 'tsx', script, ...process.argv.slice(2), `--serve=${mode}`], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: proc.stdout! });
+  const lines = createInterface({ input: proc.stdout });
   const waiters: { key: string; resolve(v: unknown): void }[] = [];
   let onReady: ((v: unknown) => void) | undefined;
   const ready = new Promise<unknown>((resolve, reject) => {
@@ -560,8 +603,8 @@ export async function startChild<R>(script: string, mode: string, env: Record<st
     pid: proc.pid!,
     command<T>(cmd: string, key: string) {
       return new Promise<T>((resolve) => {
-        waiters.push({ key, resolve: resolve as (v: unknown) => void });
-        proc.stdin!.write(`${cmd}\n`);
+        waiters.push({ key, resolve: resolve });
+        proc.stdin.write(`${cmd}\n`);
       });
     },
     async stop() {
@@ -579,7 +622,9 @@ export async function startChild<R>(script: string, mode: string, env: Record<st
  * Child side: starts, prints `{"ready": …}`, answers `stats` (process CPU) and the extra commands,
  * and runs `close` once on SIGTERM/SIGINT or when stdin closes (the parent died).
  */
-export async function serveChild(start: () => Promise<{ ready: object; close(): Promise<void>; commands?: Record<string, () => Promise<unknown>> }>): Promise<void> {
+export async function serveChild(
+  start: () => Promise<{ ready: object; close(): Promise<void>; commands?: Record<string, () => Promise<unknown>> }>,
+): Promise<void> {
   const { createInterface } = await import('node:readline');
   let close: (() => Promise<void>) | undefined;
   let stopping = false;
@@ -610,7 +655,7 @@ export async function serveChild(start: () => Promise<{ ready: object; close(): 
         const c = process.cpuUsage();
         reply({ stats: { cpuUser: c.user, cpuSystem: c.system } });
       } else if (s.commands?.[cmd]) {
-        void s.commands[cmd]!().then((v) => reply({ [cmd]: v }));
+        void s.commands[cmd]().then((v) => reply({ [cmd]: v }));
       } else if (cmd) say(`unknown command ${cmd}`);
     });
     reply({ ready: { ...s.ready, pid: process.pid } });

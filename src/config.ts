@@ -2,9 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { StartupError } from './lib/errors.js';
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const urlWithProtocol = (protocols: RegExp) => z.url({ protocol: protocols });
 
@@ -15,7 +13,14 @@ const urlWithProtocol = (protocols: RegExp) => z.url({ protocol: protocols });
  * place to send a browser, so it stands for the loopback address.
  */
 export function defaultServerUrl(host: string, port: number): string {
-  const h = host === '0.0.0.0' ? '127.0.0.1' : host === '::' || host === '[::]' ? '[::1]' : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  const h =
+    host === '0.0.0.0'
+      ? '127.0.0.1'
+      : host === '::' || host === '[::]'
+        ? '[::1]'
+        : host.includes(':') && !host.startsWith('[')
+          ? `[${host}]`
+          : host;
   return `http://${h}:${port}`;
 }
 
@@ -38,9 +43,22 @@ export const configSchema = z
       .optional(),
     TERAPI_ENCRYPTION_KEY: z.string().min(1).max(10_000).optional(),
     TERAPI_SERVER_URL: urlWithProtocol(/^https?$/).optional(),
-    TERAPI_ADMIN_KEY: z.string().regex(/^\S{32,200}$/, 'must be 32-200 characters without spaces').optional(),
-    TERAPI_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
-    TERAPI_METADATA_LIMIT_BYTES: z.coerce.number().int().min(256).max(10 * 1024 * 1024).default(64 * 1024),
+    TERAPI_ADMIN_KEY: z
+      .string()
+      .regex(/^\S{32,200}$/, 'must be 32-200 characters without spaces')
+      .optional(),
+    TERAPI_BODY_LIMIT_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(100 * 1024 * 1024)
+      .default(1024 * 1024),
+    TERAPI_METADATA_LIMIT_BYTES: z.coerce
+      .number()
+      .int()
+      .min(256)
+      .max(10 * 1024 * 1024)
+      .default(64 * 1024),
     TERAPI_ALLOW_PROVIDER_URL_OVERRIDES: bool.default(false),
     TERAPI_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
     TERAPI_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
@@ -54,11 +72,19 @@ export const configSchema = z
     TERAPI_CONNECT_SESSION_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
     TERAPI_REFRESH_MARGIN_SECONDS: z.coerce.number().int().min(0).max(86_400).default(900),
     TERAPI_REFRESH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
-    TERAPI_QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)').default('terapi'),
+    TERAPI_QUEUE_PREFIX: z
+      .string()
+      .regex(/^[a-zA-Z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)')
+      .default('terapi'),
     TERAPI_SYNC_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(4),
     TERAPI_ACTION_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
     TERAPI_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
-    TERAPI_SYNC_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(7 * 86_400).default(6 * 3600),
+    TERAPI_SYNC_TIMEOUT_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 86_400)
+      .default(6 * 3600),
     TERAPI_ACTION_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
     TERAPI_ACTION_WAIT_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
     TERAPI_RUN_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(60),
@@ -88,7 +114,9 @@ export const configSchema = z
     keyCacheTtlMs: c.TERAPI_KEY_CACHE_TTL_MS,
     egress: {
       allowPrivateNetworks: c.TERAPI_EGRESS_ALLOW_PRIVATE,
-      allowedHosts: c.TERAPI_EGRESS_ALLOWED_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+      allowedHosts: c.TERAPI_EGRESS_ALLOWED_HOSTS.split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
       timeoutMs: c.TERAPI_EGRESS_TIMEOUT_MS,
     },
     connectSessionTtlSeconds: c.TERAPI_CONNECT_SESSION_TTL_SECONDS,

@@ -118,7 +118,11 @@ async function main(argv: string[]): Promise<void> {
   if (role === 'worker') {
     refresher.start();
     log.info(
-      { refreshIntervalSeconds: config.refreshIntervalSeconds, syncConcurrency: config.queues.syncConcurrency, actionConcurrency: config.queues.actionConcurrency },
+      {
+        refreshIntervalSeconds: config.refreshIntervalSeconds,
+        syncConcurrency: config.queues.syncConcurrency,
+        actionConcurrency: config.queues.actionConcurrency,
+      },
       'worker started: syncs, actions, webhooks, scheduler and background token refresh',
     );
     let stopping = false;

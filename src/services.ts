@@ -153,7 +153,17 @@ export async function createServices(deps: ServiceDeps) {
     connections,
     tokens,
     sessions,
-    flows: createAuthFlows({ db, vault, catalog, oauth, connections, integrations: integrations.lookup, sessions, fetch: egressFetch, serverUrl: config.serverUrl }),
+    flows: createAuthFlows({
+      db,
+      vault,
+      catalog,
+      oauth,
+      connections,
+      integrations: integrations.lookup,
+      sessions,
+      fetch: egressFetch,
+      serverUrl: config.serverUrl,
+    }),
     functions,
     syncs: createSyncService({
       db,

@@ -109,9 +109,18 @@ describe('graceful shutdown', () => {
     try {
       const { url, key } = await p.listening();
       const post = (route: string, body: unknown) =>
-        fetch(`${url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        fetch(`${url}${route}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
       expect((await post('/integration', { provider_config_key: 'sg', provider: 'sendgrid', api_base_url: slowUrl })).status).toBe(200);
-      const inFlight = post('/connection', { connection_id: 'slow', provider_config_key: 'sg', credentials: { api_key: 'k' }, verify: true });
+      const inFlight = post('/connection', {
+        connection_id: 'slow',
+        provider_config_key: 'sg',
+        credentials: { api_key: 'k' },
+        verify: true,
+      });
       await new Promise((r) => setTimeout(r, 300));
       p.child.kill('SIGTERM');
       const res = await inFlight;

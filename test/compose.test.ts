@@ -148,8 +148,14 @@ describe('docker-compose.yml', () => {
     expect(configVariables.length).toBeGreaterThan(0);
     for (const role of terapiServices) {
       const names = Object.keys(environmentOf(services[role]!));
-      expect(configVariables.filter((v) => !names.includes(v)), `${role}: config variables missing`).toEqual([]);
-      expect(names.filter((v) => !configVariables.includes(v)), `${role}: unknown variables (typos?)`).toEqual([]);
+      expect(
+        configVariables.filter((v) => !names.includes(v)),
+        `${role}: config variables missing`,
+      ).toEqual([]);
+      expect(
+        names.filter((v) => !configVariables.includes(v)),
+        `${role}: unknown variables (typos?)`,
+      ).toEqual([]);
     }
     // One shared block: the roles cannot drift apart.
     expect(environmentOf(services.worker!)).toEqual(environmentOf(services.api!));

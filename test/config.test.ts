@@ -28,7 +28,7 @@ describe('config', () => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
 
-  it('derives the default server URL from HOST and PORT, so links share the banner\'s origin', () => {
+  it("derives the default server URL from HOST and PORT, so links share the banner's origin", () => {
     expect(loadConfig({ PORT: '4000' }).serverUrl).toBe('http://127.0.0.1:4000');
     expect(loadConfig({ HOST: 'terapi.internal', PORT: '80' }).serverUrl).toBe('http://terapi.internal:80');
     expect(loadConfig({ HOST: '0.0.0.0' }).serverUrl).toBe('http://127.0.0.1:3003');
@@ -42,6 +42,19 @@ describe('config', () => {
   });
 
   it('lists the variables it reads', () => {
-    expect(configVariables).toEqual(expect.arrayContaining(['PORT', 'HOST', 'DATABASE_URL', 'REDIS_URL', 'TERAPI_DATA_DIR', 'TERAPI_SECRET_KEY', 'TERAPI_ENCRYPTION_KEY', 'TERAPI_SERVER_URL', 'TERAPI_ADMIN_KEY', 'LOG_LEVEL']));
+    expect(configVariables).toEqual(
+      expect.arrayContaining([
+        'PORT',
+        'HOST',
+        'DATABASE_URL',
+        'REDIS_URL',
+        'TERAPI_DATA_DIR',
+        'TERAPI_SECRET_KEY',
+        'TERAPI_ENCRYPTION_KEY',
+        'TERAPI_SERVER_URL',
+        'TERAPI_ADMIN_KEY',
+        'LOG_LEVEL',
+      ]),
+    );
   });
 });

@@ -2,7 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { openApiFile, renderOpenApi } from '../src/openapi.js';
 
-type Doc = { servers?: { url: string }[]; paths: Record<string, Record<string, { operationId?: string; tags?: string[]; responses?: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+type Doc = {
+  servers?: { url: string }[];
+  paths: Record<string, Record<string, { operationId?: string; tags?: string[]; responses?: Record<string, unknown> }>>;
+  components: { schemas: Record<string, unknown> };
+};
 
 describe('OpenAPI document', () => {
   it('is committed and current (run `npm run openapi` after changing a route)', async () => {
@@ -33,10 +37,23 @@ describe('OpenAPI document', () => {
     ]) {
       expect(ops).toContain(op);
     }
-    for (const path of ['/v1/connections', '/v1/connections/{connection_id}', '/v1/integrations', '/v1/integrations/{provider_config_key}']) {
+    for (const path of [
+      '/v1/connections',
+      '/v1/connections/{connection_id}',
+      '/v1/integrations',
+      '/v1/integrations/{provider_config_key}',
+    ]) {
       expect(doc.paths[path], path).toBeDefined();
     }
-    for (const schema of ['Connection', 'ConnectionListResponse', 'CreateConnectionRequest', 'Integration', 'IntegrationListResponse', 'CreateIntegrationRequest', 'ErrorResponse']) {
+    for (const schema of [
+      'Connection',
+      'ConnectionListResponse',
+      'CreateConnectionRequest',
+      'Integration',
+      'IntegrationListResponse',
+      'CreateIntegrationRequest',
+      'ErrorResponse',
+    ]) {
       expect(doc.components.schemas[schema], schema).toBeDefined();
     }
   });
@@ -51,7 +68,10 @@ describe('OpenAPI document', () => {
         ids.add(op.operationId!);
         expect(op.tags?.length, `${method} ${path} tags`).toBeGreaterThan(0);
         const codes = Object.keys(op.responses ?? {});
-        expect(codes.some((c) => c.startsWith('2')), `${method} ${path} success response`).toBe(true);
+        expect(
+          codes.some((c) => c.startsWith('2')),
+          `${method} ${path} success response`,
+        ).toBe(true);
         if (!['/health', '/ready'].includes(path)) expect(codes, `${method} ${path}`).toContain('401');
       }
     }

@@ -44,7 +44,10 @@ const actionFailure = errorResponse
   .extend({
     action_name: z.string(),
     run_id: z.uuid(),
-    upstream: z.object({ status: z.number().int(), body: z.string() }).optional().describe("The provider's answer, when a provider call failed"),
+    upstream: z
+      .object({ status: z.number().int(), body: z.string() })
+      .optional()
+      .describe("The provider's answer, when a provider call failed"),
   })
   .meta({ id: 'ActionFailure' });
 
@@ -61,7 +64,6 @@ const actionRun = z
     finished_at: z.iso.datetime().nullable(),
   })
   .meta({ id: 'ActionRun' });
-
 
 function failureStatus(run: RunRow): 424 | 504 {
   return run.error?.code === 'time_limit' ? 504 : 424;
@@ -92,7 +94,13 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
       if (!connectionId) throw ValidationError.field('connection_id', 'is required (in the body or the Connection-Id header)');
       if (!key) throw ValidationError.field('provider_config_key', 'is required (in the body or the Provider-Config-Key header)');
       const async = h['x-async'] === 'true' || h['x-async'] === '1';
-      const outcome = await svc.trigger(req.environment.id, { connectionId, providerConfigKey: key, actionName: req.body.action_name, input: req.body.input ?? {}, async });
+      const outcome = await svc.trigger(req.environment.id, {
+        connectionId,
+        providerConfigKey: key,
+        actionName: req.body.action_name,
+        input: req.body.input ?? {},
+        async,
+      });
       const run = outcome.run;
       if (outcome.state === 'pending') {
         return reply.code(202).send({
@@ -116,7 +124,10 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
 };
 
 /** `GET /action/{id}` (and `/v1/actions/{id}`): the outcome of an action run (asynchronous ones in particular). */
-export const actionStatusRoutes: FastifyPluginAsyncZod<{ actions: ActionService; family: ApiFamily }> = async (app, { actions: svc, family }) => {
+export const actionStatusRoutes: FastifyPluginAsyncZod<{ actions: ActionService; family: ApiFamily }> = async (
+  app,
+  { actions: svc, family },
+) => {
   app.get(`${family.paths.action}/:id`, {
     schema: {
       operationId: family.operationId('getActionResult'),

@@ -40,7 +40,9 @@ export function createActionRunner(deps: {
       const input = def.input.parse(run.input);
       const raw = await Promise.race([
         def.exec(ctx, input),
-        new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })),
+        new Promise<never>((_, reject) =>
+          controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
+        ),
       ]);
       const parsed = def.output.safeParse(raw);
       if (!parsed.success) {
@@ -56,7 +58,11 @@ export function createActionRunner(deps: {
       workerSignal?.removeEventListener('abort', onStop);
     }
     await db.transaction(async (tx) => {
-      const finished = await finishRun(tx, runId, result.status === 'success' ? { status: 'success', output: result.output } : { status: 'error', error: result.error });
+      const finished = await finishRun(
+        tx,
+        runId,
+        result.status === 'success' ? { status: 'success', output: result.output } : { status: 'error', error: result.error },
+      );
       if (finished?.async && conn) {
         await recordEvent(tx, {
           environmentId: run.environmentId,

@@ -17,9 +17,7 @@ export interface ActionTrigger {
   async: boolean;
 }
 
-export type ActionOutcome =
-  | { state: 'done'; run: RunRow }
-  | { state: 'pending'; run: RunRow };
+export type ActionOutcome = { state: 'done'; run: RunRow } | { state: 'pending'; run: RunRow };
 
 export type ActionService = ReturnType<typeof createActionService>;
 
@@ -47,7 +45,10 @@ export function createActionService(deps: {
         );
       }
       if (needsReauthorization(conn.error)) {
-        throw new FailedDependencyError('connection_needs_reauthorization', `Connection "${t.connectionId}" must be re-authorized by its user: ${conn.error.message}`);
+        throw new FailedDependencyError(
+          'connection_needs_reauthorization',
+          `Connection "${t.connectionId}" must be re-authorized by its user: ${conn.error.message}`,
+        );
       }
       const parsed = def.input.safeParse(t.input ?? {});
       if (!parsed.success) {

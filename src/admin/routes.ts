@@ -13,7 +13,10 @@ const environmentParams = z.object({ environment_id: z.uuid() });
 export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentService }> = async (app, { environments: svc }) => {
   app.post('/admin/accounts', {
     schema: {
-      operationId: 'adminCreateAccount', tags, security, summary: 'Create an account',
+      operationId: 'adminCreateAccount',
+      tags,
+      security,
+      summary: 'Create an account',
       body: z.object({ name: accountName }).strict(),
       response: { 201: z.object({ data: account }), ...errors(400, 401, 403) },
     },
@@ -22,7 +25,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.get('/admin/accounts', {
     schema: {
-      operationId: 'adminListAccounts', tags, security, summary: 'List accounts',
+      operationId: 'adminListAccounts',
+      tags,
+      security,
+      summary: 'List accounts',
       response: { 200: z.object({ data: z.array(account) }), ...errors(401, 403) },
     },
     handler: async () => ({ data: (await svc.listAccounts()).map(toAccount) }),
@@ -30,7 +36,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.get('/admin/accounts/:account_id', {
     schema: {
-      operationId: 'adminGetAccount', tags, security, summary: 'Get an account',
+      operationId: 'adminGetAccount',
+      tags,
+      security,
+      summary: 'Get an account',
       params: accountParams,
       response: { 200: z.object({ data: account }), ...errors(400, 401, 403, 404) },
     },
@@ -39,7 +48,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.delete('/admin/accounts/:account_id', {
     schema: {
-      operationId: 'adminDeleteAccount', tags, security, summary: 'Delete an account with all its environments and their data',
+      operationId: 'adminDeleteAccount',
+      tags,
+      security,
+      summary: 'Delete an account with all its environments and their data',
       params: accountParams,
       response: { 204: z.undefined(), ...errors(400, 401, 403, 404) },
     },
@@ -51,7 +63,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.post('/admin/accounts/:account_id/environments', {
     schema: {
-      operationId: 'adminCreateEnvironment', tags, security, summary: 'Create an environment (its secret key is shown once)',
+      operationId: 'adminCreateEnvironment',
+      tags,
+      security,
+      summary: 'Create an environment (its secret key is shown once)',
       params: accountParams,
       body: z.object({ name: environmentName }).strict(),
       response: { 201: z.object({ data: environmentWithKey }), ...errors(400, 401, 403, 404, 409) },
@@ -64,7 +79,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.get('/admin/accounts/:account_id/environments', {
     schema: {
-      operationId: 'adminListAccountEnvironments', tags, security, summary: "List an account's environments",
+      operationId: 'adminListAccountEnvironments',
+      tags,
+      security,
+      summary: "List an account's environments",
       params: accountParams,
       response: { 200: z.object({ data: z.array(environment) }), ...errors(400, 401, 403, 404) },
     },
@@ -76,7 +94,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.get('/admin/environments', {
     schema: {
-      operationId: 'adminListEnvironments', tags, security, summary: 'List all environments',
+      operationId: 'adminListEnvironments',
+      tags,
+      security,
+      summary: 'List all environments',
       response: { 200: z.object({ data: z.array(environment) }), ...errors(401, 403) },
     },
     handler: async () => ({ data: (await svc.listEnvironments()).map(toEnvironment) }),
@@ -84,7 +105,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.get('/admin/environments/:environment_id', {
     schema: {
-      operationId: 'adminGetEnvironment', tags, security, summary: 'Get an environment',
+      operationId: 'adminGetEnvironment',
+      tags,
+      security,
+      summary: 'Get an environment',
       params: environmentParams,
       response: { 200: z.object({ data: environment }), ...errors(400, 401, 403, 404) },
     },
@@ -93,7 +117,10 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.delete('/admin/environments/:environment_id', {
     schema: {
-      operationId: 'adminDeleteEnvironment', tags, security, summary: 'Delete an environment with its integrations and connections',
+      operationId: 'adminDeleteEnvironment',
+      tags,
+      security,
+      summary: 'Delete an environment with its integrations and connections',
       params: environmentParams,
       response: { 204: z.undefined(), ...errors(400, 401, 403, 404) },
     },
@@ -105,7 +132,9 @@ export const adminRoutes: FastifyPluginAsyncZod<{ environments: EnvironmentServi
 
   app.post('/admin/environments/:environment_id/rotate-secret-key', {
     schema: {
-      operationId: 'adminRotateSecretKey', tags, security,
+      operationId: 'adminRotateSecretKey',
+      tags,
+      security,
       summary: 'Replace the secret key (the old key stops working at once; the new one is shown once)',
       params: environmentParams,
       response: { 200: z.object({ data: environmentWithKey }), ...errors(400, 401, 403, 404) },

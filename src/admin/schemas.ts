@@ -5,7 +5,7 @@ export const accountName = z
   .string()
   .min(1)
   .max(100)
-  .regex(/^[\p{L}\p{N}][\p{L}\p{N} _.'&-]*$/u, 'must start with a letter or digit and hold letters, digits, spaces or _ . \' & -');
+  .regex(/^[\p{L}\p{N}][\p{L}\p{N} _.'&-]*$/u, "must start with a letter or digit and hold letters, digits, spaces or _ . ' & -");
 export const environmentName = z
   .string()
   .min(1)

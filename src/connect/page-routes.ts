@@ -43,7 +43,14 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
     contentSecurityPolicy: {
       useDefaults: false,
       // script-src and style-src receive the per-response nonces.
-      directives: { defaultSrc: ["'none'"], scriptSrc: [], styleSrc: [], formAction: ["'self'", 'https:', 'http:'], baseUri: ["'none'"], frameAncestors: ["'self'"] },
+      directives: {
+        defaultSrc: ["'none'"],
+        scriptSrc: [],
+        styleSrc: [],
+        formAction: ["'self'", 'https:', 'http:'],
+        baseUri: ["'none'"],
+        frameAncestors: ["'self'"],
+      },
     },
     // Popup mode reports to window.opener, which Cross-Origin-Opener-Policy: same-origin would cut.
     crossOriginOpenerPolicy: false,
@@ -84,7 +91,9 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       url.searchParams.set('error', error.kind);
       back = url.toString();
     }
-    return html(reply, status, (n) => errorPage({ kind: error.kind, message: error.message, origin: session?.allowedOrigin ?? null, back }, n));
+    return html(reply, status, (n) =>
+      errorPage({ kind: error.kind, message: error.message, origin: session?.allowedOrigin ?? null, back }, n),
+    );
   };
 
   // Errors raised before a handler runs (validation, body parsing, the input guard) end here.
@@ -140,7 +149,11 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
           return reply.code(303).header('location', '/connect').send();
         }
         const allowed = await sessions.allowedIntegrations(session);
-        if (session.reconnectConnectionId && allowed[0]) return reply.code(303).header('location', `/connect/i/${encodeURIComponent(allowed[0].uniqueKey)}`).send();
+        if (session.reconnectConnectionId && allowed[0])
+          return reply
+            .code(303)
+            .header('location', `/connect/i/${encodeURIComponent(allowed[0].uniqueKey)}`)
+            .send();
         // Only integrations an end user can complete (an OAuth integration needs its client).
         const integrations = allowed.filter((i) => flows.isUsable(i));
         const names = integrations.map((i) => flows.integrationName(i));
@@ -166,7 +179,10 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
         const { integration, provider } = await flows.allowedIntegration(session, req.params.key);
         const missing = flows.missingConfigFields(session, req.params.key, provider);
         if (provider.auth_mode === 'OAUTH2' && missing.length === 0) {
-          return reply.code(303).header('location', (await flows.startOAuth(session, req.params.key, {})).toString()).send();
+          return reply
+            .code(303)
+            .header('location', (await flows.startOAuth(session, req.params.key, {})).toString())
+            .send();
         }
         const name = flows.integrationName(integration);
         return html(reply, 200, (n) => formPage({ key: req.params.key, name, provider, fields: formFields(provider, missing) }, n));
@@ -182,7 +198,9 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       let session: ConnectSession | undefined;
       const origin = req.headers.origin;
       if (origin && origin !== 'null' && origin !== ownOrigin) {
-        return html(reply, 403, (n) => errorPage({ kind: 'not_allowed', message: 'This form can only be sent from the Connect page.', origin: null, back: null }, n));
+        return html(reply, 403, (n) =>
+          errorPage({ kind: 'not_allowed', message: 'This form can only be sent from the Connect page.', origin: null, back: null }, n),
+        );
       }
       try {
         session = await sessionOf(req);
@@ -191,16 +209,31 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
         const typed = req.body;
         try {
           if (provider.auth_mode === 'OAUTH2') {
-            return reply.code(303).header('location', (await flows.startOAuth(session, req.params.key, typed)).toString()).send();
+            return reply
+              .code(303)
+              .header('location', (await flows.startOAuth(session, req.params.key, typed)).toString())
+              .send();
           }
           return succeed(reply, await flows.connectWithCredentials(session, req.params.key, typed), name);
         } catch (err) {
-          if (err instanceof FlowError && (err.kind === 'invalid_input' || err.kind === 'invalid_credentials' || err.kind === 'provider_error')) {
+          if (
+            err instanceof FlowError &&
+            (err.kind === 'invalid_input' || err.kind === 'invalid_credentials' || err.kind === 'provider_error')
+          ) {
             const missing = flows.missingConfigFields(session, req.params.key, provider);
             // Re-render the form with what the user typed, never with secrets.
             const keep = Object.fromEntries(Object.entries(typed).filter(([k]) => !['api_key', 'password', 'client_secret'].includes(k)));
             return html(reply, statusOf[err.kind], (n) =>
-              formPage({ key: req.params.key, name, provider, fields: formFields(provider, missing, keep), error: { message: err.message, field: err.field } }, n),
+              formPage(
+                {
+                  key: req.params.key,
+                  name,
+                  provider,
+                  fields: formFields(provider, missing, keep),
+                  error: { message: err.message, field: err.field },
+                },
+                n,
+              ),
             );
           }
           throw err;
@@ -222,7 +255,10 @@ export const connectPageRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSession
       try {
         const { connect_session_token: token, ...typed } = req.query;
         session = await sessionOf(req, token);
-        return reply.code(302).header('location', (await flows.startOAuth(session, req.params.key, typed)).toString()).send();
+        return reply
+          .code(302)
+          .header('location', (await flows.startOAuth(session, req.params.key, typed)).toString())
+          .send();
       } catch (err) {
         return fail(req, reply, err, session);
       }

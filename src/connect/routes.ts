@@ -9,7 +9,8 @@ import type { ConnectSession, ConnectSessionInput, ConnectSessionService } from 
 const tags = ['Connect'];
 
 /** Plain http is for a developer's own machine only; anything else must be https. */
-const secureOrLocal = (u: URL) => u.protocol === 'https:' || (u.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
+const secureOrLocal = (u: URL) =>
+  u.protocol === 'https:' || (u.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname));
 
 const redirectUrl = z
   .url({ protocol: /^https?$/ })
@@ -27,8 +28,20 @@ const origin = z
       // Reported below.
     }
     // scheme://host[:port] and nothing else (a trailing "/" is tolerated); a bad port fails to parse.
-    if (!u || !/^https?:$/.test(u.protocol) || u.username || u.password || u.pathname !== '/' || u.search || u.hash || /[/?#]./.test(value.replace(/^https?:\/\//i, ''))) {
-      ctx.addIssue({ code: 'custom', message: 'must be an origin such as https://app.example.com (scheme, host and optional port; no path)' });
+    if (
+      !u ||
+      !/^https?:$/.test(u.protocol) ||
+      u.username ||
+      u.password ||
+      u.pathname !== '/' ||
+      u.search ||
+      u.hash ||
+      /[/?#]./.test(value.replace(/^https?:\/\//i, ''))
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be an origin such as https://app.example.com (scheme, host and optional port; no path)',
+      });
       return z.NEVER;
     }
     if (!secureOrLocal(u)) {
@@ -37,14 +50,16 @@ const origin = z
     }
     return u.origin;
   })
-  .describe('The only origin the Connect page posts its result message to (defaults to the origin of redirect_url): https, or http on localhost');
+  .describe(
+    'The only origin the Connect page posts its result message to (defaults to the origin of redirect_url): https, or http on localhost',
+  );
 
 const defaults = z
   .record(
     providerConfigKey,
     z
       .object({
-        user_scopes: z.string().max(5000).optional().describe('Comma-separated scopes replacing the integration\'s'),
+        user_scopes: z.string().max(5000).optional().describe("Comma-separated scopes replacing the integration's"),
         authorization_params: z.record(z.string().max(100), z.string().max(2000)).optional(),
         connection_config: jsonObject.optional(),
       })
@@ -53,7 +68,10 @@ const defaults = z
   .describe('Per-integration defaults, keyed by provider_config_key');
 
 const sessionBody = {
-  organization: z.object({ id: z.string().min(1).max(255), display_name: z.string().max(255).optional() }).strict().optional(),
+  organization: z
+    .object({ id: z.string().min(1).max(255), display_name: z.string().max(255).optional() })
+    .strict()
+    .optional(),
   integrations_config_defaults: defaults.optional(),
   tags: tagsSchema.optional(),
   redirect_url: redirectUrl.optional(),
@@ -135,7 +153,12 @@ export const connectSessionRoutes: FastifyPluginAsyncZod<{ sessions: ConnectSess
         'A short-lived token (30 minutes by default) and the Connect page link for one end user of your product. Like a Nango session, it stays usable until it expires: the user may connect several accounts with it (one new connection each time). End it early with DELETE /connect/session.',
       body: z.object({
         end_user: endUserWithTags.optional().describe('The end user; may be omitted when `tags.end_user_id` names them (as Nango allows)'),
-        allowed_integrations: z.array(providerConfigKey).min(1).max(200).optional().describe('Integration keys the user may connect (default: all)'),
+        allowed_integrations: z
+          .array(providerConfigKey)
+          .min(1)
+          .max(200)
+          .optional()
+          .describe('Integration keys the user may connect (default: all)'),
         ...sessionBody,
       }),
       response: { 201: z.object({ data: sessionToken }), ...errors(400, 401) },

@@ -38,7 +38,7 @@ export function createConnectSessionService(deps: {
   integrations: Pick<IntegrationLookup, 'list'>;
 }) {
   const { db } = deps;
-  
+
   async function checkIntegrations(environmentId: string, input: ConnectSessionInput) {
     const existing = new Map((await deps.integrations.list(environmentId)).map((i) => [i.uniqueKey, i]));
     input.allowedIntegrations?.forEach((k, i) => {
@@ -87,11 +87,14 @@ export function createConnectSessionService(deps: {
     create: (environmentId: string, input: ConnectSessionInput) => create(environmentId, input),
 
     /** A session that re-authorizes one existing connection (clears its auth error on success). */
-    async reconnect(environmentId: string, input: Omit<ConnectSessionInput, 'allowedIntegrations' | 'endUser'> & {
-      connectionId: string;
-      providerConfigKey: string;
-      endUser?: ConnectSessionInput['endUser'];
-    }) {
+    async reconnect(
+      environmentId: string,
+      input: Omit<ConnectSessionInput, 'allowedIntegrations' | 'endUser'> & {
+        connectionId: string;
+        providerConfigKey: string;
+        endUser?: ConnectSessionInput['endUser'];
+      },
+    ) {
       const connection = await deps.connections.find(environmentId, input.providerConfigKey, input.connectionId);
       if (!connection) throw NotFoundError.connection(input.providerConfigKey, input.connectionId);
       const endUser = input.endUser ?? connection.endUser ?? { id: connection.connectionId };

@@ -65,7 +65,15 @@ export interface FormField {
 export function formFields(provider: Provider, configFields: string[], typed: Record<string, string> = {}): FormField[] {
   const config = configFields.map((name): FormField => {
     const def = provider.connection_config![name]!;
-    return { name, label: def.title, type: 'text', hint: def.description ?? `For example ${def.example}`, pattern: def.pattern, required: !def.optional, value: typed[name] };
+    return {
+      name,
+      label: def.title,
+      type: 'text',
+      hint: def.description ?? `For example ${def.example}`,
+      pattern: def.pattern,
+      required: !def.optional,
+      value: typed[name],
+    };
   });
   switch (provider.auth_mode) {
     case 'API_KEY':
@@ -87,7 +95,10 @@ export function formFields(provider: Provider, configFields: string[], typed: Re
   }
 }
 
-export function formPage(p: { key: string; name: string; provider: Provider; fields: FormField[]; error?: { message: string; field?: string } }, nonce: Nonces): string {
+export function formPage(
+  p: { key: string; name: string; provider: Provider; fields: FormField[]; error?: { message: string; field?: string } },
+  nonce: Nonces,
+): string {
   const inputs = p.fields
     .map((f) => {
       const invalid = p.error?.field === f.name;
@@ -113,7 +124,12 @@ ${f.hint ? `<p class="hint" id="h-${f.name}">${escapeHtml(f.hint)}</p>` : ''}`;
  * Tells the opener (popup mode) what happened, only at the allowed origin. On success the popup
  * closes itself (or the tab follows the redirect); an error stays on screen to be read.
  */
-function resultScript(message: Record<string, unknown>, origin: string | null, redirect: string | null, closeAfterMs: number | null): string {
+function resultScript(
+  message: Record<string, unknown>,
+  origin: string | null,
+  redirect: string | null,
+  closeAfterMs: number | null,
+): string {
   const json = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c');
   return `(function(){var m=${json(message)};var o=${json(origin)};
 if(window.opener&&o){try{window.opener.postMessage(m,o)}catch(e){}}
@@ -122,7 +138,14 @@ else if(window.opener&&${json(closeAfterMs)}){setTimeout(function(){window.close
 }
 
 export function successPage(
-  p: { providerName: string; connectionId: string; providerConfigKey: string; isReconnect: boolean; origin: string | null; redirect: string | null },
+  p: {
+    providerName: string;
+    connectionId: string;
+    providerConfigKey: string;
+    isReconnect: boolean;
+    origin: string | null;
+    redirect: string | null;
+  },
   nonce: Nonces,
 ): string {
   const message = {

@@ -14,7 +14,14 @@ export type StoredCredentials =
       scope?: string;
       raw: Record<string, unknown>;
     }
-  | { type: 'OAUTH2_CC'; access_token?: string; expires_at?: string; client_id?: string; client_secret?: string; raw: Record<string, unknown> }
+  | {
+      type: 'OAUTH2_CC';
+      access_token?: string;
+      expires_at?: string;
+      client_id?: string;
+      client_secret?: string;
+      raw: Record<string, unknown>;
+    }
   | { type: 'API_KEY'; api_key: string }
   | { type: 'BASIC'; username: string; password: string };
 
@@ -30,7 +37,11 @@ const instant = z.union([
     .max(1e13)
     .transform((n) => new Date(n < 1e11 ? n * 1000 : n)),
 ]);
-const expiresIn = z.number().int().min(0).max(10 * 365 * 86_400);
+const expiresIn = z
+  .number()
+  .int()
+  .min(0)
+  .max(10 * 365 * 86_400);
 const raw = z.record(z.string(), z.unknown()).optional();
 
 const oauth2 = z
@@ -204,7 +215,10 @@ export function validateConnectionConfig(
     const value = config[field];
     if (value === undefined || value === null || value === '') {
       if (!def.optional && !filledLater.includes(field)) {
-        throw ValidationError.field(`connection_config.${field}`, `required by ${provider.display_name} (${def.title}, e.g. "${def.example}")`);
+        throw ValidationError.field(
+          `connection_config.${field}`,
+          `required by ${provider.display_name} (${def.title}, e.g. "${def.example}")`,
+        );
       }
       continue;
     }

@@ -1,7 +1,16 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ValidationError } from '../lib/errors.js';
-import { booleanQuery, connectionIdSchema, cursorQuery, errors, isoDate, jsonObject, limitQuery, providerConfigKey } from '../lib/schemas.js';
+import {
+  booleanQuery,
+  connectionIdSchema,
+  cursorQuery,
+  errors,
+  isoDate,
+  jsonObject,
+  limitQuery,
+  providerConfigKey,
+} from '../lib/schemas.js';
 import type { StoredCredentials } from './credentials.js';
 import { connectionExtras, connectionParams, credentialsInput, keyQuery, toConnectionInput } from './schemas.js';
 import type { TokenService } from '../tokens/service.js';
@@ -14,7 +23,9 @@ const endUser = z
   .object({ id: z.string(), email: z.string().optional(), display_name: z.string().optional(), organization: z.unknown().optional() })
   .nullable();
 
-const publicId = z.int().describe("A number for the connection, stable for its life (Nango's is numeric); random, it tells nothing about other connections");
+const publicId = z
+  .int()
+  .describe("A number for the connection, stable for its life (Nango's is numeric); random, it tells nothing about other connections");
 
 const listItem = z
   .object({
@@ -44,7 +55,9 @@ const nangoConnection = z
     created_at: z.iso.datetime(),
     updated_at: z.iso.datetime(),
     last_fetched_at: z.iso.datetime().nullable(),
-    credentials: z.record(z.string(), z.unknown()).describe('The credentials object (GET only; other responses carry only type and expiry)'),
+    credentials: z
+      .record(z.string(), z.unknown())
+      .describe('The credentials object (GET only; other responses carry only type and expiry)'),
   })
   .meta({ id: 'NangoConnection' });
 
@@ -92,7 +105,13 @@ function nangoCredentials(c: StoredCredentials, withRefreshToken: boolean): Reco
       };
     }
     case 'OAUTH2_CC':
-      return { type: 'OAUTH2_CC', token: c.access_token ?? null, expires_at: c.expires_at ?? null, client_id: c.client_id ?? null, raw: c.raw };
+      return {
+        type: 'OAUTH2_CC',
+        token: c.access_token ?? null,
+        expires_at: c.expires_at ?? null,
+        client_id: c.client_id ?? null,
+        raw: c.raw,
+      };
     case 'API_KEY':
       return { type: 'API_KEY', apiKey: c.api_key };
     case 'BASIC':
@@ -128,7 +147,8 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
     // Nango's SDK filters by `tags[<name>]=…`; without tag filtering here, answering every connection would be wrong.
     preValidation: async (req) => {
       const tagFilter = Object.keys(req.query as object).find((k) => k.startsWith('tags['));
-      if (tagFilter) throw ValidationError.field(tagFilter, 'filtering connections by tag is not supported; filter by endUserId or integrationId');
+      if (tagFilter)
+        throw ValidationError.field(tagFilter, 'filtering connections by tag is not supported; filter by endUserId or integrationId');
     },
     handler: async (req) => {
       const q = req.query;
@@ -159,9 +179,14 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
       response: { 200: nangoConnection, ...errors(400, 401, 404, 424, 503) },
     },
     handler: async (req) => {
-      const { connection, credentials } = await tokens.getToken(req.environment.id, req.query.provider_config_key, req.params.connection_id, {
-        force: req.query.force_refresh ?? false,
-      });
+      const { connection, credentials } = await tokens.getToken(
+        req.environment.id,
+        req.query.provider_config_key,
+        req.params.connection_id,
+        {
+          force: req.query.force_refresh ?? false,
+        },
+      );
       return toNango(await svc.markFetched(connection), nangoCredentials(credentials, req.query.refresh_token ?? false));
     },
   });

@@ -88,7 +88,15 @@ export type ConnectionUpsert = Pick<typeof connections.$inferInsert, 'environmen
   Partial<
     Pick<
       typeof connections.$inferInsert,
-      'credentialsType' | 'credentialsEnc' | 'credentialsExpiresAt' | 'refreshable' | 'connectionConfig' | 'metadata' | 'tags' | 'endUser' | 'endUserId'
+      | 'credentialsType'
+      | 'credentialsEnc'
+      | 'credentialsExpiresAt'
+      | 'refreshable'
+      | 'connectionConfig'
+      | 'metadata'
+      | 'tags'
+      | 'endUser'
+      | 'endUserId'
     >
   >;
 
@@ -128,7 +136,11 @@ export async function deleteConnection(
   const rows = await db
     .delete(connections)
     .where(
-      and(eq(connections.environmentId, environmentId), eq(connections.integrationId, integrationId), eq(connections.connectionId, connectionId)),
+      and(
+        eq(connections.environmentId, environmentId),
+        eq(connections.integrationId, integrationId),
+        eq(connections.connectionId, connectionId),
+      ),
     )
     .returning({ id: connections.id, credentialsEnc: connections.credentialsEnc, connectionConfig: connections.connectionConfig });
   return rows[0];
@@ -147,7 +159,8 @@ export async function writeMetadata(
   mode: 'replace' | 'merge',
   limitBytes: number,
 ): Promise<{ id: number; connectionId: string; metadata: Record<string, unknown> }[]> {
-  const next = mode === 'merge' ? sql`${connections.metadata} || ${JSON.stringify(metadata)}::jsonb` : sql`${JSON.stringify(metadata)}::jsonb`;
+  const next =
+    mode === 'merge' ? sql`${connections.metadata} || ${JSON.stringify(metadata)}::jsonb` : sql`${JSON.stringify(metadata)}::jsonb`;
   return db
     .update(connections)
     .set({ metadata: next, updatedAt: sql`now()` })

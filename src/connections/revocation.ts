@@ -17,7 +17,10 @@ export interface Revocation {
 }
 
 /** Where and how this provider revokes grants: the integration's override (generic providers), else the catalog. */
-export function revocationEndpoint(provider: Provider, overrides: IntegrationRow['urlOverrides']): NonNullable<Provider['revocation']> | undefined {
+export function revocationEndpoint(
+  provider: Provider,
+  overrides: IntegrationRow['urlOverrides'],
+): NonNullable<Provider['revocation']> | undefined {
   if (overrides.revocation_url) return { url: overrides.revocation_url, style: 'rfc7009' };
   return provider.revocation;
 }
@@ -34,12 +37,18 @@ export async function revokeGrant(deps: { fetch: typeof fetch; vault: Vault; log
     if (!endpoint || c.type !== 'OAUTH2') return;
     const clientId = r.integration.oauthClientId ?? undefined;
     const clientSecret = decryptClientSecret(deps.vault, r.integration);
-    const basic = clientId && clientSecret ? `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}` : undefined;
+    const basic =
+      clientId && clientSecret
+        ? `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`
+        : undefined;
     const url = fillTemplate(endpoint.url, r.connectionConfig);
     let res: Response;
     if (endpoint.style === 'rfc7009') {
       // Revoking the refresh token ends the grant (RFC 7009 §2.1), which takes its access tokens with it.
-      const form = new URLSearchParams({ token: c.refresh_token ?? c.access_token, token_type_hint: c.refresh_token ? 'refresh_token' : 'access_token' });
+      const form = new URLSearchParams({
+        token: c.refresh_token ?? c.access_token,
+        token_type_hint: c.refresh_token ? 'refresh_token' : 'access_token',
+      });
       const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
       if (r.provider.token_request_auth_method === 'client_secret_post' || !basic) {
         if (clientId) form.set('client_id', clientId);

@@ -3,7 +3,16 @@ import { z } from 'zod';
 import type { ApiFamily } from '../http/families.js';
 import { fastSerializerCompiler } from '../http/fast-serializer.js';
 import { errors, jsonObject } from '../lib/schemas.js';
-import { connection, connectionList, connectionParams, createConnectionBody, keyQuery, listQuery, toConnection, toConnectionInput } from './schemas.js';
+import {
+  connection,
+  connectionList,
+  connectionParams,
+  createConnectionBody,
+  keyQuery,
+  listQuery,
+  toConnection,
+  toConnectionInput,
+} from './schemas.js';
 import type { ConnectionService } from './service.js';
 
 /** Seed `001` connection routes; mounted at /connection and again at /v1/connections. */
@@ -45,7 +54,7 @@ export const connectionRoutes: FastifyPluginAsyncZod<{ connections: ConnectionSe
       tags,
       summary: 'Create Connection',
       description:
-        'Creates a connection from credentials you already hold (or updates the credentials of an existing one). Credentials are checked against the provider\'s auth mode and encrypted at rest.',
+        "Creates a connection from credentials you already hold (or updates the credentials of an existing one). Credentials are checked against the provider's auth mode and encrypted at rest.",
       body: createConnectionBody,
       response: { 200: connection, ...errors(400, 401, 503) },
     },

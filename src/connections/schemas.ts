@@ -3,7 +3,14 @@ import { connectionIdSchema, cursorQuery, isoDate, jsonObject, limitQuery, provi
 import type { ConnectionInput, ConnectionView } from './service.js';
 
 export const tagsSchema = z
-  .record(z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'tag keys are letters, digits, _ . : -'), z.string().max(255))
+  .record(
+    z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9_.:-]+$/, 'tag keys are letters, digits, _ . : -'),
+    z.string().max(255),
+  )
   .refine((t) => Object.keys(t).length <= 20, 'at most 20 tags')
   .describe('Key/value labels (e.g. plan, region)');
 
@@ -12,7 +19,10 @@ export const endUserSchema = z
     id: z.string().min(1).max(255),
     email: z.email().max(320).optional(),
     display_name: z.string().min(1).max(255).optional(),
-    organization: z.object({ id: z.string().min(1).max(255), display_name: z.string().max(255).optional() }).strict().optional(),
+    organization: z
+      .object({ id: z.string().min(1).max(255), display_name: z.string().max(255).optional() })
+      .strict()
+      .optional(),
   })
   .strict()
   .describe('The end user of your product who owns this connection');
@@ -27,7 +37,9 @@ export const connectionExtras = {
   verify: z
     .boolean()
     .optional()
-    .describe('Check API-key or basic credentials with the provider before storing them (400 if rejected, 424 if it cannot be reached). Off by default: imports trust the caller.'),
+    .describe(
+      'Check API-key or basic credentials with the provider before storing them (400 if rejected, 424 if it cannot be reached). Off by default: imports trust the caller.',
+    ),
   connection_config: jsonObject.optional().describe('Per-connection provider settings (e.g. subdomain, instance_url)'),
   tags: tagsSchema.optional(),
   end_user: endUserSchema.optional(),

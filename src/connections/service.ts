@@ -125,12 +125,21 @@ export function createConnectionService(deps: {
           : undefined;
 
       if (input.verify && normalized && (provider.auth_mode === 'API_KEY' || provider.auth_mode === 'BASIC')) {
-        const check = await verifyCredentials(deps.fetch, provider, integration.urlOverrides, { ...existing?.connectionConfig, ...input.connectionConfig }, normalized.stored);
+        const check = await verifyCredentials(
+          deps.fetch,
+          provider,
+          integration.urlOverrides,
+          { ...existing?.connectionConfig, ...input.connectionConfig },
+          normalized.stored,
+        );
         if (!check.ok && check.reason === 'invalid') {
           throw ValidationError.field('credentials', `${provider.display_name} rejected these credentials (HTTP ${check.status})`);
         }
         if (!check.ok) {
-          throw new FailedDependencyError('verification_failed', `${provider.display_name} could not be reached to verify the credentials (${check.status ?? 'network error'}); nothing was stored`);
+          throw new FailedDependencyError(
+            'verification_failed',
+            `${provider.display_name} could not be reached to verify the credentials (${check.status ?? 'network error'}); nothing was stored`,
+          );
         }
       }
       const ids = { environmentId, integrationId: integration.id, connectionId };
@@ -138,16 +147,16 @@ export function createConnectionService(deps: {
       const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
       const row = await db.transaction(async (tx) => {
         const upserted = await store(tx, {
-        ...ids,
-        credentialsType: normalized?.stored.type ?? existing!.credentialsType,
-        credentialsEnc,
-        credentialsExpiresAt: normalized ? normalized.expiresAt : undefined,
-        refreshable: normalized?.refreshable,
-        connectionConfig: input.connectionConfig,
-        metadata: input.metadata,
-        tags: input.tags,
-        endUser: input.endUser,
-        endUserId: input.endUser?.id,
+          ...ids,
+          credentialsType: normalized?.stored.type ?? existing!.credentialsType,
+          credentialsEnc,
+          credentialsExpiresAt: normalized ? normalized.expiresAt : undefined,
+          refreshable: normalized?.refreshable,
+          connectionConfig: input.connectionConfig,
+          metadata: input.metadata,
+          tags: input.tags,
+          endUser: input.endUser,
+          endUserId: input.endUser?.id,
         });
         // New credentials are an `auth` webhook, as when the end user authorizes through Connect;
         // a metadata-only update is not.
@@ -237,7 +246,10 @@ export function createConnectionService(deps: {
 
     async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {
       // Bound to the tenant and the filters: a cursor of another listing is refused.
-      const cursors = positionCursors(vault, `connections:${environmentId}:${JSON.stringify([q.providerConfigKey, q.connectionId, q.endUserId, q.search])}`);
+      const cursors = positionCursors(
+        vault,
+        `connections:${environmentId}:${JSON.stringify([q.providerConfigKey, q.connectionId, q.endUserId, q.search])}`,
+      );
       const afterId = q.cursor ? cursors.open(q.cursor) : undefined;
       const rows = await repo.listConnections(db, environmentId, {
         providerConfigKey: q.providerConfigKey,
@@ -262,7 +274,10 @@ export function createConnectionService(deps: {
       if (!deleted) throw notFound(key, connectionId);
       deps.hub.emitLocal('conn', deleted.id);
       if (deleted.credentialsEnc && revocationEndpoint(provider, integration.urlOverrides)) {
-        const credentials = vault.decryptJson<StoredCredentials>(deleted.credentialsEnc, credentialsContext({ environmentId, integrationId: integration.id, connectionId }));
+        const credentials = vault.decryptJson<StoredCredentials>(
+          deleted.credentialsEnc,
+          credentialsContext({ environmentId, integrationId: integration.id, connectionId }),
+        );
         const revocation = revokeGrant(
           { fetch: deps.fetch, vault, log: deps.log },
           { provider, integration, connectionConfig: deleted.connectionConfig, credentials, connectionId },

@@ -92,7 +92,10 @@ export async function createNotificationHub(database: Database, opts: HubOptions
         // Listening first, flushing second: a change after this point arrives as a notification.
         resync();
       } catch (err) {
-        log.warn({ err, attempt, retryInMs: Math.min(maxDelayMs, minDelayMs * 2 ** attempt) }, 'listening again for cache invalidation failed');
+        log.warn(
+          { err, attempt, retryInMs: Math.min(maxDelayMs, minDelayMs * 2 ** attempt) },
+          'listening again for cache invalidation failed',
+        );
         reconnect(attempt + 1, lostAt);
       }
     }, delay);

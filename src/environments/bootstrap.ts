@@ -29,7 +29,11 @@ export async function bootstrapDefaultEnvironment(deps: {
 }): Promise<BootstrapResult> {
   const { db, configuredKey, keyFileDir } = deps;
   const keyFile = keyFileDir ? path.join(keyFileDir, 'secret-key') : undefined;
-  const [first] = await db.select({ id: environments.id }).from(environments).orderBy(asc(environments.createdAt), asc(environments.id)).limit(1);
+  const [first] = await db
+    .select({ id: environments.id })
+    .from(environments)
+    .orderBy(asc(environments.createdAt), asc(environments.id))
+    .limit(1);
 
   if (!first) {
     const account = await deps.environments.createAccount('default');

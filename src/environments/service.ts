@@ -11,7 +11,9 @@ export function createEnvironmentService(deps: { db: Db; keyCache: KeyCache }) {
   const { db, keyCache } = deps;
 
   /** Commits a change to environments, then drops them from this process's cache too (NOTIFY may lag). */
-  async function changeEnvironments<T>(work: (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => Promise<{ result: T; ids: string[] }>) {
+  async function changeEnvironments<T>(
+    work: (tx: Parameters<Parameters<Db['transaction']>[0]>[0]) => Promise<{ result: T; ids: string[] }>,
+  ) {
     const { result, ids } = await db.transaction(async (tx) => {
       const out = await work(tx);
       await repo.notifyEnvironmentsChanged(tx, out.ids);
@@ -52,7 +54,8 @@ export function createEnvironmentService(deps: { db: Db; keyCache: KeyCache }) {
         });
         return { env, secretKey };
       } catch (err) {
-        if (isUniqueViolation(err)) throw new ConflictError(`Account ${accountId} already has an environment named "${name}"`, 'duplicate_environment');
+        if (isUniqueViolation(err))
+          throw new ConflictError(`Account ${accountId} already has an environment named "${name}"`, 'duplicate_environment');
         throw err;
       }
     },

@@ -103,7 +103,12 @@ export function createProviderHttp(opts: ProviderHttpOptions): ProviderHttp {
       retryOn: retryable,
       idempotent: req.idempotencyKey !== undefined || (req.idempotent ?? isIdempotentMethod(method)),
       refusedUnprocessed: rateLimited,
-      onRetry: (r) => opts.log.warn(describeRetry(method, url, r), { attempt: r.attempt, ...(r.status === undefined ? { error: r.error } : { status: r.status }), delay_ms: r.delayMs }),
+      onRetry: (r) =>
+        opts.log.warn(describeRetry(method, url, r), {
+          attempt: r.attempt,
+          ...(r.status === undefined ? { error: r.error } : { status: r.status }),
+          delay_ms: r.delayMs,
+        }),
       signal: opts.signal,
     });
     return { res, url, refreshable: creds.refreshable };

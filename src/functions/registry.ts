@@ -5,10 +5,22 @@ export const MIN_FREQUENCY_SECONDS = 60;
 export const MAX_FREQUENCY_SECONDS = 31 * 86_400;
 
 const UNITS: Record<string, number> = {
-  m: 60, min: 60, mins: 60, minute: 60, minutes: 60,
-  h: 3600, hr: 3600, hrs: 3600, hour: 3600, hours: 3600,
-  d: 86_400, day: 86_400, days: 86_400,
-  w: 604_800, week: 604_800, weeks: 604_800,
+  m: 60,
+  min: 60,
+  mins: 60,
+  minute: 60,
+  minutes: 60,
+  h: 3600,
+  hr: 3600,
+  hrs: 3600,
+  hour: 3600,
+  hours: 3600,
+  d: 86_400,
+  day: 86_400,
+  days: 86_400,
+  w: 604_800,
+  week: 604_800,
+  weeks: 604_800,
 };
 
 /**
@@ -46,7 +58,8 @@ export function createFunctionRegistry(extra: Record<string, readonly FunctionDe
       const list = byProvider.get(provider) ?? [];
       for (const def of defs) {
         if (list.some((d) => d.name === def.name)) throw new Error(`function ${provider}/${def.name} is defined twice`);
-        if (def.type === 'sync' && 'error' in parseFrequency(def.frequency)) throw new Error(`function ${provider}/${def.name}: bad frequency "${def.frequency}"`);
+        if (def.type === 'sync' && 'error' in parseFrequency(def.frequency))
+          throw new Error(`function ${provider}/${def.name}: bad frequency "${def.frequency}"`);
         list.push(def);
       }
       byProvider.set(provider, list);

@@ -12,11 +12,22 @@ export async function listFunctionConfigs(db: DbOrTx, environmentId: string, int
     .orderBy(asc(functionConfigs.name));
 }
 
-export async function findFunctionConfig(db: DbOrTx, environmentId: string, integrationId: number, name: string): Promise<FunctionConfigRow | undefined> {
+export async function findFunctionConfig(
+  db: DbOrTx,
+  environmentId: string,
+  integrationId: number,
+  name: string,
+): Promise<FunctionConfigRow | undefined> {
   const [row] = await db
     .select()
     .from(functionConfigs)
-    .where(and(eq(functionConfigs.environmentId, environmentId), eq(functionConfigs.integrationId, integrationId), eq(functionConfigs.name, name)));
+    .where(
+      and(
+        eq(functionConfigs.environmentId, environmentId),
+        eq(functionConfigs.integrationId, integrationId),
+        eq(functionConfigs.name, name),
+      ),
+    );
   return row;
 }
 
@@ -52,7 +63,13 @@ const functionConfigsColumns = {
 export async function deleteFunctionConfig(db: DbOrTx, environmentId: string, integrationId: number, name: string): Promise<boolean> {
   const rows = await db
     .delete(functionConfigs)
-    .where(and(eq(functionConfigs.environmentId, environmentId), eq(functionConfigs.integrationId, integrationId), eq(functionConfigs.name, name)))
+    .where(
+      and(
+        eq(functionConfigs.environmentId, environmentId),
+        eq(functionConfigs.integrationId, integrationId),
+        eq(functionConfigs.name, name),
+      ),
+    )
     .returning({ id: functionConfigs.id });
   return rows.length > 0;
 }
@@ -86,5 +103,3 @@ export async function createSyncsForConnection(db: DbOrTx, connectionPk: number)
   );
   return rows.filter((r) => !r.paused).map((r) => Number(r.id));
 }
-
-

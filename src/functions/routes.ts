@@ -45,7 +45,10 @@ function toFunction(v: FunctionView): z.input<typeof fn> {
 const keyParams = z.object({ provider_config_key: providerConfigKey });
 
 /** Which built-in functions an integration runs: `/integration/{key}/functions` (and under /v1). */
-export const functionRoutes: FastifyPluginAsyncZod<{ functions: FunctionService; family: ApiFamily }> = async (app, { functions: svc, family }) => {
+export const functionRoutes: FastifyPluginAsyncZod<{ functions: FunctionService; family: ApiFamily }> = async (
+  app,
+  { functions: svc, family },
+) => {
   const base = `${family.paths.integration}/:provider_config_key/functions`;
   const tags = family.tags('Functions');
   const op = family.operationId;
@@ -73,13 +76,17 @@ export const functionRoutes: FastifyPluginAsyncZod<{ functions: FunctionService;
       body: z.object({
         name: functionName,
         frequency: z.string().max(50).optional().describe('Syncs: `15m`, `2h`, `1d`, `every 30 minutes` (1 minute to 31 days)'),
-        auto_start: z.boolean().optional().describe('Syncs: schedule for every connection without a start call (default: the function\'s)'),
+        auto_start: z.boolean().optional().describe("Syncs: schedule for every connection without a start call (default: the function's)"),
       }),
       response: { 200: fn, 201: fn, ...errors(400, 401, 404) },
     },
     handler: async (req, reply) => {
       const b = req.body;
-      const { created, ...view } = await svc.enable(req.environment.id, req.params.provider_config_key, { name: b.name, frequency: b.frequency, autoStart: b.auto_start });
+      const { created, ...view } = await svc.enable(req.environment.id, req.params.provider_config_key, {
+        name: b.name,
+        frequency: b.frequency,
+        autoStart: b.auto_start,
+      });
       return reply.code(created ? 201 : 200).send(toFunction(view));
     },
   });

@@ -47,7 +47,9 @@ export function createRunLog(db: Db, runId: string, log: Logger): RunLog {
       dropped = 0;
     }
     written += lines.length;
-    pending = pending.then(() => insertRunLogs(db, runId, lines)).catch((err: unknown) => log.warn({ err, runId }, 'could not write run log lines'));
+    pending = pending
+      .then(() => insertRunLogs(db, runId, lines))
+      .catch((err: unknown) => log.warn({ err, runId }, 'could not write run log lines'));
     return pending;
   }
   return {
@@ -91,7 +93,10 @@ export function createFunctionRuntime(deps: {
         log,
         retries: deps.retries,
         async credentials(force) {
-          const { credentials } = await tokens.getToken(conn.environmentId, conn.providerConfigKey, conn.connectionId, { force, cached: !force });
+          const { credentials } = await tokens.getToken(conn.environmentId, conn.providerConfigKey, conn.connectionId, {
+            force,
+            cached: !force,
+          });
           const refreshable = credentials.type === 'OAUTH2_CC' || (credentials.type === 'OAUTH2' && Boolean(credentials.refresh_token));
           return { ...credentialHeaders(provider, credentials), refreshable };
         },

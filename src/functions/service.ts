@@ -41,7 +41,8 @@ export function createFunctionService(deps: {
 
   return {
     lookup: {
-      findConfig: (environmentId: string, integrationId: number, name: string) => repo.findFunctionConfig(db, environmentId, integrationId, name),
+      findConfig: (environmentId: string, integrationId: number, name: string) =>
+        repo.findFunctionConfig(db, environmentId, integrationId, name),
     },
     schedules: {
       /** Inside the caller's transaction: the syncs enabled on the new connection's integration. */
@@ -51,7 +52,9 @@ export function createFunctionService(deps: {
     async list(environmentId: string, key: string): Promise<FunctionView[]> {
       const row = await integration(environmentId, key);
       const configs = await repo.listFunctionConfigs(db, environmentId, row.id);
-      return registry.forProvider(row.provider).map((definition) => ({ definition, config: configs.find((c) => c.name === definition.name) }));
+      return registry
+        .forProvider(row.provider)
+        .map((definition) => ({ definition, config: configs.find((c) => c.name === definition.name) }));
     },
 
     async enable(environmentId: string, key: string, input: EnableInput): Promise<FunctionView & { created: boolean }> {
@@ -59,13 +62,19 @@ export function createFunctionService(deps: {
       const definition = registry.find(row.provider, input.name);
       if (!definition) {
         const names = registry.forProvider(row.provider).map((d) => d.name);
-        throw ValidationError.field('name', `"${input.name}" is not a function of ${row.provider}${names.length ? ` (available: ${names.join(', ')})` : ' (it has no built-in functions)'}`);
+        throw ValidationError.field(
+          'name',
+          `"${input.name}" is not a function of ${row.provider}${names.length ? ` (available: ${names.join(', ')})` : ' (it has no built-in functions)'}`,
+        );
       }
       // Enabling again changes only what the request names; the rest keeps its stored value.
       const existing = await repo.findFunctionConfig(db, environmentId, row.id, definition.name);
       let frequencySeconds: number | null = null;
       if (definition.type === 'sync') {
-        const parsed = input.frequency === undefined && existing?.frequencySeconds ? { seconds: existing.frequencySeconds } : parseFrequency(input.frequency ?? definition.frequency);
+        const parsed =
+          input.frequency === undefined && existing?.frequencySeconds
+            ? { seconds: existing.frequencySeconds }
+            : parseFrequency(input.frequency ?? definition.frequency);
         if ('error' in parsed) throw ValidationError.field('frequency', parsed.error);
         frequencySeconds = parsed.seconds;
       } else if (input.frequency !== undefined) {

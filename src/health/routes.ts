@@ -23,7 +23,10 @@ function within<T>(promise: Promise<T>, what: string): Promise<T> {
 }
 
 /** Liveness and readiness for load balancers and orchestrators (no authentication). */
-export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; redis: { ping(): Promise<void> } }> = async (app, { database, redis }) => {
+export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; redis: { ping(): Promise<void> } }> = async (
+  app,
+  { database, redis },
+) => {
   // Probes run every few seconds: a dependency's failure is logged when its state changes, not per probe.
   const down = new Set<Dependency>();
 
@@ -68,7 +71,11 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; redis: { 
       });
       const failing = dependencies.filter((d) => state[d] === 'down');
       if (failing.length) {
-        return reply.code(503).send({ error: 'not_ready' as const, message: `Not ready: ${failing.join(' and ')} ${failing.length > 1 ? 'are' : 'is'} not reachable`, checks: state });
+        return reply.code(503).send({
+          error: 'not_ready' as const,
+          message: `Not ready: ${failing.join(' and ')} ${failing.length > 1 ? 'are' : 'is'} not reachable`,
+          checks: state,
+        });
       }
       return { status: 'ready' as const, database: database.kind, checks: state };
     },

@@ -24,7 +24,13 @@ export const terapiFamily: ApiFamily = {
 
 export const v1Family: ApiFamily = {
   name: 'v1',
-  paths: { connection: '/v1/connections', integration: '/v1/integrations', sync: '/v1/sync', action: '/v1/actions', actionTrigger: '/v1/actions/trigger' },
+  paths: {
+    connection: '/v1/connections',
+    integration: '/v1/integrations',
+    sync: '/v1/sync',
+    action: '/v1/actions',
+    actionTrigger: '/v1/actions/trigger',
+  },
   operationId: (id) => `v1${id[0]!.toUpperCase()}${id.slice(1)}`,
   tags: () => ['v1'],
 };

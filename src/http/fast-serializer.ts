@@ -8,4 +8,6 @@ import { z } from 'zod';
  * schema can leak; the shapes stay covered by the route tests and the committed OpenAPI document.
  */
 export const fastSerializerCompiler = ({ schema }: { schema: unknown }): ((data: unknown) => string) =>
-  fastJson(z.toJSONSchema(schema as z.ZodType, { io: 'output', unrepresentable: 'any', target: 'draft-7' }) as Parameters<typeof fastJson>[0]);
+  fastJson(
+    z.toJSONSchema(schema as z.ZodType, { io: 'output', unrepresentable: 'any', target: 'draft-7' }) as Parameters<typeof fastJson>[0],
+  );

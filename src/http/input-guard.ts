@@ -62,7 +62,12 @@ export function registerInputGuard(app: FastifyInstance): void {
   app.addHook('preValidation', async (req) => {
     const sources: [unknown, string][] = [[req.query, 'query']];
     // Raw bodies (buffers, streams) are passed through untouched; only parsed documents are checked.
-    if (req.body !== null && typeof req.body === 'object' && !Buffer.isBuffer(req.body) && typeof (req.body as { pipe?: unknown }).pipe !== 'function') {
+    if (
+      req.body !== null &&
+      typeof req.body === 'object' &&
+      !Buffer.isBuffer(req.body) &&
+      typeof (req.body as { pipe?: unknown }).pipe !== 'function'
+    ) {
       sources.push([req.body, '']);
     }
     for (const [value, where] of sources) {

@@ -45,7 +45,7 @@ function toNango(v: IntegrationView): z.output<typeof nangoIntegration> {
         : null,
     params: v.params,
     secret_names: v.secretNames,
-    url_overrides: v.urlOverrides as Record<string, string>,
+    url_overrides: v.urlOverrides,
   };
 }
 

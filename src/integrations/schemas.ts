@@ -9,12 +9,17 @@ const providerUrl = z.url({ protocol: /^https?$/ }).max(2000);
 export const scopesString = z
   .string()
   .max(10_000)
-  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
   .pipe(z.array(z.string().max(300).regex(/^\S+$/, 'a scope has no spaces')).max(200));
 
 /** Fields Terapi accepts on both create shapes beyond the OAuth client. */
 export const integrationExtras = {
-  display_name: z.string().min(1).max(100).optional().describe('Name shown to end users (defaults to the provider\'s)'),
+  display_name: z.string().min(1).max(100).optional().describe("Name shown to end users (defaults to the provider's)"),
   params: jsonObject.optional().describe('Plain configuration values (e.g. api_version, region)'),
   secrets: z.record(secretName, z.string().max(10_000)).optional().describe('Secret values, encrypted at rest and never returned'),
   authorization_url: providerUrl.optional().describe('Override, for the generic oauth2 provider and self-hosted editions'),

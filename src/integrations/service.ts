@@ -52,8 +52,13 @@ const secretContext = (environmentId: string) => `integration.secrets:${environm
 const clientSecretContext = (environmentId: string) => `integration.client_secret:${environmentId}`;
 
 /** The integration's OAuth client secret in clear, for token requests only. */
-export function decryptClientSecret(vault: Vault, integration: Pick<repo.IntegrationRow, 'environmentId' | 'oauthClientSecretEnc'>): string | undefined {
-  return integration.oauthClientSecretEnc ? vault.decrypt(integration.oauthClientSecretEnc, clientSecretContext(integration.environmentId)) : undefined;
+export function decryptClientSecret(
+  vault: Vault,
+  integration: Pick<repo.IntegrationRow, 'environmentId' | 'oauthClientSecretEnc'>,
+): string | undefined {
+  return integration.oauthClientSecretEnc
+    ? vault.decrypt(integration.oauthClientSecretEnc, clientSecretContext(integration.environmentId))
+    : undefined;
 }
 
 export function createIntegrationService(deps: {
@@ -79,7 +84,10 @@ export function createIntegrationService(deps: {
     if (!oauth) {
       for (const field of ['oauthClientId', 'oauthClientSecret'] as const) {
         if (input[field]) {
-          throw ValidationError.field(snake(field), `provider "${provider.name}" authenticates with ${provider.auth_mode} and takes no OAuth client`);
+          throw ValidationError.field(
+            snake(field),
+            `provider "${provider.name}" authenticates with ${provider.auth_mode} and takes no OAuth client`,
+          );
         }
       }
       if (input.oauthScopes?.length) throw ValidationError.field('oauth_scopes', `provider "${provider.name}" has no OAuth scopes`);
@@ -88,8 +96,10 @@ export function createIntegrationService(deps: {
     const hasSecret = input.oauthClientSecret !== undefined ? Boolean(input.oauthClientSecret) : Boolean(existing?.oauthClientSecretEnc);
     if (hasSecret && !clientId) throw ValidationError.field('oauth_client_id', 'required when an OAuth client secret is set');
 
-    if (input.params && jsonBytes(input.params) > PARAMS_LIMIT) throw ValidationError.field('params', `must be at most ${PARAMS_LIMIT} bytes of JSON`);
-    if (input.secrets && jsonBytes(input.secrets) > SECRETS_LIMIT) throw ValidationError.field('secrets', `must be at most ${SECRETS_LIMIT} bytes of JSON`);
+    if (input.params && jsonBytes(input.params) > PARAMS_LIMIT)
+      throw ValidationError.field('params', `must be at most ${PARAMS_LIMIT} bytes of JSON`);
+    if (input.secrets && jsonBytes(input.secrets) > SECRETS_LIMIT)
+      throw ValidationError.field('secrets', `must be at most ${SECRETS_LIMIT} bytes of JSON`);
 
     const overrides = input.urlOverrides ?? existing?.urlOverrides ?? {};
     const generic = genericProviders.has(provider.name);
@@ -121,7 +131,9 @@ export function createIntegrationService(deps: {
     if (input.displayName !== undefined) values.displayName = input.displayName;
     if (input.oauthClientId !== undefined) values.oauthClientId = input.oauthClientId;
     if (input.oauthClientSecret !== undefined) {
-      values.oauthClientSecretEnc = input.oauthClientSecret ? vault.encrypt(input.oauthClientSecret, clientSecretContext(environmentId)) : null;
+      values.oauthClientSecretEnc = input.oauthClientSecret
+        ? vault.encrypt(input.oauthClientSecret, clientSecretContext(environmentId))
+        : null;
     }
     if (input.oauthScopes !== undefined) values.oauthScopes = input.oauthScopes;
     if (input.params !== undefined) values.params = input.params;
@@ -133,7 +145,9 @@ export function createIntegrationService(deps: {
   }
 
   function toView(environmentId: string, row: repo.IntegrationRow, connectionCount: number): IntegrationView {
-    const secretNames = row.secretsEnc ? Object.keys(vault.decryptJson<Record<string, string>>(row.secretsEnc, secretContext(environmentId))) : [];
+    const secretNames = row.secretsEnc
+      ? Object.keys(vault.decryptJson<Record<string, string>>(row.secretsEnc, secretContext(environmentId)))
+      : [];
     const provider = catalog.get(row.provider);
     return {
       uniqueKey: row.uniqueKey,

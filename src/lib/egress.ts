@@ -24,7 +24,7 @@ export { isIdempotentMethod, type RetryInfo, type RetryOptions, serverRequestedD
 /** Resolves a host name to every address it has (node's `dns.promises.lookup` with `all: true`). */
 export type HostLookup = (hostname: string, options: { family: number | 'IPv4' | 'IPv6'; hints: number }) => Promise<LookupAddress[]>;
 
-const systemLookup: HostLookup = (hostname, options) => dns.lookup(hostname, { all: true, family: options.family as number, hints: options.hints });
+const systemLookup: HostLookup = (hostname, options) => dns.lookup(hostname, { all: true, family: options.family, hints: options.hints });
 
 /**
  * The one outbound HTTP client. Every request to a provider, token endpoint or webhook target goes
@@ -52,7 +52,6 @@ export interface EgressOptions {
   /** DNS resolution; default the system resolver (tests answer without asking the network) */
   lookup?: HostLookup;
 }
-
 
 function denialReason(policy: EgressPolicy, host: string, address: string): string | null {
   if (policy.allowPrivateNetworks) return null;
@@ -110,7 +109,6 @@ interface Incoming {
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const NORMALIZED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH']);
-
 
 async function prepare(input: string | URL | Request, init: RequestInit | undefined, userAgent?: string): Promise<Outgoing> {
   const fromRequest = input instanceof Request ? input : undefined;
@@ -252,7 +250,8 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
         if (signal.aborted) return aborted();
         if (err instanceof EgressError) return err;
         const e = err as NodeJS.ErrnoException;
-        if (e.code && INVALID_HEADER_CODES.has(e.code)) return new EgressNetworkError(`request to ${origin} has an invalid header`, { errno: e.code, sent: false });
+        if (e.code && INVALID_HEADER_CODES.has(e.code))
+          return new EgressNetworkError(`request to ${origin} has an invalid header`, { errno: e.code, sent: false });
         return new EgressNetworkError(`request to ${origin} failed: ${e.message}`, { cause: err, errno: e.code, sent: connected });
       };
       if (signal.aborted) return finish(signal.reason);
@@ -275,7 +274,7 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
       }
       clientRequest.on('socket', (socket) => {
         // A pooled socket is already connected; a new one is not until its (TLS) handshake is done.
-        if (clientRequest!.reusedSocket) connected = true;
+        if (clientRequest.reusedSocket) connected = true;
         else socket.once(isHttps ? 'secureConnect' : 'connect', () => (connected = true));
       });
       clientRequest.on('error', (err) => finish(networkError(err)));

@@ -95,7 +95,8 @@ export function createLogger(opts: { level: string; pretty?: boolean; destinatio
     },
   };
   if (opts.destination) return withCheapPrimitiveChildren(pino(options, opts.destination));
-  if (opts.pretty) return withCheapPrimitiveChildren(pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } }));
+  if (opts.pretty)
+    return withCheapPrimitiveChildren(pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } }));
   return withCheapPrimitiveChildren(pino(options));
 }
 

@@ -13,7 +13,7 @@ export const connectionIdSchema = z
   .string()
   .min(1)
   .max(255)
-  .regex(/^[A-Za-z0-9_.@:+=|~-]+$/, "must be letters, digits or one of _ . @ : + = | ~ - (no spaces or slashes)")
+  .regex(/^[A-Za-z0-9_.@:+=|~-]+$/, 'must be letters, digits or one of _ . @ : + = | ~ - (no spaces or slashes)')
   .describe("Your application's identifier for the connection");
 
 export const providerName = z
@@ -50,9 +50,7 @@ export const cursorQuery = z
   .optional()
   .describe('Opaque cursor from the previous page (`next_cursor`)');
 
-export const booleanQuery = z
-  .enum(['true', 'false', '1', '0'])
-  .transform((v) => v === 'true' || v === '1');
+export const booleanQuery = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
 export const isoDate = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 

@@ -66,10 +66,7 @@ export function generateKeySpec(): string {
 }
 
 const unavailable = () =>
-  new ServiceUnavailableError(
-    'encryption_unavailable',
-    'Secret encryption is unavailable: configure TERAPI_ENCRYPTION_KEY on the server',
-  );
+  new ServiceUnavailableError('encryption_unavailable', 'Secret encryption is unavailable: configure TERAPI_ENCRYPTION_KEY on the server');
 
 export function createVault(keys: VaultKey[]): Vault {
   const byId = new Map(keys.map((k) => [k.id, k.key]));

@@ -112,7 +112,11 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
       ...(ctx.authorizationUrl && { authorization_endpoint: ctx.authorizationUrl }),
     };
     const method = ctx.provider.token_request_auth_method ?? 'client_secret_post';
-    const auth = !ctx.clientSecret ? oidc.None() : method === 'client_secret_basic' ? oidc.ClientSecretBasic(ctx.clientSecret) : oidc.ClientSecretPost(ctx.clientSecret);
+    const auth = !ctx.clientSecret
+      ? oidc.None()
+      : method === 'client_secret_basic'
+        ? oidc.ClientSecretBasic(ctx.clientSecret)
+        : oidc.ClientSecretPost(ctx.clientSecret);
     const config = new oidc.Configuration(server, ctx.clientId, undefined, auth);
     if (deps.allowInsecure && tokenUrl.startsWith('http:')) oidc.allowInsecureRequests(config);
     config[oidc.customFetch] = async (url, options) => {
@@ -137,7 +141,10 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
       capture.raw = normalized.raw;
       return new Response(JSON.stringify(normalized.body), {
         status: response.status,
-        headers: { 'content-type': 'application/json', ...(response.headers.get('www-authenticate') ? { 'www-authenticate': response.headers.get('www-authenticate')! } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(response.headers.get('www-authenticate') ? { 'www-authenticate': response.headers.get('www-authenticate')! } : {}),
+        },
       });
     };
     return config;
@@ -168,7 +175,8 @@ export function createOAuthClient(deps: { fetch: typeof fetch; allowInsecure: bo
 
   return {
     buildAuthorizationUrl(ctx: OAuthContext, params: Record<string, string>): URL {
-      if (!ctx.authorizationUrl) throw ValidationError.field('authorization_url', `integration of "${ctx.provider.name}" has no authorization URL`);
+      if (!ctx.authorizationUrl)
+        throw ValidationError.field('authorization_url', `integration of "${ctx.provider.name}" has no authorization URL`);
       return oidc.buildAuthorizationUrl(configure(ctx, ctx.tokenUrl, {}, false), params);
     },
 
@@ -236,7 +244,8 @@ function classify(err: unknown, tokenUrl: string): OAuthError {
   if (body) {
     const providerError = { status: body.status, error: body.error, error_description: body.error_description };
     const description = body.error_description ? `: ${body.error_description}` : '';
-    if (DEAD_GRANT_ERRORS.has(body.error)) return new OAuthError('invalid_grant', `The provider refused the grant (${body.error}${description})`, providerError);
+    if (DEAD_GRANT_ERRORS.has(body.error))
+      return new OAuthError('invalid_grant', `The provider refused the grant (${body.error}${description})`, providerError);
     if (body.status >= 500 || body.status === 429 || body.error === 'temporarily_unavailable' || body.error === 'server_error') {
       return new OAuthError('transient', `The provider's token endpoint failed (${body.status} ${body.error})`, providerError);
     }
@@ -261,9 +270,15 @@ function classify(err: unknown, tokenUrl: string): OAuthError {
   const invalid = chain.find((e) => codeOf(e) === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || codeOf(e) === 'OAUTH_INVALID_RESPONSE');
   if (invalid) {
     const status = (invalid as { cause?: { status?: number } }).cause?.status;
-    return new OAuthError(status && status >= 500 ? 'transient' : 'rejected', `The provider sent an invalid token response (${errorMessage(invalid)})`);
+    return new OAuthError(
+      status && status >= 500 ? 'transient' : 'rejected',
+      `The provider sent an invalid token response (${errorMessage(invalid)})`,
+    );
   }
   // Network failures, timeouts, aborted requests: the egress error says what happened, not its wrapper.
   const cause = chain.find((e): e is EgressError => e instanceof EgressError) ?? chain.at(-1);
-  return new OAuthError('transient', `Could not reach the provider's token endpoint (${cause instanceof Error ? cause.message : 'network error'})`);
+  return new OAuthError(
+    'transient',
+    `Could not reach the provider's token endpoint (${cause instanceof Error ? cause.message : 'network error'})`,
+  );
 }

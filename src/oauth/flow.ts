@@ -22,7 +22,8 @@ import { credentialsFromTokens } from './token-response.js';
 /** Why an authorization flow stopped; the Connect page shows each as a clear error screen. */
 export class FlowError extends Error {
   constructor(
-    readonly kind: 'expired' | 'denied' | 'not_allowed' | 'not_configured' | 'invalid_input' | 'invalid_credentials' | 'provider_error' | 'internal',
+    readonly kind:
+      'expired' | 'denied' | 'not_allowed' | 'not_configured' | 'invalid_input' | 'invalid_credentials' | 'provider_error' | 'internal',
     message: string,
     readonly field?: string,
     options?: ErrorOptions,
@@ -84,7 +85,13 @@ export function createAuthFlows(deps: {
   const defaultsOf = (session: ConnectSession, key: string): IntegrationDefaults => session.integrationsConfigDefaults[key] ?? {};
 
   /** Session defaults first, then what the user typed; checked against the catalog's patterns. */
-  function connectionConfigFor(session: ConnectSession, key: string, provider: Provider, typed: Record<string, string>, filledLater: string[]) {
+  function connectionConfigFor(
+    session: ConnectSession,
+    key: string,
+    provider: Provider,
+    typed: Record<string, string>,
+    filledLater: string[],
+  ) {
     const config: Record<string, unknown> = { ...defaultsOf(session, key).connection_config };
     for (const field of Object.keys(provider.connection_config ?? {})) {
       const value = typed[field]?.trim();
@@ -116,7 +123,8 @@ export function createAuthFlows(deps: {
     return ctx;
   }
 
-  const integrationName = (i: Pick<IntegrationRow, 'displayName' | 'provider'>) => i.displayName ?? catalog.get(i.provider)?.display_name ?? i.provider;
+  const integrationName = (i: Pick<IntegrationRow, 'displayName' | 'provider'>) =>
+    i.displayName ?? catalog.get(i.provider)?.display_name ?? i.provider;
 
   return {
     /** Housekeeping: OAuth attempts and connect sessions past their expiry. */
@@ -156,7 +164,10 @@ export function createAuthFlows(deps: {
       const ctx = oauthContext(integration, provider, connectionConfig);
       const defaults = defaultsOf(session, key);
       const scopes = defaults.user_scopes
-        ? defaults.user_scopes.split(',').map((s) => s.trim()).filter(Boolean)
+        ? defaults.user_scopes
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
         : integration.oauthScopes.length
           ? integration.oauthScopes
           : (provider.default_scopes ?? []);
@@ -182,7 +193,10 @@ export function createAuthFlows(deps: {
       } catch (err) {
         // openid-client's code for a plain-http endpoint under the production egress policy.
         if (errorCode(err) === 'OAUTH_HTTP_REQUEST_FORBIDDEN') {
-          throw new FlowError('not_configured', `The "${key}" integration's authorization server does not use https, so it cannot be used.`);
+          throw new FlowError(
+            'not_configured',
+            `The "${key}" integration's authorization server does not use https, so it cannot be used.`,
+          );
         }
         throw err;
       }
@@ -204,12 +218,17 @@ export function createAuthFlows(deps: {
     async finishOAuth(query: { state?: string; code?: string; error?: string; error_description?: string }): Promise<FlowResult> {
       if (!query.state) throw new FlowError('expired', 'This authorization response has no state; start again from the Connect page.');
       const oauthSession = await repo.consumeOAuthSession(db, hashState(query.state));
-      if (!oauthSession) throw new FlowError('expired', 'This authorization attempt has expired or was already used; start again from the Connect page.');
+      if (!oauthSession)
+        throw new FlowError('expired', 'This authorization attempt has expired or was already used; start again from the Connect page.');
       const session = oauthSession.connectSessionId ? await deps.sessions.findById(oauthSession.connectSessionId) : undefined;
       try {
         if (query.error) {
-          if (query.error === 'access_denied') throw new FlowError('denied', 'You declined the authorization request, so nothing was connected.');
-          throw new FlowError('provider_error', `The provider reported an error: ${query.error}${query.error_description ? ` (${query.error_description})` : ''}`);
+          if (query.error === 'access_denied')
+            throw new FlowError('denied', 'You declined the authorization request, so nothing was connected.');
+          throw new FlowError(
+            'provider_error',
+            `The provider reported an error: ${query.error}${query.error_description ? ` (${query.error_description})` : ''}`,
+          );
         }
         if (!query.code) throw new FlowError('provider_error', 'The provider sent no authorization code.');
         const integration = await deps.integrations.findById(oauthSession.environmentId, oauthSession.integrationId);
@@ -222,7 +241,9 @@ export function createAuthFlows(deps: {
             code: query.code,
             state: query.state,
             redirectUri: oauthSession.redirectUri,
-            codeVerifier: oauthSession.codeVerifierEnc ? vault.decrypt(oauthSession.codeVerifierEnc, `oauth.verifier:${oauthSession.environmentId}`) : undefined,
+            codeVerifier: oauthSession.codeVerifierEnc
+              ? vault.decrypt(oauthSession.codeVerifierEnc, `oauth.verifier:${oauthSession.environmentId}`)
+              : undefined,
           });
         } catch (err) {
           const e = err instanceof OAuthError ? err : new OAuthError('transient', errorMessage(err));
@@ -249,7 +270,10 @@ export function createAuthFlows(deps: {
         return { ...saved, session, integrationName: integrationName(integration) };
       } catch (err) {
         // The error page reports to the session's opener, whatever went wrong.
-        const flowError = err instanceof FlowError ? err : new FlowError('internal', 'Terapi could not complete this connection; try again later.', undefined, { cause: err });
+        const flowError =
+          err instanceof FlowError
+            ? err
+            : new FlowError('internal', 'Terapi could not complete this connection; try again later.', undefined, { cause: err });
         flowError.session = session;
         throw flowError;
       }
@@ -267,9 +291,10 @@ export function createAuthFlows(deps: {
             : provider.auth_mode === 'OAUTH2_CC'
               ? { client_id: typed.client_id || undefined, client_secret: typed.client_secret || undefined }
               : {};
-      for (const [k, v] of Object.entries(input)) if (v === '' || v === undefined) {
-        if (k !== 'password') throw new FlowError('invalid_input', `Please fill in ${k.replace('_', ' ')}.`, k);
-      }
+      for (const [k, v] of Object.entries(input))
+        if (v === '' || v === undefined) {
+          if (k !== 'password') throw new FlowError('invalid_input', `Please fill in ${k.replace('_', ' ')}.`, k);
+        }
       let normalized;
       try {
         normalized = normalizeCredentials(provider, input);
@@ -286,15 +311,25 @@ export function createAuthFlows(deps: {
           stored = credentialsFromTokens('OAUTH2_CC', tokens, stored);
         } catch (err) {
           if (err instanceof FlowError) throw err;
-          if (err instanceof OAuthError && (err.kind === 'invalid_grant' || err.kind === 'rejected')) throw new FlowError('invalid_credentials', 'The provider rejected these client credentials.');
+          if (err instanceof OAuthError && (err.kind === 'invalid_grant' || err.kind === 'rejected'))
+            throw new FlowError('invalid_credentials', 'The provider rejected these client credentials.');
           throw new FlowError('provider_error', `${provider.display_name} could not be reached to check these credentials; try again.`);
         }
       } else {
         const check = await verifyCredentials(deps.fetch, provider, integration.urlOverrides, connectionConfig, stored);
         if (!check.ok && check.reason === 'invalid') {
-          throw new FlowError('invalid_credentials', provider.auth_mode === 'API_KEY' ? 'Invalid API key: the provider rejected it.' : 'Invalid username or password: the provider rejected them.');
+          throw new FlowError(
+            'invalid_credentials',
+            provider.auth_mode === 'API_KEY'
+              ? 'Invalid API key: the provider rejected it.'
+              : 'Invalid username or password: the provider rejected them.',
+          );
         }
-        if (!check.ok) throw new FlowError('provider_error', `${provider.display_name} could not be reached to check these credentials (${check.status ?? 'network error'}); try again.`);
+        if (!check.ok)
+          throw new FlowError(
+            'provider_error',
+            `${provider.display_name} could not be reached to check these credentials (${check.status ?? 'network error'}); try again.`,
+          );
       }
       const expiresAt = 'expires_at' in stored && stored.expires_at ? new Date(stored.expires_at) : null;
       const saved = await connections.saveAuthorized({

@@ -22,7 +22,11 @@ function parseBody(text: string, contentType: string): Record<string, unknown> |
       return undefined;
     }
   }
-  if (contentType.includes('x-www-form-urlencoded') || contentType.includes('text/plain') || /^[\w.-]+=[^<]*(&[\w.-]+=[^<]*)*$/.test(trimmed)) {
+  if (
+    contentType.includes('x-www-form-urlencoded') ||
+    contentType.includes('text/plain') ||
+    /^[\w.-]+=[^<]*(&[\w.-]+=[^<]*)*$/.test(trimmed)
+  ) {
     const params = new URLSearchParams(trimmed);
     if (![...params.keys()].length) return undefined;
     return Object.fromEntries(params);
@@ -38,7 +42,11 @@ function atPath(obj: Record<string, unknown>, path: string): unknown {
  * Returns the repaired body of a successful token response, or undefined when the body is not
  * a token response at all (HTML error pages, empty bodies) so the caller reports a provider error.
  */
-export function normalizeTokenBody(provider: Pick<Provider, 'token_response_root' | 'expires_in_field'>, text: string, contentType: string): NormalizedTokenBody | undefined {
+export function normalizeTokenBody(
+  provider: Pick<Provider, 'token_response_root' | 'expires_in_field'>,
+  text: string,
+  contentType: string,
+): NormalizedTokenBody | undefined {
   const raw = parseBody(text, contentType.toLowerCase());
   if (!raw) return undefined;
   // Error bodies pass through untouched: openid-client turns them into typed errors.

@@ -7,7 +7,10 @@ import type { Provider } from './schema.js';
  * (`${apiKey}`, `${username}`, `${password}`, `${base64(a:b)}` where a and b are those names or
  * literal text).
  */
-export function credentialHeaders(provider: Provider, credentials: StoredCredentials): { headers: Record<string, string>; query: Record<string, string> } {
+export function credentialHeaders(
+  provider: Provider,
+  credentials: StoredCredentials,
+): { headers: Record<string, string>; query: Record<string, string> } {
   if (credentials.type === 'OAUTH2' || credentials.type === 'OAUTH2_CC') {
     return { headers: credentials.access_token ? { authorization: `Bearer ${credentials.access_token}` } : {}, query: {} };
   }
@@ -19,5 +22,7 @@ export function credentialHeaders(provider: Provider, credentials: StoredCredent
   const value = placement.value
     .replace(/\$\{base64\(([^)]*)\)\}/g, (_, inner: string) => Buffer.from(inner.split(':').map(part).join(':')).toString('base64'))
     .replace(/\$\{(apiKey|username|password)\}/g, (_, name: string) => values[name] ?? '');
-  return placement.in === 'header' ? { headers: { [placement.name.toLowerCase()]: value }, query: {} } : { headers: {}, query: { [placement.name]: value } };
+  return placement.in === 'header'
+    ? { headers: { [placement.name.toLowerCase()]: value }, query: {} }
+    : { headers: {}, query: { [placement.name]: value } };
 }

@@ -37,7 +37,13 @@ const providerDetail = providerSummary
     connection_config: z
       .record(
         z.string(),
-        z.object({ title: z.string(), description: z.string().optional(), pattern: z.string(), example: z.string(), optional: z.boolean().optional() }),
+        z.object({
+          title: z.string(),
+          description: z.string().optional(),
+          pattern: z.string(),
+          example: z.string(),
+          optional: z.boolean().optional(),
+        }),
       )
       .optional(),
     overridable_urls: z.array(z.string()).optional(),
@@ -61,11 +67,14 @@ function toDetail(p: Provider, installed: boolean): z.output<typeof providerDeta
     scope_separator: p.scope_separator ?? ' ',
     default_scopes: [...(p.default_scopes ?? [])],
     pkce: isOAuth(p) ? (p.pkce ?? false) : false,
-  } as z.output<typeof providerDetail>;
+  };
 }
 
 /** The provider catalog: what Terapi knows how to authenticate with, with per-category counts. */
-export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; integrations: IntegrationService }> = async (app, { catalog, integrations }) => {
+export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; integrations: IntegrationService }> = async (
+  app,
+  { catalog, integrations },
+) => {
   app.get('/providers', {
     schema: {
       operationId: 'listProviders',
@@ -92,12 +101,14 @@ export const providerRoutes: FastifyPluginAsyncZod<{ catalog: Catalog; integrati
       const { category, auth_mode, status, search } = req.query;
       const installed = new Set(await integrations.installedProviders(req.environment.id));
       const needle = search?.trim().toLowerCase();
-      const facetMatches = catalog.list().filter(
-        (p) =>
-          (!auth_mode || p.auth_mode === auth_mode) &&
-          (!status || installed.has(p.name) === (status === 'installed')) &&
-          (!needle || p.name.includes(needle) || p.display_name.toLowerCase().includes(needle)),
-      );
+      const facetMatches = catalog
+        .list()
+        .filter(
+          (p) =>
+            (!auth_mode || p.auth_mode === auth_mode) &&
+            (!status || installed.has(p.name) === (status === 'installed')) &&
+            (!needle || p.name.includes(needle) || p.display_name.toLowerCase().includes(needle)),
+        );
       const counts = new Map<string, number>();
       for (const p of facetMatches) for (const c of p.categories) counts.set(c, (counts.get(c) ?? 0) + 1);
       const data = facetMatches.filter((p) => !category || p.categories.includes(category)).map((p) => toSummary(p, installed.has(p.name)));

@@ -80,9 +80,17 @@ const oauthFields = {
   /** Fields of the token response to keep as connection config (e.g. Salesforce's instance_url). */
   token_response_metadata: z.array(z.string().min(1).max(100)).max(20).optional(),
   /** Dot path of the object holding the token fields when a provider nests them (e.g. `data`). */
-  token_response_root: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*(\.[a-zA-Z_][a-zA-Z0-9_]*)*$/).max(100).optional(),
+  token_response_root: z
+    .string()
+    .regex(/^[a-zA-Z_][a-zA-Z0-9_]*(\.[a-zA-Z_][a-zA-Z0-9_]*)*$/)
+    .max(100)
+    .optional(),
   /** Name of a non-standard lifetime field in seconds (e.g. `expires`), used when `expires_in` is absent. */
-  expires_in_field: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/).max(100).optional(),
+  expires_in_field: z
+    .string()
+    .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/)
+    .max(100)
+    .optional(),
   /** Seconds before stated expiry at which Terapi refreshes; default 15 minutes. */
   token_expiration_buffer_seconds: z.number().int().min(0).max(86_400).optional(),
   /** The provider issues a new refresh token on each refresh and invalidates the old one. */

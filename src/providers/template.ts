@@ -4,7 +4,8 @@ import { ValidationError } from '../lib/errors.js';
 export function fillTemplate(template: string, connectionConfig: Record<string, unknown>): string {
   return template.replace(/\$\{connectionConfig\.([a-zA-Z_]+)\}/g, (_, field: string) => {
     const value = connectionConfig[field];
-    if (typeof value !== 'string' || !value) throw ValidationError.field(`connection_config.${field}`, 'is required to reach this provider');
+    if (typeof value !== 'string' || !value)
+      throw ValidationError.field(`connection_config.${field}`, 'is required to reach this provider');
     return value.replace(/\/+$/, '');
   });
 }

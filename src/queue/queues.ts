@@ -76,7 +76,10 @@ export function createQueues(opts: QueueOptions & { log: Logger }) {
     /** Completion events of action jobs (the API waits on them for synchronous actions). */
     async actionEvents(): Promise<QueueEvents> {
       if (!actionEvents) {
-        actionEvents = new QueueEvents('actions', { connection: createRedis(opts.target, { maxRetriesPerRequest: null }), prefix: opts.prefix });
+        actionEvents = new QueueEvents('actions', {
+          connection: createRedis(opts.target, { maxRetriesPerRequest: null }),
+          prefix: opts.prefix,
+        });
         actionEvents.on('error', (err) => errors.error(err, { queue: 'actions', events: true }));
         await actionEvents.waitUntilReady();
       }
@@ -111,10 +114,10 @@ export function createWorker<Q extends QueueName>(
   process: (data: Payload<Q>, job: Parameters<Processor>[0], token?: string) => Promise<unknown>,
 ): Worker {
   const { target, prefix, ...workerOptions } = opts;
-  const worker = new Worker(
-    name,
-    async (job, token) => process(queueDefinitions[name].payload.parse(job.data) as Payload<Q>, job, token),
-    { ...workerOptions, connection: createRedis(target, { maxRetriesPerRequest: null }), prefix },
-  );
+  const worker = new Worker(name, async (job, token) => process(queueDefinitions[name].payload.parse(job.data) as Payload<Q>, job, token), {
+    ...workerOptions,
+    connection: createRedis(target, { maxRetriesPerRequest: null }),
+    prefix,
+  });
   return worker;
 }

@@ -104,16 +104,26 @@ export async function startEmbeddedRedis(opts: { dataDir: string; log?: Logger; 
   const child: ChildProcess = spawn(
     binary,
     [
-      '--port', '0',
-      '--unixsocket', socket,
-      '--unixsocketperm', '700',
-      '--dir', dir,
-      '--pidfile', pidFile,
-      '--appendonly', 'yes',
-      '--appendfsync', 'everysec',
-      '--save', '',
-      '--daemonize', 'no',
-      '--loglevel', 'warning',
+      '--port',
+      '0',
+      '--unixsocket',
+      socket,
+      '--unixsocketperm',
+      '700',
+      '--dir',
+      dir,
+      '--pidfile',
+      pidFile,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -127,19 +137,23 @@ export async function startEmbeddedRedis(opts: { dataDir: string; log?: Logger; 
 
   const target = { path: socket };
   try {
-    await waitFor(async () => {
-      if (exited) throw new RedisUnavailableError(`redis-server exited at start:\n${output.trim()}`);
-      const client = createRedis(target, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on('error', () => {}); // a refused probe is expected while it starts; the timeout reports failure
-      try {
-        await client.connect();
-        return (await client.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        client.disconnect();
-      }
-    }, 15_000, 'the embedded redis-server to accept connections');
+    await waitFor(
+      async () => {
+        if (exited) throw new RedisUnavailableError(`redis-server exited at start:\n${output.trim()}`);
+        const client = createRedis(target, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        client.on('error', () => {}); // a refused probe is expected while it starts; the timeout reports failure
+        try {
+          await client.connect();
+          return (await client.ping()) === 'PONG';
+        } catch {
+          return false;
+        } finally {
+          client.disconnect();
+        }
+      },
+      15_000,
+      'the embedded redis-server to accept connections',
+    );
   } catch (err) {
     child.kill('SIGKILL');
     throw err;

@@ -100,7 +100,7 @@ class ChunkedBytes {
 /** Reads length-prefixed texts back. */
 function* texts(bytes: ChunkedBytes, encoding: BufferEncoding = 'utf8'): Generator<string> {
   for (const part of bytes.parts()) {
-    for (let at = 0; at < part.length; ) {
+    for (let at = 0; at < part.length;) {
       const n = part.readInt32BE(at);
       yield part.toString(encoding, at + 4, at + 4 + n);
       at += 4 + n;
@@ -147,7 +147,12 @@ export class EncodedBatch {
   }
 
   /** A batch of these records in this encoding. */
-  static of(encoding: BatchEncoding, connectionPk: number, model: string, records: Iterable<{ id: string; json: string; hash?: string }>): EncodedBatch {
+  static of(
+    encoding: BatchEncoding,
+    connectionPk: number,
+    model: string,
+    records: Iterable<{ id: string; json: string; hash?: string }>,
+  ): EncodedBatch {
     const batch = new EncodedBatch(encoding, connectionPk, model);
     for (const r of records) batch.add(r);
     return batch;
@@ -210,7 +215,7 @@ export class EncodedBatch {
     }
     // Each tuple: its head, then id, JSON text, hash and last action as length-prefixed fields.
     for (const part of this.bytes.parts()) {
-      for (let at = 0; at < part.length; ) {
+      for (let at = 0; at < part.length;) {
         at += this.tupleHead.length;
         const field = () => {
           const n = part.readInt32BE(at);

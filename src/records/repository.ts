@@ -18,7 +18,10 @@ async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promis
 
 /** Whether the feed holds any record (deleted ones included). */
 export async function feedHasRecords(db: DbOrTx, connectionPk: number, model: string): Promise<boolean> {
-  const rows = await queryRows<{ found: boolean }>(db, sql`SELECT EXISTS (SELECT 1 FROM records WHERE connection_pk = ${connectionPk} AND model = ${model}) AS found`);
+  const rows = await queryRows<{ found: boolean }>(
+    db,
+    sql`SELECT EXISTS (SELECT 1 FROM records WHERE connection_pk = ${connectionPk} AND model = ${model}) AS found`,
+  );
   return Boolean(rows[0]?.found);
 }
 
@@ -45,7 +48,12 @@ export interface WriteCounts {
  * a deletion); unchanged ones are untouched, so re-running a batch changes nothing.
  * Call inside a transaction.
  */
-export async function upsertRecords(tx: DbOrTx, connectionPk: number, model: string, records: readonly PreparedRecord[] | RecordArrays): Promise<WriteCounts> {
+export async function upsertRecords(
+  tx: DbOrTx,
+  connectionPk: number,
+  model: string,
+  records: readonly PreparedRecord[] | RecordArrays,
+): Promise<WriteCounts> {
   const { count, ids, hashes, data } =
     'count' in records
       ? records
@@ -71,7 +79,7 @@ export async function upsertRecords(tx: DbOrTx, connectionPk: number, model: str
                count(*) FILTER (WHERE last_action = 'updated')::int AS updated
           FROM written`,
     )
-    .execute()) as unknown as { rows: { added: number; updated: number }[] };
+    .execute()) as { rows: { added: number; updated: number }[] };
   const row = result.rows[0];
   return { added: row?.added ?? 0, updated: row?.updated ?? 0, deleted: 0 };
 }

@@ -32,22 +32,34 @@ export const recordRoutes: FastifyPluginAsyncZod<{ records: RecordService }> = a
         '`modified_after` and `filter` (added, updated, deleted) narrow the feed; deleted records carry `deleted_at`.',
       headers: z.object({ 'connection-id': connectionIdSchema, 'provider-config-key': providerConfigKey }),
       querystring: z.object({
-        model: z.string().min(1).max(100).regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'must be a model name such as GithubIssue'),
+        model: z
+          .string()
+          .min(1)
+          .max(100)
+          .regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'must be a model name such as GithubIssue'),
         cursor: cursorQuery,
         limit: z.coerce.number().int().min(1).max(10_000).default(100).describe('Page size, 1 to 10,000 (default 100)'),
         modified_after: z.iso
           .datetime({ offset: true })
           .transform((v) => new Date(v))
           // In UTC, as the database compares it: year 0 (and 10000 after an offset) is past what PostgreSQL reads from ISO text.
-          .refine((d) => !Number.isNaN(d.getTime()) && d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, 'must be a time between the years 1 and 9999 (UTC)')
+          .refine(
+            (d) => !Number.isNaN(d.getTime()) && d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999,
+            'must be a time between the years 1 and 9999 (UTC)',
+          )
           .optional()
           .describe('Only records changed after this time (ISO 8601)'),
         filter: z
           .string()
           .max(50)
           .transform((s, ctx) => {
-            const parts = s.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean);
-            for (const p of parts) if (!(actions as readonly string[]).includes(p)) ctx.addIssue({ code: 'custom', message: `"${p}" is not one of added, updated, deleted` });
+            const parts = s
+              .split(',')
+              .map((p) => p.trim().toLowerCase())
+              .filter(Boolean);
+            for (const p of parts)
+              if (!(actions as readonly string[]).includes(p))
+                ctx.addIssue({ code: 'custom', message: `"${p}" is not one of added, updated, deleted` });
             return parts as (typeof actions)[number][];
           })
           .optional()

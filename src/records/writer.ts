@@ -121,7 +121,9 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
   async function upsert(group: readonly EncodedBatch[]): Promise<WriteCounts> {
     // Binary arrays for node-postgres (a COPY batch that met an existing id is encoded again); PGlite takes the texts.
     const rows = pool
-      ? EncodedBatch.arrayParameters(group.map((b) => (b.encoding === 'arrays' ? b : EncodedBatch.of('arrays', connectionPk, b.model, b.records()))))
+      ? EncodedBatch.arrayParameters(
+          group.map((b) => (b.encoding === 'arrays' ? b : EncodedBatch.of('arrays', connectionPk, b.model, b.records()))),
+        )
       : group.flatMap((b) => b.records());
     return db.transaction(async (tx) => {
       const c = await upsertRecords(tx, connectionPk, group[0]!.model, rows);

@@ -11,7 +11,10 @@ export async function insertRun(db: DbOrTx, values: NewRun): Promise<RunRow> {
 }
 
 export async function findRun(db: DbOrTx, environmentId: string, id: string): Promise<RunRow | undefined> {
-  const [row] = await db.select().from(runs).where(and(eq(runs.environmentId, environmentId), eq(runs.id, id)));
+  const [row] = await db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.environmentId, environmentId), eq(runs.id, id)));
   return row;
 }
 
@@ -21,7 +24,12 @@ export async function findRunById(db: DbOrTx, id: string): Promise<RunRow | unde
 }
 
 export async function findRunsById(db: DbOrTx, ids: readonly string[]): Promise<RunRow[]> {
-  return ids.length ? db.select().from(runs).where(inArray(runs.id, [...ids])) : [];
+  return ids.length
+    ? db
+        .select()
+        .from(runs)
+        .where(inArray(runs.id, [...ids]))
+    : [];
 }
 
 /** Marks a queued (or recovered) run as running; returns false when it is gone or already finished. */
@@ -38,7 +46,11 @@ export async function startRun(db: DbOrTx, id: string, attempt?: number): Promis
 export function runCountsUpdate(db: DbOrTx, id: string, c: { added: number; updated: number; deleted: number }): SQL {
   return db
     .update(runs)
-    .set({ added: sql`${runs.added} + ${c.added}`, updated: sql`${runs.updated} + ${c.updated}`, deleted: sql`${runs.deleted} + ${c.deleted}` })
+    .set({
+      added: sql`${runs.added} + ${c.added}`,
+      updated: sql`${runs.updated} + ${c.updated}`,
+      deleted: sql`${runs.deleted} + ${c.deleted}`,
+    })
     .where(eq(runs.id, id))
     .getSQL();
 }
@@ -79,7 +91,9 @@ export interface LogLine {
 
 export async function insertRunLogs(db: DbOrTx, runId: string, lines: readonly LogLine[]): Promise<void> {
   if (!lines.length) return;
-  await db.insert(runLogs).values(lines.map((l) => ({ runId, level: l.level, message: l.message, data: l.data ?? null, at: l.at ?? new Date() })));
+  await db
+    .insert(runLogs)
+    .values(lines.map((l) => ({ runId, level: l.level, message: l.message, data: l.data ?? null, at: l.at ?? new Date() })));
 }
 
 export async function listRunLogs(db: DbOrTx, runId: string, afterId: number, limit: number) {
@@ -102,7 +116,8 @@ export async function deleteExpired(db: DbOrTx, retentionDays: number): Promise<
   const e = await db.execute(sql`DELETE FROM events WHERE id IN (
       SELECT id FROM events WHERE created_at < ${cutoff} AND delivered_at IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending') LIMIT 5000)`);
-  const count = (x: unknown) => Number((x as { rowCount?: number; affectedRows?: number }).rowCount ?? (x as { affectedRows?: number }).affectedRows ?? 0);
+  const count = (x: unknown) =>
+    Number((x as { rowCount?: number; affectedRows?: number }).rowCount ?? (x as { affectedRows?: number }).affectedRows ?? 0);
   return { runs: count(r), events: count(e) };
 }
 
@@ -113,7 +128,10 @@ export async function failStaleActionRuns(db: DbOrTx, olderThan: Date): Promise<
     .set({
       status: 'error',
       endedAt: sql`now()`,
-      error: { message: 'The worker running this action stopped before it finished; the action may or may not have been performed.', code: 'worker_lost' },
+      error: {
+        message: 'The worker running this action stopped before it finished; the action may or may not have been performed.',
+        code: 'worker_lost',
+      },
     })
     .where(and(eq(runs.type, 'action'), sql`${runs.status} IN ('queued', 'running')`, lt(runs.createdAt, olderThan)))
     .returning();

@@ -12,7 +12,10 @@ const syncNames = z
   .max(2000)
   .transform((s, ctx) => {
     if (s.trim() === '*') return '*' as const;
-    const names = s.split(',').map((n) => n.trim()).filter(Boolean);
+    const names = s
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean);
     for (const n of names) {
       if (!functionName.safeParse(n).success) ctx.addIssue({ code: 'custom', message: `"${n}" is not a sync name` });
     }
@@ -74,7 +77,8 @@ export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = as
       operationId: 'nangoUpdateConnectionFrequency',
       tags,
       summary: 'Override Sync Frequency (Nango)',
-      description: "Sets one connection's frequency for a sync (`15m`, `2h`, `1d`; 1 minute to 31 days), or `null` to go back to the integration's.",
+      description:
+        "Sets one connection's frequency for a sync (`15m`, `2h`, `1d`; 1 minute to 31 days), or `null` to go back to the integration's.",
       body: z.object({
         provider_config_key: providerConfigKey,
         connection_id: connectionIdSchema,
@@ -85,7 +89,13 @@ export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = as
     },
     handler: async (req) => {
       const b = req.body;
-      const { frequencySeconds } = await svc.setFrequency(req.environment.id, b.provider_config_key, b.connection_id, b.sync_name, b.frequency);
+      const { frequencySeconds } = await svc.setFrequency(
+        req.environment.id,
+        b.provider_config_key,
+        b.connection_id,
+        b.sync_name,
+        b.frequency,
+      );
       return { frequency: frequencySeconds };
     },
   });

@@ -9,7 +9,12 @@ export type SyncWithConfig = SyncRow & { defaultFrequencySeconds: number };
 const columns = { ...getTableColumns(syncs), defaultFrequencySeconds: sql<number>`${functionConfigs.frequencySeconds}`.mapWith(Number) };
 
 /** The syncs of one connection (optionally only some names), scoped by tenant. */
-export async function listConnectionSyncs(db: DbOrTx, environmentId: string, connectionPk: number, names?: readonly string[]): Promise<SyncWithConfig[]> {
+export async function listConnectionSyncs(
+  db: DbOrTx,
+  environmentId: string,
+  connectionPk: number,
+  names?: readonly string[],
+): Promise<SyncWithConfig[]> {
   return listSyncs(db, environmentId, { connectionPk, names });
 }
 
@@ -36,7 +41,11 @@ export async function listSyncs(
 }
 
 export async function findSyncById(db: DbOrTx, id: number): Promise<SyncWithConfig | undefined> {
-  const [row] = await db.select(columns).from(syncs).innerJoin(functionConfigs, eq(functionConfigs.id, syncs.functionConfigId)).where(eq(syncs.id, id));
+  const [row] = await db
+    .select(columns)
+    .from(syncs)
+    .innerJoin(functionConfigs, eq(functionConfigs.id, syncs.functionConfigId))
+    .where(eq(syncs.id, id));
   return row;
 }
 
@@ -64,7 +73,11 @@ export async function setPaused(db: DbOrTx, ids: readonly number[], paused: bool
   if (!ids.length) return [];
   const rows = await db
     .update(syncs)
-    .set(paused ? { paused: true, updatedAt: sql`now()` } : { paused: false, nextRunAt: sql`coalesce(${syncs.nextRunAt}, now())`, updatedAt: sql`now()` })
+    .set(
+      paused
+        ? { paused: true, updatedAt: sql`now()` }
+        : { paused: false, nextRunAt: sql`coalesce(${syncs.nextRunAt}, now())`, updatedAt: sql`now()` },
+    )
     .where(inArray(syncs.id, [...ids]))
     .returning({ id: syncs.id });
   return rows.map((r) => r.id);
@@ -122,7 +135,9 @@ export async function claimSync(db: DbOrTx, id: number, newRunId: string, leaseM
                   prev.reset_requested AS full_resync, prev.next_run_trigger AS trigger`,
   );
   const r = rows[0];
-  return r ? { runId: r.run_id, recovered: r.recovered, fullResync: r.full_resync, trigger: r.recovered ? 'recovery' : r.trigger } : undefined;
+  return r
+    ? { runId: r.run_id, recovered: r.recovered, fullResync: r.full_resync, trigger: r.recovered ? 'recovery' : r.trigger }
+    : undefined;
 }
 
 /** Extends the lease; false when the sync is gone or the lease is no longer this run's. */

@@ -23,7 +23,8 @@ export const syncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; family: Api
     },
     handler: async (req) => {
       const b = req.body;
-      const reset = b.reset ?? b.opts?.reset ?? (b.full_resync || b.sync_mode === 'full_refresh' || b.sync_mode === 'full_refresh_and_clear_cache');
+      const reset =
+        b.reset ?? b.opts?.reset ?? (b.full_resync || b.sync_mode === 'full_refresh' || b.sync_mode === 'full_refresh_and_clear_cache');
       const syncs = await svc.trigger(req.environment.id, b.provider_config_key, b.connection_id, [...new Set(b.syncs)], { reset });
       return { success: true, syncs };
     },
@@ -39,7 +40,8 @@ export const syncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; family: Api
       querystring: z.object({ provider_config_key: providerConfigKey }),
       response: { 200: syncStatus, ...errors(400, 401, 404) },
     },
-    handler: async (req) => toSyncStatus(await svc.status(req.environment.id, req.query.provider_config_key, req.params.connection_id, req.params.sync_name)),
+    handler: async (req) =>
+      toSyncStatus(await svc.status(req.environment.id, req.query.provider_config_key, req.params.connection_id, req.params.sync_name)),
   });
 
   app.get(`${base}/:connection_id/:sync_name/runs`, {
@@ -53,7 +55,9 @@ export const syncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService; family: Api
       response: { 200: z.object({ runs: z.array(run) }), ...errors(400, 401, 404) },
     },
     handler: async (req) => ({
-      runs: (await svc.runs(req.environment.id, req.query.provider_config_key, req.params.connection_id, req.params.sync_name, req.query.limit)).map(toRun),
+      runs: (
+        await svc.runs(req.environment.id, req.query.provider_config_key, req.params.connection_id, req.params.sync_name, req.query.limit)
+      ).map(toRun),
     }),
   });
 };
@@ -82,10 +86,21 @@ export const runRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = async (a
       summary: 'Get Run Log',
       description: 'The log lines of a run in order. Page with `after` (the `next_after` of the previous page).',
       params: runParams,
-      querystring: z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(1000).default(200) }),
+      querystring: z.object({
+        after: z.coerce.number().int().min(0).default(0),
+        limit: z.coerce.number().int().min(1).max(1000).default(200),
+      }),
       response: {
         200: z.object({
-          logs: z.array(z.object({ id: z.number(), at: z.iso.datetime(), level: z.enum(['info', 'warn', 'error']), message: z.string(), data: z.record(z.string(), z.unknown()).nullable() })),
+          logs: z.array(
+            z.object({
+              id: z.number(),
+              at: z.iso.datetime(),
+              level: z.enum(['info', 'warn', 'error']),
+              message: z.string(),
+              data: z.record(z.string(), z.unknown()).nullable(),
+            }),
+          ),
           next_after: z.number().nullable(),
         }),
         ...errors(400, 401, 404),
@@ -100,5 +115,3 @@ export const runRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = async (a
     },
   });
 };
-
-

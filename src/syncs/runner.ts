@@ -58,14 +58,15 @@ export function runErrorOf(err: unknown, signal?: AbortSignal): RunError {
     const reason: unknown = signal.reason;
     return { message: errorMessage(reason), code: reason instanceof TimeLimitError ? 'time_limit' : 'aborted' };
   }
-  if (err instanceof ProviderError) return { message: err.message, upstream: { status: err.status, body: err.body.slice(0, 4000) }, code: 'provider_error' };
+  if (err instanceof ProviderError)
+    return { message: err.message, upstream: { status: err.status, body: err.body.slice(0, 4000) }, code: 'provider_error' };
   // The database's own message: drizzle's wrapper repeats the statement and every parameter (records).
   if (err instanceof DrizzleQueryError && err.cause instanceof Error) return { message: err.cause.message };
   return { message: err instanceof Error ? err.message : String(err) };
 }
 
 function validator(def: SyncDefinition, model: string): z.ZodType {
-  const schema = (def.models as Record<string, z.ZodType>)[model];
+  const schema = def.models[model];
   if (!schema) throw new Error(`unknown model "${model}": this sync declares ${Object.keys(def.models).join(', ')}`);
   return schema;
 }
@@ -86,7 +87,14 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       const sync = (await repo.findSyncById(tx, syncId))!;
       if (c.recovered) {
         const previous = await findRunById(tx, c.runId);
-        if (previous && (await startRun(tx, c.runId, previous.attempt + 1))) return { ...c, sync, attempt: previous.attempt + 1, fullResync: previous.fullResync, startedAt: previous.startedAt ?? new Date() };
+        if (previous && (await startRun(tx, c.runId, previous.attempt + 1)))
+          return {
+            ...c,
+            sync,
+            attempt: previous.attempt + 1,
+            fullResync: previous.fullResync,
+            startedAt: previous.startedAt ?? new Date(),
+          };
         // The lease pointed at a run that is gone or finished: start a fresh one under the lease.
       }
       const inserted = await insertRun(tx, {
@@ -113,12 +121,15 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     const timeout = setTimeout(() => controller.abort(new TimeLimitError('run', deps.timeoutMs)), deps.timeoutMs);
     const onWorkerStop = () => controller.abort(new Error('the worker is shutting down; the run will be resumed'));
     workerSignal?.addEventListener('abort', onWorkerStop, { once: true });
-    const heartbeat = setInterval(() => {
-      repo
-        .renewLease(db, syncId, runId, deps.leaseMs)
-        .then((ok) => ok || controller.abort(new Error('the sync was deleted or taken over during the run')))
-        .catch((err: unknown) => log.warn({ err, syncId }, 'could not renew sync lease'));
-    }, Math.max(500, deps.leaseMs / 3));
+    const heartbeat = setInterval(
+      () => {
+        repo
+          .renewLease(db, syncId, runId, deps.leaseMs)
+          .then((ok) => ok || controller.abort(new Error('the sync was deleted or taken over during the run')))
+          .catch((err: unknown) => log.warn({ err, syncId }, 'could not renew sync lease'));
+      },
+      Math.max(500, deps.leaseMs / 3),
+    );
 
     const writer = createRecordWriter(db, { connectionPk: sync.connectionPk, onCounts: (c) => runCountsUpdate(db, runId, c) });
     const seen = new Map<string, Set<string>>();
@@ -177,7 +188,10 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
           controller.signal.throwIfAborted();
           const problem = items.map((r, i) => [i, idProblem(r.id)] as const).find(([, p]) => p);
           if (problem) throw new Error(`record ${problem[0]} of ${model} ${problem[1]}`);
-          await writer.delete(model, items.map((r) => String(r.id)));
+          await writer.delete(
+            model,
+            items.map((r) => String(r.id)),
+          );
         },
         async getCheckpoint() {
           await writer.flush();
@@ -189,7 +203,8 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
           // Never ahead of the records: the batches saved before it are written first.
           await writer.flush();
           controller.signal.throwIfAborted();
-          if (!(await repo.saveCheckpoint(db, syncId, runId, checkpoint))) throw new Error('the sync was deleted or taken over during the run');
+          if (!(await repo.saveCheckpoint(db, syncId, runId, checkpoint)))
+            throw new Error('the sync was deleted or taken over during the run');
         },
       };
       await definition.exec(ctx);
@@ -263,7 +278,10 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       }
       return released;
     });
-    const total = [...counts.values()].reduce((a, c) => ({ added: a.added + c.added, updated: a.updated + c.updated, deleted: a.deleted + c.deleted }), { added: 0, updated: 0, deleted: 0 });
+    const total = [...counts.values()].reduce(
+      (a, c) => ({ added: a.added + c.added, updated: a.updated + c.updated, deleted: a.deleted + c.deleted }),
+      { added: 0, updated: 0, deleted: 0 },
+    );
     if (outcome.status === 'success') runLog.info('sync finished', total);
     else runLog.error(`sync failed: ${outcome.error?.message}`, outcome.error?.upstream ? { upstream: outcome.error.upstream } : undefined);
     await runLog.flush();

@@ -14,7 +14,10 @@ export const triggerSyncBody = z
       .max(50)
       .describe('Names of syncs to trigger'),
     reset: z.boolean().optional().describe('Clear the checkpoint and run a full resync (records not seen are marked deleted)'),
-    sync_mode: z.enum(['incremental', 'full_refresh', 'full_refresh_and_clear_cache']).optional().describe('Nango-compatible: `full_refresh` is `reset: true`'),
+    sync_mode: z
+      .enum(['incremental', 'full_refresh', 'full_refresh_and_clear_cache'])
+      .optional()
+      .describe('Nango-compatible: `full_refresh` is `reset: true`'),
     full_resync: z.boolean().optional().describe('Nango-compatible (older clients): `true` is `reset: true`'),
     opts: z
       .object({ reset: z.boolean().optional(), emptyCache: z.boolean().optional() })
@@ -26,7 +29,9 @@ export const triggerSyncBody = z
 export const syncTriggerResponse = z
   .object({
     success: z.boolean(),
-    syncs: z.array(z.object({ name: z.string(), status: z.string().describe('`queued`, or `queued_after_current_run` when it is running') })),
+    syncs: z.array(
+      z.object({ name: z.string(), status: z.string().describe('`queued`, or `queued_after_current_run` when it is running') }),
+    ),
   })
   .meta({ id: 'SyncTriggerResponse' });
 
@@ -39,7 +44,7 @@ export const syncStatus = z
     status: z.enum(['running', 'success', 'error', 'paused']),
     last_sync_date: z.iso.datetime().nullable().describe('End of the last run'),
     next_sync_date: z.iso.datetime().nullable().describe('When the next scheduled run starts (null when paused)'),
-    records_count: z.number().int().describe('Live (not deleted) records across the sync\'s models'),
+    records_count: z.number().int().describe("Live (not deleted) records across the sync's models"),
     error: z.string().nullable().describe('Error message if the last run failed'),
   })
   .meta({ id: 'SyncStatus' });
@@ -68,7 +73,9 @@ export const run = z
     updated: z.number().int(),
     deleted: z.number().int(),
     full_resync: z.boolean(),
-    error: z.object({ message: z.string(), code: z.string().optional(), upstream: z.object({ status: z.number(), body: z.string() }).optional() }).nullable(),
+    error: z
+      .object({ message: z.string(), code: z.string().optional(), upstream: z.object({ status: z.number(), body: z.string() }).optional() })
+      .nullable(),
     created_at: z.iso.datetime(),
     started_at: z.iso.datetime().nullable(),
     ended_at: z.iso.datetime().nullable(),
@@ -123,7 +130,10 @@ export function toNangoSyncStatus(v: SyncView, latest: RunRow | undefined, frequ
     finishedAt: isoDate(v.sync.lastFinishedAt),
     nextScheduledSyncAt: v.sync.paused ? null : isoDate(v.sync.nextRunAt),
     // Runs count changes across the sync's models; a one-model sync reports them under its model.
-    latestResult: latest && models.length ? { [models.length === 1 ? models[0]! : '*']: { added: latest.added, updated: latest.updated, deleted: latest.deleted } } : null,
+    latestResult:
+      latest && models.length
+        ? { [models.length === 1 ? models[0]! : '*']: { added: latest.added, updated: latest.updated, deleted: latest.deleted } }
+        : null,
     recordCount: v.recordCounts,
     checkpoint: v.sync.checkpoint ?? null,
     error: v.sync.lastStatus === 'error' ? v.sync.lastError : null,

@@ -93,8 +93,16 @@ export function createSyncService(deps: {
       const conn = await connection(environmentId, key, connectionId);
       const rows = await named(environmentId, conn, names, 'syncs');
       const paused = rows.find((r) => r.paused);
-      if (paused) throw new ConflictError(`Sync "${paused.name}" is paused for connection "${connectionId}": start it first (POST /sync/start)`, 'sync_paused');
-      const ids = await repo.markDue(db, rows.map((r) => r.id), opts);
+      if (paused)
+        throw new ConflictError(
+          `Sync "${paused.name}" is paused for connection "${connectionId}": start it first (POST /sync/start)`,
+          'sync_paused',
+        );
+      const ids = await repo.markDue(
+        db,
+        rows.map((r) => r.id),
+        opts,
+      );
       await deps.enqueue(ids);
       return rows.map((r) => ({ name: r.name, status: r.runningRunId ? 'queued_after_current_run' : 'queued' }));
     },
@@ -109,7 +117,14 @@ export function createSyncService(deps: {
     async statuses(environmentId: string, key: string, names: readonly string[] | '*', connectionId?: string) {
       const rows = await scopedSyncs(environmentId, key, names === '*' ? undefined : names, connectionId);
       const conns = new Map((await deps.connections.findById([...new Set(rows.map((r) => r.connectionPk))])).map((c) => [c.id, c]));
-      const latest = new Map((await findRunsById(db, rows.flatMap((r) => (r.lastRunId ? [r.lastRunId] : [])))).map((r) => [r.id, r]));
+      const latest = new Map(
+        (
+          await findRunsById(
+            db,
+            rows.flatMap((r) => (r.lastRunId ? [r.lastRunId] : [])),
+          )
+        ).map((r) => [r.id, r]),
+      );
       const out: (SyncView & { latestRun: RunRow | undefined })[] = [];
       for (const row of rows) {
         const conn = conns.get(row.connectionPk);
@@ -121,8 +136,14 @@ export function createSyncService(deps: {
     /** Nango `POST /sync/start` and `/sync/pause`: for one connection or all of an integration's. */
     async setPaused(environmentId: string, key: string, names: readonly string[], paused: boolean, connectionId?: string): Promise<number> {
       // For one connection, an unknown or disabled name is an error (as for a trigger).
-      const rows = connectionId ? await named(environmentId, await connection(environmentId, key, connectionId), names, 'syncs') : await scopedSyncs(environmentId, key, names);
-      const ids = await repo.setPaused(db, rows.map((r) => r.id), paused);
+      const rows = connectionId
+        ? await named(environmentId, await connection(environmentId, key, connectionId), names, 'syncs')
+        : await scopedSyncs(environmentId, key, names);
+      const ids = await repo.setPaused(
+        db,
+        rows.map((r) => r.id),
+        paused,
+      );
       if (!paused) await deps.enqueue(ids);
       return ids.length;
     },

@@ -68,7 +68,9 @@ export const tokenRoutes: FastifyPluginAsyncZod<{ tokens: TokenService }> = asyn
         response: { 200: authToken, ...errors(400, 401, 404, 424, 503) },
       },
       handler: (req) =>
-        tokens.credentials(req.environment.id, req.params.provider_config_key, req.params.connection_id, req.query.force_refresh ?? false).then(authTokenOf),
+        tokens
+          .credentials(req.environment.id, req.params.provider_config_key, req.params.connection_id, req.query.force_refresh ?? false)
+          .then(authTokenOf),
     });
   }
 };

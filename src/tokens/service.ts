@@ -100,7 +100,9 @@ export function createTokenService(deps: {
 
   /** True while the access token itself still works (its expiry, if any, is ahead). */
   const unexpired = (creds: StoredCredentials): boolean =>
-    'access_token' in creds && Boolean(creds.access_token) && (!('expires_at' in creds) || !creds.expires_at || Date.parse(creds.expires_at) > Date.now());
+    'access_token' in creds &&
+    Boolean(creds.access_token) &&
+    (!('expires_at' in creds) || !creds.expires_at || Date.parse(creds.expires_at) > Date.now());
 
   /**
    * The instant (ms) from which the credentials must be refreshed: the margin before expiry, never
@@ -123,7 +125,11 @@ export function createTokenService(deps: {
     if (!integration) throw NotFoundError.integration(c.providerConfigKey);
     const own = creds.type === 'OAUTH2_CC' ? { id: creds.client_id, secret: creds.client_secret } : {};
     const ctx = integrationOAuthContext(vault, providerOf(c), integration, c.connectionConfig, own);
-    if (!ctx) throw new FailedDependencyError('integration_incomplete', `Integration "${c.providerConfigKey}" has no OAuth client id to refresh tokens with`);
+    if (!ctx)
+      throw new FailedDependencyError(
+        'integration_incomplete',
+        `Integration "${c.providerConfigKey}" has no OAuth client id to refresh tokens with`,
+      );
     return ctx;
   }
 
@@ -170,7 +176,16 @@ export function createTokenService(deps: {
         await notifyChange(tx, 'conn', c.id);
       });
       hub.emitLocal('conn', c.id);
-      log.warn({ connectionId: c.connectionId, providerConfigKey: c.providerConfigKey, kind: e.kind, status: e.providerError?.status, reason: e.message }, 'token refresh failed');
+      log.warn(
+        {
+          connectionId: c.connectionId,
+          providerConfigKey: c.providerConfigKey,
+          kind: e.kind,
+          status: e.providerError?.status,
+          reason: e.message,
+        },
+        'token refresh failed',
+      );
       if (dead) throw needsReauth(c, error);
       if (final) {
         if (unexpired(current)) return current;
@@ -188,7 +203,8 @@ export function createTokenService(deps: {
         await db.transaction(async (tx) => {
           await repo.saveRefreshed(tx, c.id, owner, {
             credentialsEnc: vault.encryptJson(next, credentialsContext(c)),
-            credentialsExpiresAt: next.type === 'OAUTH2' || next.type === 'OAUTH2_CC' ? (next.expires_at ? new Date(next.expires_at) : null) : null,
+            credentialsExpiresAt:
+              next.type === 'OAUTH2' || next.type === 'OAUTH2_CC' ? (next.expires_at ? new Date(next.expires_at) : null) : null,
             refreshable: next.type === 'OAUTH2_CC' || (next.type === 'OAUTH2' && Boolean(next.refresh_token)),
             ...(Object.keys(fromResponse).length && { connectionConfig: { ...c.connectionConfig, ...fromResponse } }),
           });
@@ -267,7 +283,10 @@ export function createTokenService(deps: {
     const canRefresh = creds.type === 'OAUTH2_CC' || Boolean(creds.type === 'OAUTH2' && creds.refresh_token);
     if (!canRefresh) {
       if (creds.expires_at && Date.parse(creds.expires_at) <= now) {
-        throw new FailedDependencyError('token_expired', `The token of connection "${c.connectionId}" expired and the provider gave no refresh token`);
+        throw new FailedDependencyError(
+          'token_expired',
+          `The token of connection "${c.connectionId}" expired and the provider gave no refresh token`,
+        );
       }
       return creds;
     }
@@ -290,7 +309,11 @@ export function createTokenService(deps: {
    * with the reason; the refresh is tried again once the integration changed since the error, or
    * after MISCONFIGURED_RETRY_MS (force_refresh and new credentials always try again).
    */
-  function blocked(c: ConnectionWithIntegration, creds: StoredCredentials, error: ConnectionError): StoredCredentials | Promise<StoredCredentials> {
+  function blocked(
+    c: ConnectionWithIntegration,
+    creds: StoredCredentials,
+    error: ConnectionError,
+  ): StoredCredentials | Promise<StoredCredentials> {
     if (error.code !== MISCONFIGURED) throw needsReauth(c, error);
     if (unexpired(creds)) return creds;
     const since = Date.parse(error.at);
@@ -345,11 +368,11 @@ export function createTokenService(deps: {
         // (the database, a bug) was not. The message only: a token library's error may hold the
         // response body (tokens) as its cause.
         const error = err instanceof Error ? err.message : String(err);
-        if (err instanceof AppError) log.warn({ connectionId: row.connectionId, provider: row.provider, error }, 'background refresh failed');
+        if (err instanceof AppError)
+          log.warn({ connectionId: row.connectionId, provider: row.provider, error }, 'background refresh failed');
         else log.error({ connectionId: row.connectionId, provider: row.provider, error }, 'background refresh failed');
         return 'failed';
       }
     },
   };
 }
-

@@ -96,11 +96,29 @@ export async function createDeliveriesForDueEvents(db: Db, limit: number): Promi
     );
     if (!due.length) return [];
     const envIds = [...new Set(due.map((e) => e.environment_id))];
-    const settings = await tx.select({ environmentId: webhookSettings.environmentId, urls: webhookSettings.urls }).from(webhookSettings).where(inArray(webhookSettings.environmentId, envIds));
+    const settings = await tx
+      .select({ environmentId: webhookSettings.environmentId, urls: webhookSettings.urls })
+      .from(webhookSettings)
+      .where(inArray(webhookSettings.environmentId, envIds));
     const urlsOf = new Map(settings.map((s) => [s.environmentId, s.urls]));
-    const deliveries = due.flatMap((e) => (urlsOf.get(e.environment_id) ?? []).map((url) => ({ id: randomUUID(), environmentId: e.environment_id, eventId: Number(e.id), url })));
+    const deliveries = due.flatMap((e) =>
+      (urlsOf.get(e.environment_id) ?? []).map((url) => ({
+        id: randomUUID(),
+        environmentId: e.environment_id,
+        eventId: Number(e.id),
+        url,
+      })),
+    );
     if (deliveries.length) await tx.insert(webhookDeliveries).values(deliveries).onConflictDoNothing();
-    await tx.update(events).set({ deliveredAt: sql`now()` }).where(inArray(events.id, due.map((e) => Number(e.id))));
+    await tx
+      .update(events)
+      .set({ deliveredAt: sql`now()` })
+      .where(
+        inArray(
+          events.id,
+          due.map((e) => Number(e.id)),
+        ),
+      );
     return deliveries.map((d) => d.id);
   });
 }

@@ -46,7 +46,13 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ webhooks: WebhookService }> 
   const tags = ['Webhooks'];
 
   app.get('/environment/webhooks', {
-    schema: { operationId: 'getWebhookSettings', tags, summary: 'Get Webhook Settings', description: 'Where events are sent, and a hint of the signing secret.', response: { 200: settings, ...errors(401) } },
+    schema: {
+      operationId: 'getWebhookSettings',
+      tags,
+      summary: 'Get Webhook Settings',
+      description: 'Where events are sent, and a hint of the signing secret.',
+      response: { 200: settings, ...errors(401) },
+    },
     handler: async (req) => toSettings(await svc.getSettings(req.environment.id)),
   });
 
@@ -58,7 +64,12 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ webhooks: WebhookService }> 
       description:
         'Sets the URLs that receive events (`auth`, `sync`, `async_action`). The first call creates the signing secret and returns it once. ' +
         'Each delivery carries `Terapi-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, `Terapi-Webhook-Id` and `Terapi-Event`.',
-      body: z.object({ urls: z.array(webhookUrl).max(5).refine((u) => new Set(u).size === u.length, 'must not repeat a URL') }),
+      body: z.object({
+        urls: z
+          .array(webhookUrl)
+          .max(5)
+          .refine((u) => new Set(u).size === u.length, 'must not repeat a URL'),
+      }),
       response: { 200: settings, ...errors(400, 401) },
     },
     handler: async (req) => toSettings(await svc.setUrls(req.environment.id, req.body.urls)),
@@ -69,8 +80,18 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ webhooks: WebhookService }> 
       operationId: 'rotateWebhookSecret',
       tags,
       summary: 'Rotate Webhook Secret',
-      description: 'Creates a new signing secret (returned once). The previous one keeps signing too — a second `v1=` — until the overlap ends.',
-      body: z.object({ overlap_seconds: z.number().int().min(0).max(7 * 86_400).default(86_400) }).default({ overlap_seconds: 86_400 }),
+      description:
+        'Creates a new signing secret (returned once). The previous one keeps signing too — a second `v1=` — until the overlap ends.',
+      body: z
+        .object({
+          overlap_seconds: z
+            .number()
+            .int()
+            .min(0)
+            .max(7 * 86_400)
+            .default(86_400),
+        })
+        .default({ overlap_seconds: 86_400 }),
       response: { 200: settings, ...errors(400, 401, 404) },
     },
     handler: async (req) => toSettings(await svc.rotateSecret(req.environment.id, req.body.overlap_seconds)),

@@ -94,7 +94,10 @@ export function createWebhookService(deps: {
       const rows = await repo.listDeliveries(db, environmentId, { status: q.status, limit: q.limit + 1, after });
       const page = rows.slice(0, q.limit);
       const last = page.at(-1);
-      return { deliveries: page, nextCursor: rows.length > q.limit && last ? sealCursor(vault, cursorScope, [last.createdAt.toISOString(), last.id]) : null };
+      return {
+        deliveries: page,
+        nextCursor: rows.length > q.limit && last ? sealCursor(vault, cursorScope, [last.createdAt.toISOString(), last.id]) : null,
+      };
     },
 
     /** Sends a delivery again (a failed one, or one the receiver lost). */
@@ -117,7 +120,8 @@ export function createWebhookService(deps: {
 
     /** Re-queues deliveries pending for `olderThanMs` (their job may have been lost with Redis; adding an existing job id is a no-op). */
     async requeuePending(olderThanMs: number): Promise<void> {
-      for (const id of await repo.listStalePending(db, new Date(Date.now() - olderThanMs))) await queues.add('webhooks', { deliveryId: id }, jobOptions(id));
+      for (const id of await repo.listStalePending(db, new Date(Date.now() - olderThanMs)))
+        await queues.add('webhooks', { deliveryId: id }, jobOptions(id));
     },
 
     /**

@@ -14,7 +14,12 @@ export function signatureHeader(secrets: readonly string[], body: string, timest
 }
 
 /** Verifies a signature header (what a receiver does); exported for tests and the README example. */
-export function verifySignature(header: string, body: string, secret: string, opts: { toleranceSeconds?: number; now?: number } = {}): boolean {
+export function verifySignature(
+  header: string,
+  body: string,
+  secret: string,
+  opts: { toleranceSeconds?: number; now?: number } = {},
+): boolean {
   const fields = header.split(',').map((p) => p.trim().split('=', 2) as [string, string]);
   const t = Number(fields.find(([k]) => k === 't')?.[1]);
   if (!Number.isFinite(t)) return false;

@@ -92,7 +92,9 @@ describe('source layout', () => {
     }
     const report = cycles(graph).map((component) => ({
       domains: component,
-      edges: [...witnesses].filter(([edge]) => component.includes(edge.split('->')[0]!) && component.includes(edge.split('->')[1]!)).map(([, w]) => w),
+      edges: [...witnesses]
+        .filter(([edge]) => component.includes(edge.split('->')[0]!) && component.includes(edge.split('->')[1]!))
+        .map(([, w]) => w),
     }));
     expect(report).toEqual([]);
   });

@@ -39,7 +39,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-const html = (title: string, body: string) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body>${body}</body></html>`;
+const html = (title: string, body: string) =>
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body>${body}</body></html>`;
 
 /** The product page: opens the Connect page in a popup or in the same tab, records every message it receives. */
 function saasPage(link: string): string {
@@ -85,7 +86,15 @@ beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 });
 
@@ -212,11 +221,18 @@ describe('the Connect page in a browser', () => {
         const received = await receivedBy(product);
         expect(received).toHaveLength(1);
         expect(received[0]!.origin).toBe(serverUrl);
-        expect(received[0]!.data).toMatchObject({ type: 'terapi:connect', event: 'connection_created', connection_id: connectionId, provider_config_key: 'fixture' });
+        expect(received[0]!.data).toMatchObject({
+          type: 'terapi:connect',
+          event: 'connection_created',
+          connection_id: connectionId,
+          provider_config_key: 'fixture',
+        });
         expect(product.url()).toBe(`${saasOrigin}/`);
 
         expect((await connectionsOf(endUser)).map((c) => c.id)).toEqual([connectionId]);
-        const tokenRes = await fetch(`${serverUrl}/auth/token/fixture/${encodeURIComponent(connectionId)}`, { headers: { authorization: `Bearer ${t.env.key}` } });
+        const tokenRes = await fetch(`${serverUrl}/auth/token/fixture/${encodeURIComponent(connectionId)}`, {
+          headers: { authorization: `Bearer ${t.env.key}` },
+        });
         expect(tokenRes.status).toBe(200);
         const token = (await tokenRes.json()) as { access_token: string; refresh_token?: string };
         expect(await tokenWorks(server, token.access_token)).toBe(true);
@@ -284,7 +300,9 @@ describe('the Connect page in a browser', () => {
         // The tab went through the success page on its way to /done.
         expect(rec.navigations.some((u) => u.startsWith(`${serverUrl}/oauth/callback?`))).toBe(true);
 
-        const tokenRes = await fetch(`${serverUrl}/auth/token/fixture/${encodeURIComponent(connectionId!)}`, { headers: { authorization: `Bearer ${t.env.key}` } });
+        const tokenRes = await fetch(`${serverUrl}/auth/token/fixture/${encodeURIComponent(connectionId!)}`, {
+          headers: { authorization: `Bearer ${t.env.key}` },
+        });
         expect(tokenRes.status).toBe(200);
         const token = (await tokenRes.json()) as { access_token: string };
         expect(await tokenWorks(server, token.access_token)).toBe(true);

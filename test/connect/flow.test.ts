@@ -18,14 +18,20 @@ beforeAll(async () => {
   // A provider API whose key check answers 401 for anything but "good-key".
   fakeApi = createServer((req, res) => {
     const ok = req.headers.authorization === 'Bearer good-key';
-    res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end(JSON.stringify(ok ? { scopes: [] } : { errors: [{ message: 'bad key' }] }));
+    res
+      .writeHead(ok ? 200 : 401, { 'content-type': 'application/json' })
+      .end(JSON.stringify(ok ? { scopes: [] } : { errors: [{ message: 'bad key' }] }));
   });
   await new Promise<void>((r) => fakeApi.listen(0, '127.0.0.1', r));
   fakeApiUrl = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
   t = await createTestApp({ config: { allowProviderUrlOverrides: true } });
   await createFixtureIntegration(t, server);
   await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'other', provider: 'slack' } });
-  await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'sendgrid', provider: 'sendgrid', api_base_url: fakeApiUrl } });
+  await t.call({
+    method: 'POST',
+    url: '/integration',
+    payload: { provider_config_key: 'sendgrid', provider: 'sendgrid', api_base_url: fakeApiUrl },
+  });
   await t.call({
     method: 'POST',
     url: '/integration',
@@ -49,7 +55,12 @@ async function newSession(body: Record<string, unknown> = {}) {
   const r = await t.call({
     method: 'POST',
     url: '/connect/sessions',
-    payload: { end_user: { id: 'user-7', email: 'u7@example.com', display_name: 'U Seven' }, allowed_integrations: ['fixture', 'sendgrid', 'zendesk'], tags: { plan: 'pro' }, ...body },
+    payload: {
+      end_user: { id: 'user-7', email: 'u7@example.com', display_name: 'U Seven' },
+      allowed_integrations: ['fixture', 'sendgrid', 'zendesk'],
+      tags: { plan: 'pro' },
+      ...body,
+    },
   });
   expect(r.statusCode, r.body).toBe(201);
   const data = r.json().data as { token: string; connect_link: string; expires_at: string };
@@ -83,19 +94,33 @@ describe('connect sessions API', () => {
     expect(Date.parse(s.expires_at) - Date.now()).toBeGreaterThan(29 * 60_000);
     const got = await t.app.inject({ method: 'GET', url: '/connect/session', headers: { authorization: `Bearer ${s.token}` } });
     expect(got.statusCode).toBe(200);
-    expect(got.json().data).toMatchObject({ end_user: { id: 'user-7' }, allowed_integrations: ['fixture', 'sendgrid', 'zendesk'], is_reconnect: false });
+    expect(got.json().data).toMatchObject({
+      end_user: { id: 'user-7' },
+      allowed_integrations: ['fixture', 'sendgrid', 'zendesk'],
+      is_reconnect: false,
+    });
     // A session token is not an API key, and an API key is not a session token.
     expect((await t.call({ method: 'GET', url: '/integration', key: s.token })).statusCode).toBe(401);
     expect((await t.call({ method: 'GET', url: '/connect/session' })).statusCode).toBe(401);
-    expect((await t.app.inject({ method: 'DELETE', url: '/connect/session', headers: { authorization: `Bearer ${s.token}` } })).statusCode).toBe(204);
+    expect(
+      (await t.app.inject({ method: 'DELETE', url: '/connect/session', headers: { authorization: `Bearer ${s.token}` } })).statusCode,
+    ).toBe(204);
     expect((await page(s.cookie, '/connect')).statusCode).toBe(401);
   });
 
   it('rejects unknown integrations and bad redirect URLs naming the field', async () => {
-    const unknown = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'u' }, allowed_integrations: ['nope'] } });
+    const unknown = await t.call({
+      method: 'POST',
+      url: '/connect/sessions',
+      payload: { end_user: { id: 'u' }, allowed_integrations: ['nope'] },
+    });
     expect(unknown.statusCode).toBe(400);
     expect(unknown.json().details[0].field).toBe('allowed_integrations[0]');
-    const badRedirect = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'u' }, redirect_url: 'http://evil.example.com/x' } });
+    const badRedirect = await t.call({
+      method: 'POST',
+      url: '/connect/sessions',
+      payload: { end_user: { id: 'u' }, redirect_url: 'http://evil.example.com/x' },
+    });
     expect(badRedirect.statusCode).toBe(400);
     expect(badRedirect.json().details[0].field).toBe('redirect_url');
     const noUser = await t.call({ method: 'POST', url: '/connect/sessions', payload: {} });
@@ -134,7 +159,10 @@ describe('OAuth through the Connect page', () => {
     const conn = (await t.call({ method: 'GET', url: `/connections/${connectionId}?provider_config_key=fixture` })).json();
     expect(conn.end_user).toMatchObject({ id: 'user-7', email: 'u7@example.com' });
     expect(conn.tags).toEqual({ plan: 'pro' });
-    const events = await queryRows<{ operation: string; success: boolean }>(t.db.database.db, sql`SELECT operation, success FROM events WHERE connection_id = ${connectionId}`);
+    const events = await queryRows<{ operation: string; success: boolean }>(
+      t.db.database.db,
+      sql`SELECT operation, success FROM events WHERE connection_id = ${connectionId}`,
+    );
     expect(events).toEqual([{ operation: 'creation', success: true }]);
 
     // The same callback again: state is single-use.
@@ -205,9 +233,16 @@ describe('OAuth through the Connect page', () => {
     );
     expect((await t.call({ method: 'GET', url: `/auth/token/fixture/${connectionId}` })).statusCode).toBe(424);
 
-    const r = await t.call({ method: 'POST', url: '/connect/sessions/reconnect', payload: { connection_id: connectionId, integration_id: 'fixture' } });
+    const r = await t.call({
+      method: 'POST',
+      url: '/connect/sessions/reconnect',
+      payload: { connection_id: connectionId, integration_id: 'fixture' },
+    });
     expect(r.statusCode).toBe(201);
-    const open = await t.app.inject({ method: 'GET', url: new URL(r.json().data.connect_link).pathname + new URL(r.json().data.connect_link).search });
+    const open = await t.app.inject({
+      method: 'GET',
+      url: new URL(r.json().data.connect_link).pathname + new URL(r.json().data.connect_link).search,
+    });
     const cookie = String(open.headers['set-cookie']).split(';')[0]!;
     const list = await page(cookie, '/connect');
     expect(list.statusCode).toBe(303);
@@ -216,7 +251,10 @@ describe('OAuth through the Connect page', () => {
     expect(done.statusCode).toBe(200);
     expect(done.body).toContain(`data-connection-id="${connectionId}"`);
     expect((await t.call({ method: 'GET', url: `/auth/token/fixture/${connectionId}` })).statusCode).toBe(200);
-    const ops = await queryRows<{ operation: string }>(t.db.database.db, sql`SELECT operation FROM events WHERE connection_id = ${connectionId} ORDER BY id`);
+    const ops = await queryRows<{ operation: string }>(
+      t.db.database.db,
+      sql`SELECT operation FROM events WHERE connection_id = ${connectionId} ORDER BY id`,
+    );
     expect(ops.map((o) => o.operation)).toEqual(['creation', 'override']);
   });
 });
@@ -239,7 +277,10 @@ describe('API keys through the Connect page', () => {
     expect(ok.statusCode).toBe(200);
     expect(ok.body).not.toContain('good-key');
     const connectionId = /data-connection-id="([^"]+)"/.exec(ok.body)![1]!;
-    expect((await t.call({ method: 'GET', url: `/auth/token/sendgrid/${connectionId}` })).json()).toMatchObject({ type: 'ApiKey', access_token: 'good-key' });
+    expect((await t.call({ method: 'GET', url: `/auth/token/sendgrid/${connectionId}` })).json()).toMatchObject({
+      type: 'ApiKey',
+      access_token: 'good-key',
+    });
   });
 
   it('verifies imported API keys through the API when asked', async () => {
@@ -254,7 +295,12 @@ describe('API keys through the Connect page', () => {
     const good = await t.call({
       method: 'POST',
       url: '/connections',
-      payload: { connection_id: 'api-import', provider_config_key: 'sendgrid', credentials: { type: 'API_KEY', apiKey: 'good-key' }, verify: true },
+      payload: {
+        connection_id: 'api-import',
+        provider_config_key: 'sendgrid',
+        credentials: { type: 'API_KEY', apiKey: 'good-key' },
+        verify: true,
+      },
     });
     expect(good.statusCode).toBe(201);
   });

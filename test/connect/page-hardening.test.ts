@@ -19,7 +19,11 @@ beforeAll(async () => {
   await new Promise<void>((r) => fakeApi.listen(0, '127.0.0.1', r));
   const fakeApiUrl = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
   t = await createTestApp();
-  strict = await createTestApp({ db: t.db, vault: t.vault, config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } } });
+  strict = await createTestApp({
+    db: t.db,
+    vault: t.vault,
+    config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } },
+  });
   for (const payload of [
     { provider_config_key: 'gh-a', provider: 'github', oauth_client_id: 'a', oauth_client_secret: 's' },
     { provider_config_key: 'gh-b', provider: 'github', oauth_client_id: 'b', oauth_client_secret: 's' },
@@ -27,7 +31,14 @@ beforeAll(async () => {
     { provider_config_key: 'gh-none', provider: 'github' },
     { provider_config_key: 'sendgrid', provider: 'sendgrid', api_base_url: fakeApiUrl },
     // Accepted here because private egress is allowed; the strict app would refuse to create it.
-    { provider_config_key: 'gen', provider: 'oauth2', oauth_client_id: 'c', oauth_client_secret: 's', authorization_url: 'http://127.0.0.1:9/authorize', token_url: 'http://127.0.0.1:9/token' },
+    {
+      provider_config_key: 'gen',
+      provider: 'oauth2',
+      oauth_client_id: 'c',
+      oauth_client_secret: 's',
+      authorization_url: 'http://127.0.0.1:9/authorize',
+      token_url: 'http://127.0.0.1:9/token',
+    },
   ]) {
     const r = await t.call({ method: 'POST', url: '/integration', payload });
     expect(r.statusCode, r.body).toBe(200);
@@ -40,7 +51,11 @@ afterAll(async () => {
 });
 
 async function openSession(body: Record<string, unknown> = {}) {
-  const r = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'u1' }, allowed_origin: ORIGIN, ...body } });
+  const r = await t.call({
+    method: 'POST',
+    url: '/connect/sessions',
+    payload: { end_user: { id: 'u1' }, allowed_origin: ORIGIN, ...body },
+  });
   expect(r.statusCode, r.body).toBe(201);
   const link = new URL(r.json().data.connect_link);
   const open = await t.app.inject({ method: 'GET', url: link.pathname + link.search });
@@ -53,7 +68,11 @@ const post = (cookie: string, url: string, form: string) =>
   t.app.inject({ method: 'POST', url, headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: form });
 
 /** An HTML error page that also posts the error event to the session's opener origin. */
-function expectErrorPage(r: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number, origin: string | null = ORIGIN) {
+function expectErrorPage(
+  r: { statusCode: number; headers: Record<string, unknown>; body: string },
+  status: number,
+  origin: string | null = ORIGIN,
+) {
   expect(r.statusCode, r.body).toBe(status);
   expect(String(r.headers['content-type'])).toContain('text/html');
   expect(r.body).toContain('id="result"');
@@ -66,7 +85,10 @@ describe('the Connect page list', () => {
     const { cookie } = await openSession();
     const list = await get(t, cookie, '/connect');
     expect(list.statusCode).toBe(200);
-    const names = [...list.body.matchAll(/<a class="item" href="\/connect\/i\/([^"]+)">.*?<span><span>([^<]+)<\/span>/g)].map((m) => [m[1], m[2]]);
+    const names = [...list.body.matchAll(/<a class="item" href="\/connect\/i\/([^"]+)">.*?<span><span>([^<]+)<\/span>/g)].map((m) => [
+      m[1],
+      m[2],
+    ]);
     expect(names).toEqual([
       ['gh-a', 'GitHub (gh-a)'],
       ['gh-b', 'GitHub (gh-b)'],

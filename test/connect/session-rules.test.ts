@@ -26,7 +26,8 @@ afterAll(async () => {
   await new Promise((r) => fakeApi?.close(r));
 });
 
-const createSession = (body: Record<string, unknown>) => t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'u1' }, ...body } });
+const createSession = (body: Record<string, unknown>) =>
+  t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'u1' }, ...body } });
 
 describe('allowed_origin', () => {
   it('refuses plain http off localhost, bad ports and anything with a path, naming the field', async () => {
@@ -60,7 +61,11 @@ describe('allowed_origin', () => {
     ]) {
       const r = await createSession({ allowed_origin: given });
       expect(r.statusCode, `${given}: ${r.body}`).toBe(201);
-      const session = await t.app.inject({ method: 'GET', url: '/connect/session', headers: { authorization: `Bearer ${r.json().data.token}` } });
+      const session = await t.app.inject({
+        method: 'GET',
+        url: '/connect/session',
+        headers: { authorization: `Bearer ${r.json().data.token}` },
+      });
       expect(session.json().data.allowed_origin).toBe(stored);
     }
   });
@@ -68,7 +73,9 @@ describe('allowed_origin', () => {
 
 describe('integrations_config_defaults', () => {
   it('checks connection_config defaults against the catalog at creation, naming the field', async () => {
-    const bad = await createSession({ integrations_config_defaults: { zendesk: { connection_config: { subdomain: 'Not A Subdomain!' } } } });
+    const bad = await createSession({
+      integrations_config_defaults: { zendesk: { connection_config: { subdomain: 'Not A Subdomain!' } } },
+    });
     expect(bad.statusCode, bad.body).toBe(400);
     expect(bad.json().details[0].field).toBe('integrations_config_defaults.zendesk.connection_config.subdomain');
     expect(bad.json().message).toContain('integrations_config_defaults.zendesk.connection_config.subdomain');
@@ -78,7 +85,9 @@ describe('integrations_config_defaults', () => {
   });
 
   it('accepts valid defaults and partial ones (the user types the rest)', async () => {
-    expect((await createSession({ integrations_config_defaults: { zendesk: { connection_config: { subdomain: 'acme' } } } })).statusCode).toBe(201);
+    expect(
+      (await createSession({ integrations_config_defaults: { zendesk: { connection_config: { subdomain: 'acme' } } } })).statusCode,
+    ).toBe(201);
     expect((await createSession({ integrations_config_defaults: { zendesk: { connection_config: {} } } })).statusCode).toBe(201);
   });
 });
@@ -90,7 +99,12 @@ describe('one session, several connections', () => {
     const open = await t.app.inject({ method: 'GET', url: `/connect?session_token=${token}` });
     const cookie = String(open.headers['set-cookie']).split(';')[0]!;
     const submit = () =>
-      t.app.inject({ method: 'POST', url: '/connect/i/sendgrid', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'api_key=good-key' });
+      t.app.inject({
+        method: 'POST',
+        url: '/connect/i/sendgrid',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'api_key=good-key',
+      });
     const ids: string[] = [];
     for (let i = 0; i < 2; i++) {
       const done = await submit();
@@ -99,9 +113,16 @@ describe('one session, several connections', () => {
     }
     expect(new Set(ids).size).toBe(2);
     const list = await t.call({ method: 'GET', url: '/connection?provider_config_key=sendgrid&end_user_id=u1' });
-    expect(list.json().connections.map((c: { id: string }) => c.id).sort()).toEqual([...ids].sort());
+    expect(
+      list
+        .json()
+        .connections.map((c: { id: string }) => c.id)
+        .sort(),
+    ).toEqual([...ids].sort());
     // Ended by its owner, the session creates nothing more.
-    expect((await t.app.inject({ method: 'DELETE', url: '/connect/session', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(204);
+    expect(
+      (await t.app.inject({ method: 'DELETE', url: '/connect/session', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    ).toBe(204);
     expect((await submit()).statusCode).toBe(401);
   });
 });

@@ -47,9 +47,17 @@ describe('importing credentials', () => {
   });
 
   it('accepts expires_at as ISO or epoch seconds', async () => {
-    const iso = await create({ connection_id: 'iso', provider_config_key: 'github', credentials: { access_token: 'a', expires_at: '2030-01-02T03:04:05Z' } });
+    const iso = await create({
+      connection_id: 'iso',
+      provider_config_key: 'github',
+      credentials: { access_token: 'a', expires_at: '2030-01-02T03:04:05Z' },
+    });
     expect(iso.json().credentials.expires_at).toBe('2030-01-02T03:04:05.000Z');
-    const epoch = await create({ connection_id: 'epoch', provider_config_key: 'github', credentials: { access_token: 'a', expires_at: 1893553445 } });
+    const epoch = await create({
+      connection_id: 'epoch',
+      provider_config_key: 'github',
+      credentials: { access_token: 'a', expires_at: 1893553445 },
+    });
     expect(epoch.json().credentials.expires_at).toBe('2030-01-02T03:04:05.000Z');
   });
 
@@ -57,7 +65,11 @@ describe('importing credentials', () => {
     const key = await create({ connection_id: 'sg', provider_config_key: 'sendgrid', credentials: { api_key: 'SG.key' } });
     expect(key.statusCode).toBe(200);
     expect(key.json().credentials).toEqual({ type: 'api_key' });
-    const basic = await create({ connection_id: 'tw', provider_config_key: 'twilio', credentials: { type: 'BASIC', username: 'AC123', password: 'tw-pass' } });
+    const basic = await create({
+      connection_id: 'tw',
+      provider_config_key: 'twilio',
+      credentials: { type: 'BASIC', username: 'AC123', password: 'tw-pass' },
+    });
     expect(basic.statusCode).toBe(200);
     expect(basic.json().credentials).toEqual({ type: 'basic' });
   });
@@ -114,18 +126,58 @@ describe('bad input leaves nothing half-written', () => {
     (await queryRows<{ n: number }>(t.db.database.db, sql`SELECT count(*)::int AS n FROM connections`))[0]!.n;
 
   it.each([
-    ['credentials of another auth mode', { connection_id: 'x1', provider_config_key: 'github', credentials: { type: 'API_KEY', api_key: 'k' } }, 'credentials.type'],
-    ['an OAuth token without access_token', { connection_id: 'x2', provider_config_key: 'github', credentials: { refresh_token: 'r' } }, 'credentials.access_token'],
-    ['an API key form with a missing key', { connection_id: 'x3', provider_config_key: 'sendgrid', credentials: { type: 'API_KEY' } }, 'credentials.api_key'],
-    ['unknown credential fields', { connection_id: 'x4', provider_config_key: 'sendgrid', credentials: { api_key: 'k', token: 'x' } }, 'credentials'],
+    [
+      'credentials of another auth mode',
+      { connection_id: 'x1', provider_config_key: 'github', credentials: { type: 'API_KEY', api_key: 'k' } },
+      'credentials.type',
+    ],
+    [
+      'an OAuth token without access_token',
+      { connection_id: 'x2', provider_config_key: 'github', credentials: { refresh_token: 'r' } },
+      'credentials.access_token',
+    ],
+    [
+      'an API key form with a missing key',
+      { connection_id: 'x3', provider_config_key: 'sendgrid', credentials: { type: 'API_KEY' } },
+      'credentials.api_key',
+    ],
+    [
+      'unknown credential fields',
+      { connection_id: 'x4', provider_config_key: 'sendgrid', credentials: { api_key: 'k', token: 'x' } },
+      'credentials',
+    ],
     ['no credentials for an OAuth provider', { connection_id: 'x5', provider_config_key: 'github' }, 'credentials'],
-    ['a non-existent integration', { connection_id: 'x6', provider_config_key: 'nope', credentials: { api_key: 'k' } }, 'provider_config_key'],
-    ['a connection id with a slash', { connection_id: 'a/b', provider_config_key: 'sendgrid', credentials: { api_key: 'k' } }, 'connection_id'],
-    ['a connection id with spaces', { connection_id: 'a b', provider_config_key: 'sendgrid', credentials: { api_key: 'k' } }, 'connection_id'],
-    ['a 10,000-character connection id', { connection_id: 'c'.repeat(10_000), provider_config_key: 'sendgrid', credentials: { api_key: 'k' } }, 'connection_id'],
+    [
+      'a non-existent integration',
+      { connection_id: 'x6', provider_config_key: 'nope', credentials: { api_key: 'k' } },
+      'provider_config_key',
+    ],
+    [
+      'a connection id with a slash',
+      { connection_id: 'a/b', provider_config_key: 'sendgrid', credentials: { api_key: 'k' } },
+      'connection_id',
+    ],
+    [
+      'a connection id with spaces',
+      { connection_id: 'a b', provider_config_key: 'sendgrid', credentials: { api_key: 'k' } },
+      'connection_id',
+    ],
+    [
+      'a 10,000-character connection id',
+      { connection_id: 'c'.repeat(10_000), provider_config_key: 'sendgrid', credentials: { api_key: 'k' } },
+      'connection_id',
+    ],
     ['a missing provider_config_key', { connection_id: 'x7', credentials: { api_key: 'k' } }, 'provider_config_key'],
-    ['metadata over the size limit', { connection_id: 'x8', provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { big: 'x'.repeat(4000) } }, 'metadata'],
-    ['a bad expiry', { connection_id: 'x9', provider_config_key: 'github', credentials: { access_token: 'a', expires_at: 'tomorrow' } }, 'credentials.expires_at'],
+    [
+      'metadata over the size limit',
+      { connection_id: 'x8', provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { big: 'x'.repeat(4000) } },
+      'metadata',
+    ],
+    [
+      'a bad expiry',
+      { connection_id: 'x9', provider_config_key: 'github', credentials: { access_token: 'a', expires_at: 'tomorrow' } },
+      'credentials.expires_at',
+    ],
   ])('rejects %s naming the field', async (_label, payload, field) => {
     const before = await countConnections();
     const r = await create(payload);
@@ -138,7 +190,12 @@ describe('bad input leaves nothing half-written', () => {
   });
 
   it('rejects a body over the limit with 413', async () => {
-    const r = await create({ connection_id: 'big', provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { x: 'y'.repeat(70_000) } });
+    const r = await create({
+      connection_id: 'big',
+      provider_config_key: 'sendgrid',
+      credentials: { api_key: 'k' },
+      metadata: { x: 'y'.repeat(70_000) },
+    });
     expect(r.statusCode).toBe(413);
     expect(r.json().error).toBe('payload_too_large');
   });
@@ -181,7 +238,12 @@ describe('listing', () => {
   });
 
   it('filters by connection id and end user', async () => {
-    await create({ connection_id: 'eu-1', provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, end_user: { id: 'u-42', email: 'a@b.co' } });
+    await create({
+      connection_id: 'eu-1',
+      provider_config_key: 'sendgrid',
+      credentials: { api_key: 'k' },
+      end_user: { id: 'u-42', email: 'a@b.co' },
+    });
     const byUser = await t.call({ method: 'GET', url: '/connection?end_user_id=u-42' });
     expect(byUser.json().connections.map((c: { id: string }) => c.id)).toEqual(['eu-1']);
     const byId = await t.call({ method: 'GET', url: '/v1/connections?connection_id=eu-1' });
@@ -189,7 +251,13 @@ describe('listing', () => {
   });
 
   it('rejects forged cursors and out-of-range limits', async () => {
-    for (const q of ['cursor=not-a-cursor', `cursor=${Buffer.from('{"id":1}').toString('base64url')}`, 'limit=0', 'limit=1000000', 'limit=abc']) {
+    for (const q of [
+      'cursor=not-a-cursor',
+      `cursor=${Buffer.from('{"id":1}').toString('base64url')}`,
+      'limit=0',
+      'limit=1000000',
+      'limit=abc',
+    ]) {
       const r = await t.call({ method: 'GET', url: `/connection?${q}` });
       expect(r.statusCode, q).toBe(400);
       expect(r.json().message).toMatch(/cursor|limit/);
@@ -200,7 +268,11 @@ describe('listing', () => {
 describe('metadata', () => {
   it('replaces and merges', async () => {
     await create({ connection_id: 'meta', provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { a: 1, b: 2 } });
-    const merged = await t.call({ method: 'PATCH', url: '/connection/meta/metadata?provider_config_key=sendgrid', payload: { b: 3, c: 4 } });
+    const merged = await t.call({
+      method: 'PATCH',
+      url: '/connection/meta/metadata?provider_config_key=sendgrid',
+      payload: { b: 3, c: 4 },
+    });
     expect(merged.statusCode).toBe(200);
     expect(merged.json().metadata).toEqual({ a: 1, b: 3, c: 4 });
     const replaced = await t.call({ method: 'POST', url: '/connection/meta/metadata?provider_config_key=sendgrid', payload: { z: true } });
@@ -208,7 +280,8 @@ describe('metadata', () => {
   });
 
   it('applies Nango-style metadata to several connections, all or nothing', async () => {
-    for (const id of ['m1', 'm2']) await create({ connection_id: id, provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { keep: id } });
+    for (const id of ['m1', 'm2'])
+      await create({ connection_id: id, provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { keep: id } });
     const ok = await t.call({
       method: 'PATCH',
       url: '/connection/metadata',
@@ -225,12 +298,24 @@ describe('metadata', () => {
       payload: { connection_id: ['m1', 'ghost'], provider_config_key: 'sendgrid', metadata: { wiped: true } },
     });
     expect(partial.statusCode).toBe(404);
-    expect((await t.call({ method: 'GET', url: '/connection/m1?provider_config_key=sendgrid' })).json().metadata).toEqual({ keep: 'm1', team: 'x' });
+    expect((await t.call({ method: 'GET', url: '/connection/m1?provider_config_key=sendgrid' })).json().metadata).toEqual({
+      keep: 'm1',
+      team: 'x',
+    });
   });
 
   it('refuses a merge whose result would exceed the limit, changing nothing', async () => {
-    await create({ connection_id: 'fat', provider_config_key: 'sendgrid', credentials: { api_key: 'k' }, metadata: { a: 'x'.repeat(1500) } });
-    const r = await t.call({ method: 'PATCH', url: '/connection/fat/metadata?provider_config_key=sendgrid', payload: { b: 'y'.repeat(1500) } });
+    await create({
+      connection_id: 'fat',
+      provider_config_key: 'sendgrid',
+      credentials: { api_key: 'k' },
+      metadata: { a: 'x'.repeat(1500) },
+    });
+    const r = await t.call({
+      method: 'PATCH',
+      url: '/connection/fat/metadata?provider_config_key=sendgrid',
+      payload: { b: 'y'.repeat(1500) },
+    });
     expect(r.statusCode).toBe(400);
     expect(r.json().details[0].field).toBe('metadata');
     const after = await t.call({ method: 'GET', url: '/connection/fat?provider_config_key=sendgrid' });
@@ -246,7 +331,13 @@ describe('Nango-compatible /connections', () => {
       payload: {
         provider_config_key: 'github',
         connection_id: 'nango-1',
-        credentials: { type: 'OAUTH2', access_token: 'gho_nango', refresh_token: 'ghr_nango', expires_at: '2031-01-01T00:00:00Z', raw: { scope: 'repo' } },
+        credentials: {
+          type: 'OAUTH2',
+          access_token: 'gho_nango',
+          refresh_token: 'ghr_nango',
+          expires_at: '2031-01-01T00:00:00Z',
+          raw: { scope: 'repo' },
+        },
         tags: { plan: 'pro' },
         end_user: { id: 'eu', email: 'eu@example.com' },
       },
@@ -257,7 +348,12 @@ describe('Nango-compatible /connections', () => {
 
     const got = await t.call({ method: 'GET', url: '/connections/nango-1?provider_config_key=github' });
     expect(got.statusCode).toBe(200);
-    expect(got.json().credentials).toEqual({ type: 'OAUTH2', access_token: 'gho_nango', expires_at: '2031-01-01T00:00:00.000Z', raw: { scope: 'repo' } });
+    expect(got.json().credentials).toEqual({
+      type: 'OAUTH2',
+      access_token: 'gho_nango',
+      expires_at: '2031-01-01T00:00:00.000Z',
+      raw: { scope: 'repo' },
+    });
     expect(got.json().last_fetched_at).not.toBeNull();
     const withRefresh = await t.call({ method: 'GET', url: '/connections/nango-1?provider_config_key=github&refresh_token=true' });
     expect(withRefresh.json().credentials.refresh_token).toBe('ghr_nango');
@@ -268,7 +364,11 @@ describe('Nango-compatible /connections', () => {
     ]);
     expect(list.body).not.toContain('gho_nango');
 
-    const generated = await t.call({ method: 'POST', url: '/connections', payload: { provider_config_key: 'sendgrid', credentials: { type: 'API_KEY', apiKey: 'k' } } });
+    const generated = await t.call({
+      method: 'POST',
+      url: '/connections',
+      payload: { provider_config_key: 'sendgrid', credentials: { type: 'API_KEY', apiKey: 'k' } },
+    });
     expect(generated.statusCode).toBe(201);
     expect(generated.json().connection_id).toMatch(/^[0-9a-f-]{36}$/);
 

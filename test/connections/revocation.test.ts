@@ -23,7 +23,8 @@ afterAll(async () => {
 });
 
 const inAnHour = () => new Date(Date.now() + 3600_000);
-const logLines = (since: number) => t.logs.slice(since).map((l) => JSON.parse(l) as { msg: string; connectionId?: string; status?: number });
+const logLines = (since: number) =>
+  t.logs.slice(since).map((l) => JSON.parse(l) as { msg: string; connectionId?: string; status?: number });
 
 describe('deleting a connection', () => {
   it('revokes its grant at the RFC 7009 endpoint, so neither token works any more', async () => {
@@ -45,10 +46,17 @@ describe('deleting a connection', () => {
     const refresh = await fetch(server.tokenUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: DEFAULT_CLIENT.client_id, client_secret: DEFAULT_CLIENT.client_secret }),
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: tokens.refresh_token,
+        client_id: DEFAULT_CLIENT.client_id,
+        client_secret: DEFAULT_CLIENT.client_secret,
+      }),
     });
     expect(refresh.ok).toBe(false);
-    expect(logLines(before)).toContainEqual(expect.objectContaining({ msg: 'grant revoked at the provider', connectionId: 'user-1', status: 200 }));
+    expect(logLines(before)).toContainEqual(
+      expect.objectContaining({ msg: 'grant revoked at the provider', connectionId: 'user-1', status: 200 }),
+    );
     expect(t.logs.slice(before).join('\n')).not.toContain(tokens.refresh_token);
   });
 

@@ -36,7 +36,11 @@ describe('GET /ready', () => {
       for (let i = 0; i < 3; i++) {
         const r = await down.app.inject({ method: 'GET', url: '/ready' });
         expect(r.statusCode, r.body).toBe(503);
-        expect(r.json()).toEqual({ error: 'not_ready', message: 'Not ready: redis is not reachable', checks: { database: 'ok', redis: 'down' } });
+        expect(r.json()).toEqual({
+          error: 'not_ready',
+          message: 'Not ready: redis is not reachable',
+          checks: { database: 'ok', redis: 'down' },
+        });
       }
       const readiness = lines(down, 'readiness: redis is not reachable');
       expect(readiness).toHaveLength(1);
@@ -64,7 +68,11 @@ describe('GET /ready', () => {
         const res = await t.app.inject({ method: 'GET', url: '/ready' });
         return res.statusCode === 503 ? res : undefined;
       });
-      expect(r.json()).toEqual({ error: 'not_ready', message: 'Not ready: database is not reachable', checks: { database: 'down', redis: 'ok' } });
+      expect(r.json()).toEqual({
+        error: 'not_ready',
+        message: 'Not ready: database is not reachable',
+        checks: { database: 'down', redis: 'ok' },
+      });
       expect(lines(t, 'readiness: database is not reachable')).toHaveLength(1);
     } finally {
       await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);

@@ -76,7 +76,15 @@ export const defaultTestConfig: AppConfig = {
   serverUrl: 'http://127.0.0.1:3003',
   // Each test file has its own queue namespace, so files sharing one Redis (CI) never see each other's jobs.
   queues: { prefix: `terapi-test-${randomBytes(4).toString('hex')}`, syncConcurrency: 4, actionConcurrency: 20, webhookConcurrency: 8 },
-  runs: { syncTimeoutMs: 30_000, actionTimeoutMs: 10_000, actionWaitMs: 10_000, leaseMs: 3000, schedulerIntervalMs: 500, providerRetries: 3, retentionDays: 30 },
+  runs: {
+    syncTimeoutMs: 30_000,
+    actionTimeoutMs: 10_000,
+    actionWaitMs: 10_000,
+    leaseMs: 3000,
+    schedulerIntervalMs: 500,
+    providerRetries: 3,
+    retentionDays: 30,
+  },
   webhooks: { maxAttempts: 5, backoffMs: 200 },
 };
 

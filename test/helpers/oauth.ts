@@ -3,7 +3,10 @@ import { DEFAULT_CLIENT } from '../fixtures/oauth-server.js';
 import type { TestApp } from './app.js';
 
 /** Runs a plain authorization-code flow against the fixture and returns its token response. */
-export async function obtainTokens(server: OAuthServer, scope = 'read'): Promise<{ access_token: string; refresh_token: string; expires_in: number }> {
+export async function obtainTokens(
+  server: OAuthServer,
+  scope = 'read',
+): Promise<{ access_token: string; refresh_token: string; expires_in: number }> {
   const url = new URL(server.authorizationUrl);
   url.search = new URLSearchParams({
     response_type: 'code',

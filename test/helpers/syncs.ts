@@ -2,7 +2,12 @@ import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
 /** Polls until `fn` returns something truthy; the bound only stops a test that would otherwise hang. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 120_000, everyMs = 100): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false | null>,
+  timeoutMs = 120_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -13,13 +18,31 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
 }
 
 /** An integration of `provider` whose API is the fake at `baseUrl`, and one connection holding `token`. */
-export async function connectFake(t: TestApp, o: { key: string; provider: string; baseUrl: string; token: string; connectionId: string; metadata?: Record<string, unknown> }) {
-  const i = await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: o.key, provider: o.provider, oauth_client_id: 'id', oauth_client_secret: 'secret', api_base_url: o.baseUrl } });
+export async function connectFake(
+  t: TestApp,
+  o: { key: string; provider: string; baseUrl: string; token: string; connectionId: string; metadata?: Record<string, unknown> },
+) {
+  const i = await t.call({
+    method: 'POST',
+    url: '/integration',
+    payload: {
+      provider_config_key: o.key,
+      provider: o.provider,
+      oauth_client_id: 'id',
+      oauth_client_secret: 'secret',
+      api_base_url: o.baseUrl,
+    },
+  });
   if (i.statusCode !== 200 && !(i.statusCode === 409)) expect(i.statusCode, i.body).toBe(200);
   const c = await t.call({
     method: 'POST',
     url: '/connection',
-    payload: { connection_id: o.connectionId, provider_config_key: o.key, credentials: { type: 'OAUTH2', access_token: o.token }, metadata: o.metadata },
+    payload: {
+      connection_id: o.connectionId,
+      provider_config_key: o.key,
+      credentials: { type: 'OAUTH2', access_token: o.token },
+      metadata: o.metadata,
+    },
   });
   expect(c.statusCode, c.body).toBe(200);
 }
@@ -33,11 +56,24 @@ export async function enable(t: TestApp, key: string, name: string, body: Record
 export async function syncStatus(t: TestApp, key: string, connectionId: string, name: string) {
   const r = await t.call({ method: 'GET', url: `/sync/${connectionId}/${name}?provider_config_key=${key}` });
   expect(r.statusCode, r.body).toBe(200);
-  return r.json() as { status: string; records_count: number; last_sync_date: string | null; next_sync_date: string | null; error: string | null };
+  return r.json() as {
+    status: string;
+    records_count: number;
+    last_sync_date: string | null;
+    next_sync_date: string | null;
+    error: string | null;
+  };
 }
 
 /** Waits for a sync run that finished after `since` (the last_sync_date moves) and returns the status. */
-export async function waitForRun(t: TestApp, key: string, connectionId: string, name: string, since: string | null = null, timeoutMs = 120_000) {
+export async function waitForRun(
+  t: TestApp,
+  key: string,
+  connectionId: string,
+  name: string,
+  since: string | null = null,
+  timeoutMs = 120_000,
+) {
   return until(
     `a finished run of ${name}`,
     async () => {
@@ -55,17 +91,32 @@ export interface RecordOut {
 }
 
 export async function recordsPage(t: TestApp, key: string, connectionId: string, query: string) {
-  const r = await t.call({ method: 'GET', url: `/records?${query}`, headers: { 'connection-id': connectionId, 'provider-config-key': key } });
+  const r = await t.call({
+    method: 'GET',
+    url: `/records?${query}`,
+    headers: { 'connection-id': connectionId, 'provider-config-key': key },
+  });
   return r;
 }
 
 /** Every record of the feed from `cursor` on, following next_cursor. */
-export async function allRecords(t: TestApp, key: string, connectionId: string, model: string, opts: { limit?: number; cursor?: string; extra?: string } = {}) {
+export async function allRecords(
+  t: TestApp,
+  key: string,
+  connectionId: string,
+  model: string,
+  opts: { limit?: number; cursor?: string; extra?: string } = {},
+) {
   const out: RecordOut[] = [];
   let cursor = opts.cursor;
   let last: string | undefined = cursor;
   for (;;) {
-    const r = await recordsPage(t, key, connectionId, `model=${model}&limit=${opts.limit ?? 1000}${cursor ? `&cursor=${cursor}` : ''}${opts.extra ?? ''}`);
+    const r = await recordsPage(
+      t,
+      key,
+      connectionId,
+      `model=${model}&limit=${opts.limit ?? 1000}${cursor ? `&cursor=${cursor}` : ''}${opts.extra ?? ''}`,
+    );
     expect(r.statusCode, r.body).toBe(200);
     const body = r.json() as { records: RecordOut[]; next_cursor: string | null };
     out.push(...body.records);

@@ -45,7 +45,9 @@ const toOpenApi = (path: string) => path.replace(/:([^/]+)/g, '{$1}');
 
 describe('/v1', () => {
   it('has a twin of every Terapi API route, with the same parameters and a v1 operationId', async () => {
-    const doc = t.app.swagger() as unknown as { paths: Record<string, Record<string, { operationId: string; parameters?: { name: string; in: string }[] }>> };
+    const doc = t.app.swagger() as unknown as {
+      paths: Record<string, Record<string, { operationId: string; parameters?: { name: string; in: string }[] }>>;
+    };
     const routes = routerRoutes(t.app.printRoutes({ commonPrefix: false })).filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS');
     const inRouter = new Set(routes.map((r) => `${r.method} ${toOpenApi(r.path)}`));
 
@@ -126,7 +128,9 @@ describe('/v1', () => {
     const token = session.json().data.token as string;
     const self = await t.app.inject({ method: 'GET', url: '/v1/connect/session', headers: { authorization: `Bearer ${token}` } });
     expect(self.statusCode, self.body).toBe(200);
-    expect(self.json()).toEqual((await t.app.inject({ method: 'GET', url: '/connect/session', headers: { authorization: `Bearer ${token}` } })).json());
+    expect(self.json()).toEqual(
+      (await t.app.inject({ method: 'GET', url: '/connect/session', headers: { authorization: `Bearer ${token}` } })).json(),
+    );
     // Unknown runs and action runs answer like their Terapi twins.
     const id = '00000000-0000-4000-8000-000000000000';
     for (const [native, v1] of [

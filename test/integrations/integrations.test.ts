@@ -86,7 +86,17 @@ describe('integrations (seed 001 shapes)', () => {
 
 describe('integration settings (GET and PATCH /integration/{key})', () => {
   it('shows the settings the Nango GET shows, never a secret', async () => {
-    await t.call({ method: 'POST', url: '/integration', payload: { ...github, provider_config_key: 'gh-show', display_name: 'GitHub', params: { region: 'eu' }, secrets: { WEBHOOK_KEY: 'whk-secret-value' } } });
+    await t.call({
+      method: 'POST',
+      url: '/integration',
+      payload: {
+        ...github,
+        provider_config_key: 'gh-show',
+        display_name: 'GitHub',
+        params: { region: 'eu' },
+        secrets: { WEBHOOK_KEY: 'whk-secret-value' },
+      },
+    });
     const got = await t.call({ method: 'GET', url: '/integration/gh-show' });
     expect(got.statusCode).toBe(200);
     expect(got.json()).toMatchObject({
@@ -101,17 +111,32 @@ describe('integration settings (GET and PATCH /integration/{key})', () => {
       url_overrides: {},
     });
     const nango = (await t.call({ method: 'GET', url: '/integrations/gh-show' })).json().data;
-    expect(got.json()).toMatchObject({ display_name: nango.display_name, oauth_client_id: nango.credentials.client_id, oauth_scopes: nango.credentials.scopes, params: nango.params, secret_names: nango.secret_names });
+    expect(got.json()).toMatchObject({
+      display_name: nango.display_name,
+      oauth_client_id: nango.credentials.client_id,
+      oauth_scopes: nango.credentials.scopes,
+      params: nango.params,
+      secret_names: nango.secret_names,
+    });
     expect(got.body).not.toContain('gh-client-secret-value');
     expect(got.body).not.toContain('whk-secret-value');
   });
 
   it('updates only the given settings, secrets write-only, on both paths', async () => {
-    await t.call({ method: 'POST', url: '/integration', payload: { ...github, provider_config_key: 'gh-patch', params: { region: 'eu', tier: 1 }, secrets: { A: 'secret-a-value' } } });
+    await t.call({
+      method: 'POST',
+      url: '/integration',
+      payload: { ...github, provider_config_key: 'gh-patch', params: { region: 'eu', tier: 1 }, secrets: { A: 'secret-a-value' } },
+    });
     const patched = await t.call({
       method: 'PATCH',
       url: '/integration/gh-patch',
-      payload: { display_name: 'GitHub (EU)', oauth_client_secret: 'rotated-client-secret', oauth_scopes: 'repo', secrets: { B: 'secret-b-value' } },
+      payload: {
+        display_name: 'GitHub (EU)',
+        oauth_client_secret: 'rotated-client-secret',
+        oauth_scopes: 'repo',
+        secrets: { B: 'secret-b-value' },
+      },
     });
     expect(patched.statusCode, patched.body).toBe(200);
     expect(patched.json()).toMatchObject({
@@ -132,9 +157,19 @@ describe('integration settings (GET and PATCH /integration/{key})', () => {
     expect(t.vault.decrypt(row!.client, `integration.client_secret:${t.env.id}`)).toBe('rotated-client-secret');
     expect(t.vault.decryptJson(row!.secrets, `integration.secrets:${t.env.id}`)).toEqual({ B: 'secret-b-value' });
 
-    const v1 = await t.call({ method: 'PATCH', url: '/v1/integrations/gh-patch', payload: { provider_config_key: 'gh-patched', oauth_client_id: 'Iv1.other', params: { region: 'us' } } });
+    const v1 = await t.call({
+      method: 'PATCH',
+      url: '/v1/integrations/gh-patch',
+      payload: { provider_config_key: 'gh-patched', oauth_client_id: 'Iv1.other', params: { region: 'us' } },
+    });
     expect(v1.statusCode, v1.body).toBe(200);
-    expect(v1.json()).toMatchObject({ unique_key: 'gh-patched', oauth_client_id: 'Iv1.other', display_name: 'GitHub (EU)', params: { region: 'us' }, secret_names: ['B'] });
+    expect(v1.json()).toMatchObject({
+      unique_key: 'gh-patched',
+      oauth_client_id: 'Iv1.other',
+      display_name: 'GitHub (EU)',
+      params: { region: 'us' },
+      secret_names: ['B'],
+    });
     expect((await t.call({ method: 'GET', url: '/integration/gh-patch' })).statusCode).toBe(404);
   });
 
@@ -147,7 +182,9 @@ describe('integration settings (GET and PATCH /integration/{key})', () => {
     const badScopes = await t.call({ method: 'PATCH', url: '/integration/gh-other', payload: { oauth_scopes: 'has space,ok' } });
     expect(badScopes.statusCode).toBe(400);
     expect(badScopes.body).toContain('oauth_scopes');
-    expect((await t.call({ method: 'PATCH', url: '/integration/gh-other', payload: { provider_config_key: 'gh-taken' } })).statusCode).toBe(409);
+    expect((await t.call({ method: 'PATCH', url: '/integration/gh-other', payload: { provider_config_key: 'gh-taken' } })).statusCode).toBe(
+      409,
+    );
     expect((await t.call({ method: 'PATCH', url: '/integration/nope', payload: { display_name: 'x' } })).statusCode).toBe(404);
   });
 });
@@ -181,12 +218,22 @@ describe('integration bad input', () => {
   });
 
   it('rejects malformed JSON and wrong types', async () => {
-    const bad = await t.call({ method: 'POST', url: '/integration', payload: '{"provider_config_key": ', headers: { 'content-type': 'application/json' } });
+    const bad = await t.call({
+      method: 'POST',
+      url: '/integration',
+      payload: '{"provider_config_key": ',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error).toBe('invalid_json');
     const wrong = await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 42, provider: ['github'] } });
     expect(wrong.statusCode).toBe(400);
-    expect(wrong.json().details.map((d: { field: string }) => d.field).sort()).toEqual(['provider', 'provider_config_key']);
+    expect(
+      wrong
+        .json()
+        .details.map((d: { field: string }) => d.field)
+        .sort(),
+    ).toEqual(['provider', 'provider_config_key']);
   });
 
   it('requires URLs for the generic oauth2 provider', async () => {
@@ -245,7 +292,11 @@ describe('integration bad input', () => {
       expect(r.json().error).toBe('encryption_unavailable');
       expect((await noKeys.call({ method: 'GET', url: '/integration/needs-vault' })).statusCode).toBe(404);
       // Without secrets, an integration can still be created.
-      const plain = await noKeys.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'no-secret', provider: 'github' } });
+      const plain = await noKeys.call({
+        method: 'POST',
+        url: '/integration',
+        payload: { provider_config_key: 'no-secret', provider: 'github' },
+      });
       expect(plain.statusCode).toBe(200);
     } finally {
       await noKeys.app.close();
@@ -273,9 +324,17 @@ describe('Nango-compatible /integrations', () => {
     });
     expect(created.body).not.toContain('hs-secret');
 
-    const renamed = await t.call({ method: 'PATCH', url: '/integrations/hubspot', payload: { unique_key: 'hubspot-eu', display_name: 'HubSpot EU' } });
+    const renamed = await t.call({
+      method: 'PATCH',
+      url: '/integrations/hubspot',
+      payload: { unique_key: 'hubspot-eu', display_name: 'HubSpot EU' },
+    });
     expect(renamed.statusCode).toBe(200);
-    expect(renamed.json().data).toMatchObject({ unique_key: 'hubspot-eu', display_name: 'HubSpot EU', credentials: { client_id: 'hs-id' } });
+    expect(renamed.json().data).toMatchObject({
+      unique_key: 'hubspot-eu',
+      display_name: 'HubSpot EU',
+      credentials: { client_id: 'hs-id' },
+    });
     expect((await t.call({ method: 'GET', url: '/integrations/hubspot' })).statusCode).toBe(404);
 
     await t.call({ method: 'POST', url: '/integrations', payload: { unique_key: 'taken', provider: 'slack' } });

@@ -7,7 +7,11 @@ let lenient: TestApp;
 let strict: TestApp;
 beforeAll(async () => {
   lenient = await createTestApp();
-  strict = await createTestApp({ db: lenient.db, vault: lenient.vault, config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } } });
+  strict = await createTestApp({
+    db: lenient.db,
+    vault: lenient.vault,
+    config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } },
+  });
 });
 afterAll(async () => {
   await strict?.close();
@@ -36,7 +40,13 @@ describe('OAuth endpoint URLs of an integration', () => {
     const token = await asStrict({
       method: 'POST',
       url: '/integrations',
-      payload: { unique_key: 'gen-http', provider: 'oauth2', credentials: { type: 'OAUTH2', client_id: 'c', client_secret: 's' }, authorization_url: 'https://auth.example.com/authorize', token_url: 'http://auth.example.com/token' },
+      payload: {
+        unique_key: 'gen-http',
+        provider: 'oauth2',
+        credentials: { type: 'OAUTH2', client_id: 'c', client_secret: 's' },
+        authorization_url: 'https://auth.example.com/authorize',
+        token_url: 'http://auth.example.com/token',
+      },
     });
     expect(token.statusCode, token.body).toBe(400);
     expect(token.json().details[0].field).toBe('token_url');
@@ -47,10 +57,17 @@ describe('OAuth endpoint URLs of an integration', () => {
     const created = await asStrict({
       method: 'POST',
       url: '/integration',
-      payload: generic('gen-https', { authorization_url: 'https://auth.example.com/authorize', token_url: 'https://auth.example.com/token' }),
+      payload: generic('gen-https', {
+        authorization_url: 'https://auth.example.com/authorize',
+        token_url: 'https://auth.example.com/token',
+      }),
     });
     expect(created.statusCode, created.body).toBe(200);
-    const patch = await asStrict({ method: 'PATCH', url: '/integrations/gen-https', payload: { token_url: 'http://auth.example.com/token' } });
+    const patch = await asStrict({
+      method: 'PATCH',
+      url: '/integrations/gen-https',
+      payload: { token_url: 'http://auth.example.com/token' },
+    });
     expect(patch.statusCode, patch.body).toBe(400);
     expect(patch.json().details[0].field).toBe('token_url');
   });

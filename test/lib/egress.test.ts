@@ -503,10 +503,7 @@ describe('withRetries', () => {
 
   it('honours RateLimit-Reset and X-RateLimit-Reset when rate limited', async () => {
     const epoch = Math.floor(Date.now() / 1000) + 4;
-    script.push(
-      { status: 429, headers: { 'ratelimit-reset': '3' } },
-      { status: 429, headers: { 'x-ratelimit-reset': String(epoch) } },
-    );
+    script.push({ status: 429, headers: { 'ratelimit-reset': '3' } }, { status: 429, headers: { 'x-ratelimit-reset': String(epoch) } });
     const { delays, sleep } = recorder();
     const res = await withRetries(() => egress(url()), { retries: 2, sleep });
     expect(res.status).toBe(200);
@@ -565,9 +562,7 @@ describe('withRetries', () => {
     expect(always.count()).toBe(3);
 
     const once = counted(() => egress(deadUrl));
-    await expect(withRetries(once.attempt, { retries: 2, sleep, retryNetworkErrors: false })).rejects.toBeInstanceOf(
-      EgressNetworkError,
-    );
+    await expect(withRetries(once.attempt, { retries: 2, sleep, retryNetworkErrors: false })).rejects.toBeInstanceOf(EgressNetworkError);
     expect(once.count()).toBe(1);
   });
 
@@ -614,14 +609,18 @@ describe('withRetries', () => {
       await gone.close();
       const { sleep } = recorder();
       const reports: RetryInfo[] = [];
-      const refusedOnce = counted(() => (refusedOnce.count() === 1 ? egress(deadUrl, { method: 'POST' }) : egress(url(), { method: 'POST' })));
+      const refusedOnce = counted(() =>
+        refusedOnce.count() === 1 ? egress(deadUrl, { method: 'POST' }) : egress(url(), { method: 'POST' }),
+      );
       const res = await withRetries(refusedOnce.attempt, { retries: 3, sleep, idempotent: false, onRetry: (r) => reports.push(r) });
       expect(res.status).toBe(200);
       expect(refusedOnce.count()).toBe(2);
 
       script.push({ status: 429, headers: { 'retry-after': '2' } });
       const limited = counted(() => egress(url(), { method: 'POST' }));
-      expect((await withRetries(limited.attempt, { retries: 3, sleep, idempotent: false, onRetry: (r) => reports.push(r) })).status).toBe(200);
+      expect((await withRetries(limited.attempt, { retries: 3, sleep, idempotent: false, onRetry: (r) => reports.push(r) })).status).toBe(
+        200,
+      );
       expect(limited.count()).toBe(2);
       expect(reports).toEqual([
         { attempt: 1, maxAttempts: 4, error: 'ECONNREFUSED', delayMs: expect.any(Number) },
@@ -643,11 +642,13 @@ describe('withRetries', () => {
   });
 
   describe('DNS', () => {
-    const answering = (fail: (host: string) => string | undefined): HostLookup => async (host) => {
-      const code = fail(host);
-      if (code) throw Object.assign(new Error(`getaddrinfo ${code} ${host}`), { code });
-      return [{ address: '127.0.0.1', family: 4 }];
-    };
+    const answering =
+      (fail: (host: string) => string | undefined): HostLookup =>
+      async (host) => {
+        const code = fail(host);
+        if (code) throw Object.assign(new Error(`getaddrinfo ${code} ${host}`), { code });
+        return [{ address: '127.0.0.1', family: 4 }];
+      };
 
     it('a name that does not exist fails at once, is never retried, and says which host', async () => {
       let lookups = 0;
@@ -664,7 +665,15 @@ describe('withRetries', () => {
       let lookups = 0;
       const flaky = createEgressFetch({ policy: open, lookup: answering(() => (lookups++ < 1 ? 'EAI_AGAIN' : undefined)) });
       const { sleep } = recorder();
-      expect((await withRetries(() => flaky(`http://api.example.test:${server.port}/`, { method: 'POST' }), { retries: 5, sleep, idempotent: false })).status).toBe(200);
+      expect(
+        (
+          await withRetries(() => flaky(`http://api.example.test:${server.port}/`, { method: 'POST' }), {
+            retries: 5,
+            sleep,
+            idempotent: false,
+          })
+        ).status,
+      ).toBe(200);
       expect(lookups).toBe(2);
 
       let down = 0;

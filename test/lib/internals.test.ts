@@ -20,7 +20,7 @@ import { PipelinedCopy } from '../../src/records/copy.js';
 import { authToken } from '../../src/tokens/routes.js';
 import { createTestDatabase, type TestDatabase, usingPostgres } from '../helpers/app.js';
 
-describe('pino: the cheap child logger writes what pino\'s own child writes', () => {
+describe("pino: the cheap child logger writes what pino's own child writes", () => {
   const lines: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -54,7 +54,10 @@ describe('pino: the cheap child logger writes what pino\'s own child writes', ()
     ['an object binding', { conn: { id: 1, access_token: 'tok' } }],
     ['a serialized key', { req: { method: 'GET', url: '/x?token=secret', headers: {} } }],
   ])('%s', (_name, bindings) => {
-    const [ours, theirs] = both((child) => child(bindings as pino.Bindings), (l) => l.info({ extra: 1 }, 'hello'));
+    const [ours, theirs] = both(
+      (child) => child(bindings),
+      (l) => l.info({ extra: 1 }, 'hello'),
+    );
     expect(ours).toBe(theirs);
     expect(ours).not.toMatch(/sk_live|"tok"|token=secret/);
   });
@@ -80,7 +83,12 @@ describe('fast-json-stringify: the fast route serializer writes the JSON zod and
       'the auth token',
       authToken,
       [
-        { type: 'Bearer', access_token: 'gho_x', expires_at: '2030-01-01T00:00:00.000Z', raw: { scope: 'repo', n: 1, nested: { a: [1, null, 'x'] } } },
+        {
+          type: 'Bearer',
+          access_token: 'gho_x',
+          expires_at: '2030-01-01T00:00:00.000Z',
+          raw: { scope: 'repo', n: 1, nested: { a: [1, null, 'x'] } },
+        },
         { type: 'ApiKey', access_token: 'k "quoted" \u2028 é', raw: {} },
       ],
     ],
@@ -98,7 +106,15 @@ describe('fast-json-stringify: the fast route serializer writes the JSON zod and
           credentials: { type: 'OAUTH2', expires_at: '2030-01-01T01:00:00.000Z' },
           error: { type: 'auth', code: 'refresh_revoked', message: 'gone', at: '2030-01-01T00:00:00.000Z' },
         },
-        { id: 'c2', provider_config_key: 'gh', provider: 'github', created_at: '2030-01-01T00:00:00.000Z', updated_at: '2030-01-01T00:00:00.000Z', metadata: {}, credentials: { type: 'API_KEY' } },
+        {
+          id: 'c2',
+          provider_config_key: 'gh',
+          provider: 'github',
+          created_at: '2030-01-01T00:00:00.000Z',
+          updated_at: '2030-01-01T00:00:00.000Z',
+          metadata: {},
+          credentials: { type: 'API_KEY' },
+        },
       ],
     ],
   ];
@@ -153,24 +169,50 @@ describe.skipIf(!usingPostgres)('pg: a pipelined COPY writes rows that read back
 
   it('every byte of every record, over several 64 KB chunks, in one round trip', async () => {
     const records = Array.from({ length: 300 }, (_, i) => {
-      const json = JSON.stringify({ i, title: `issue "${i}" é 😀 \u2028`, body: 'x'.repeat(i === 7 ? 200_000 : (i * 37) % 900), tags: ['a', i] });
+      const json = JSON.stringify({
+        i,
+        title: `issue "${i}" é 😀 \u2028`,
+        body: 'x'.repeat(i === 7 ? 200_000 : (i * 37) % 900),
+        tags: ['a', i],
+      });
       return { id: `id-${String(i).padStart(3, '0')}`, json };
     });
     const tags = await copy('BEGIN; ', EncodedBatch.of('copy', 42, 'Thing', records));
     expect(tags).toEqual(['BEGIN', 'COPY 300', 'COMMIT']);
-    const { rows } = await client.query(`SELECT connection_pk, model, external_id, data::text AS data, hash, last_action FROM ${table} ORDER BY external_id`);
-    expect(rows).toEqual(records.map((r) => ({ connection_pk: '42', model: 'Thing', external_id: r.id, data: r.json, hash: contentHash(r.json), last_action: 'added' })));
+    const { rows } = await client.query(
+      `SELECT connection_pk, model, external_id, data::text AS data, hash, last_action FROM ${table} ORDER BY external_id`,
+    );
+    expect(rows).toEqual(
+      records.map((r) => ({
+        connection_pk: '42',
+        model: 'Thing',
+        external_id: r.id,
+        data: r.json,
+        hash: contentHash(r.json),
+        last_action: 'added',
+      })),
+    );
   });
 
   it('an id that exists stops the COPY with the unique violation, and the connection stays usable', async () => {
-    await expect(copy('BEGIN; ', EncodedBatch.of('copy', 42, 'Thing', [{ id: 'new-1', json: '{}' }, { id: 'id-001', json: '{}' }]))).rejects.toMatchObject({ code: '23505' });
+    await expect(
+      copy(
+        'BEGIN; ',
+        EncodedBatch.of('copy', 42, 'Thing', [
+          { id: 'new-1', json: '{}' },
+          { id: 'id-001', json: '{}' },
+        ]),
+      ),
+    ).rejects.toMatchObject({ code: '23505' });
     await client.query('ROLLBACK');
     const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${table}`);
     expect(rows[0].n).toBe(300);
   });
 
   it('a statement failing before the COPY: the copy data is dropped with the rest of the query', async () => {
-    await expect(copy('BEGIN; SELECT 1/0; ', EncodedBatch.of('copy', 42, 'Thing', [{ id: 'never', json: '{}' }]))).rejects.toMatchObject({ code: '22012' });
+    await expect(copy('BEGIN; SELECT 1/0; ', EncodedBatch.of('copy', 42, 'Thing', [{ id: 'never', json: '{}' }]))).rejects.toMatchObject({
+      code: '22012',
+    });
     await client.query('ROLLBACK');
     const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${table} WHERE external_id = 'never'`);
     expect(rows[0].n).toBe(0);

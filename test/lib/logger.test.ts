@@ -44,7 +44,10 @@ describe('request log', () => {
   it('leaves a URL without credentials as it is', async () => {
     const before = t.logs.length;
     await t.call({ method: 'GET', url: '/providers?category=crm&cursor=abc' });
-    const urls = t.logs.slice(before).map((l) => (JSON.parse(l) as { req?: { url?: string } }).req?.url).filter(Boolean);
+    const urls = t.logs
+      .slice(before)
+      .map((l) => (JSON.parse(l) as { req?: { url?: string } }).req?.url)
+      .filter(Boolean);
     expect(urls).toContain('/providers?category=crm&cursor=abc');
   });
 });

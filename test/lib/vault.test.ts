@@ -54,6 +54,8 @@ describe('vault', () => {
     expect(keys[1]!.id).toBe('legacy');
     expect(parseEncryptionKeys(randomBytes(32).toString('base64'))[0]!.id).toMatch(/^[0-9a-f]{8}$/);
     expect(() => parseEncryptionKeys('short')).toThrow(/32 bytes/);
-    expect(() => parseEncryptionKeys(`a:${randomBytes(32).toString('base64')},a:${randomBytes(32).toString('base64')}`)).toThrow(/duplicate/);
+    expect(() => parseEncryptionKeys(`a:${randomBytes(32).toString('base64')},a:${randomBytes(32).toString('base64')}`)).toThrow(
+      /duplicate/,
+    );
   });
 });

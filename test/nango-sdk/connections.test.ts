@@ -31,7 +31,7 @@ describe('integrations', () => {
       provider: 'github',
       display_name: 'GitHub (work)',
       credentials: { type: 'OAUTH2', client_id: 'client-1', client_secret: 'secret-1', scopes: 'repo,read:user' },
-    } as Parameters<Nango['createIntegration']>[0]);
+    });
     expect(created.data).toMatchObject({ unique_key: 'gh', provider: 'github', display_name: 'GitHub (work)' });
 
     const got = await nango.getIntegration({ uniqueKey: 'gh' });
@@ -41,20 +41,20 @@ describe('integrations', () => {
     const { configs } = await nango.listIntegrations();
     expect(configs.map((c) => c.unique_key)).toEqual(['gh']);
 
-    const updated = await nango.updateIntegration({ uniqueKey: 'gh' }, { display_name: 'GitHub' } as Parameters<Nango['updateIntegration']>[1]);
+    const updated = await nango.updateIntegration({ uniqueKey: 'gh' }, { display_name: 'GitHub' });
     expect(updated.data).toMatchObject({ unique_key: 'gh', display_name: 'GitHub' });
     expect((await nango.getIntegration({ uniqueKey: 'gh' })).data.display_name).toBe('GitHub');
   });
 
   it('a bad integration answers 400 naming the field, a missing one 404', async () => {
-    const bad = await failure(nango.createIntegration({ unique_key: 'has space', provider: 'github' } as Parameters<Nango['createIntegration']>[0]));
+    const bad = await failure(nango.createIntegration({ unique_key: 'has space', provider: 'github' }));
     expect(bad.status).toBe(400);
     expect(bad.body.details?.[0]?.field).toBe('unique_key');
     expect((await failure(nango.getIntegration({ uniqueKey: 'nothing' }))).status).toBe(404);
   });
 
   it('deleteIntegration removes it and its connections', async () => {
-    await nango.createIntegration({ unique_key: 'doomed', provider: 'github' } as Parameters<Nango['createIntegration']>[0]);
+    await nango.createIntegration({ unique_key: 'doomed', provider: 'github' });
     await importConnection({ provider_config_key: 'doomed', connection_id: 'x', credentials: { type: 'OAUTH2', access_token: 'gone' } });
     const res = await nango.deleteIntegration('doomed');
     expect(res.status).toBe(200);
@@ -65,7 +65,9 @@ describe('integrations', () => {
 
 describe('providers', () => {
   it('listProviders (with a search) and getProvider', async () => {
-    const list = (await nango.listProviders({ search: 'git' } as Parameters<Nango['listProviders']>[0])) as unknown as { data: { name: string }[] };
+    const list = (await nango.listProviders({ search: 'git' })) as unknown as {
+      data: { name: string }[];
+    };
     expect(list.data.map((p) => p.name)).toContain('github');
     const one = (await nango.getProvider({ provider: 'github' })) as unknown as { data: { name: string; auth_mode: string } };
     expect(one.data).toMatchObject({ name: 'github', auth_mode: 'OAUTH2' });
@@ -75,7 +77,7 @@ describe('providers', () => {
 
 describe('connections', () => {
   beforeAll(async () => {
-    await nango.createIntegration({ unique_key: 'ashby', provider: 'ashby' } as Parameters<Nango['createIntegration']>[0]);
+    await nango.createIntegration({ unique_key: 'ashby', provider: 'ashby' });
     await importConnection({
       provider_config_key: 'gh',
       connection_id: 'alice',
@@ -83,7 +85,11 @@ describe('connections', () => {
       end_user: { id: 'user-alice', email: 'alice@example.com' },
     });
     await importConnection({ provider_config_key: 'gh', connection_id: 'bob', credentials: { type: 'OAUTH2', access_token: 'gho_bob' } });
-    await importConnection({ provider_config_key: 'ashby', connection_id: 'carol', credentials: { type: 'API_KEY', api_key: 'ashby-key' } });
+    await importConnection({
+      provider_config_key: 'ashby',
+      connection_id: 'carol',
+      credentials: { type: 'API_KEY', api_key: 'ashby-key' },
+    });
   });
 
   it('listConnections: all, by connection id (legacy signature), by end user and by integration', async () => {
@@ -157,11 +163,17 @@ describe('connect sessions', () => {
     });
     expect(data.connect_link).toContain(data.token);
     expect(Date.parse(data.expires_at)).toBeGreaterThan(Date.now());
-    expect(await session(data.token)).toMatchObject({ end_user: { id: 'user-dave', email: 'dave@example.com' }, allowed_integrations: ['gh'], is_reconnect: false });
+    expect(await session(data.token)).toMatchObject({
+      end_user: { id: 'user-dave', email: 'dave@example.com' },
+      allowed_integrations: ['gh'],
+      is_reconnect: false,
+    });
   });
 
   it('createConnectSession with the end user given only as tags (end_user_id, end_user_email)', async () => {
-    const { data } = await nango.createConnectSession({ tags: { end_user_id: 'user-erin', end_user_email: 'erin@example.com', plan: 'pro' } });
+    const { data } = await nango.createConnectSession({
+      tags: { end_user_id: 'user-erin', end_user_email: 'erin@example.com', plan: 'pro' },
+    });
     expect(await session(data.token)).toMatchObject({ end_user: { id: 'user-erin', email: 'erin@example.com' }, tags: { plan: 'pro' } });
     const noUser = await failure(nango.createConnectSession({ tags: { plan: 'pro' } }));
     expect(noUser.status).toBe(400);
@@ -199,7 +211,12 @@ describe('an empty body with a JSON content type', () => {
     const bad = await t.call({ method: 'POST', url: '/connections', headers: json, payload: '{"provider_config_key":' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error).toBe('invalid_json');
-    const proto = await t.call({ method: 'POST', url: '/connections', headers: json, payload: '{"provider_config_key":"gh","__proto__":{"x":1}}' });
+    const proto = await t.call({
+      method: 'POST',
+      url: '/connections',
+      headers: json,
+      payload: '{"provider_config_key":"gh","__proto__":{"x":1}}',
+    });
     expect(proto.statusCode).toBe(400);
   });
 });

@@ -62,7 +62,13 @@ describe('records', () => {
     expect(new Set(seen).size).toBe(5);
     expect(seen).toHaveLength(5);
 
-    const added = await nango.listRecords({ providerConfigKey: KEY, connectionId: CONN, model: 'GithubIssue', filter: 'added', modifiedAfter: '2020-01-01T00:00:00Z' });
+    const added = await nango.listRecords({
+      providerConfigKey: KEY,
+      connectionId: CONN,
+      model: 'GithubIssue',
+      filter: 'added',
+      modifiedAfter: '2020-01-01T00:00:00Z',
+    });
     expect(added.records).toHaveLength(5);
     expect(added.records.every((r) => r._nango_metadata.last_action === 'ADDED')).toBe(true);
     const deleted = await nango.listRecords({ providerConfigKey: KEY, connectionId: CONN, model: 'GithubIssue', filter: 'deleted' });
@@ -108,7 +114,7 @@ describe('sync control', () => {
     });
   });
 
-  it('updateSyncConnectionFrequency sets and clears the connection\'s frequency', async () => {
+  it("updateSyncConnectionFrequency sets and clears the connection's frequency", async () => {
     expect(await nango.updateSyncConnectionFrequency(KEY, 'issues', CONN, '2h')).toEqual({ frequency: 7200 });
     expect((await statusOf()).frequency).toBe('2h');
     expect(await nango.updateSyncConnectionFrequency(KEY, 'issues', CONN, null)).toEqual({ frequency: 3600 });
@@ -121,8 +127,16 @@ describe('sync control', () => {
 
 describe('actions', () => {
   it('triggerAction runs the action (the answer is the seed 001 ActionResponse, the output under `output`)', async () => {
-    const res = (await nango.triggerAction(KEY, CONN, 'create-issue', { owner, repo, title: 'From the SDK' })) as { success: boolean; output: { title: string } };
-    expect(res).toMatchObject({ success: true, action_name: 'create-issue', error: null, output: { title: 'From the SDK', number: expect.any(Number) } });
+    const res = (await nango.triggerAction(KEY, CONN, 'create-issue', { owner, repo, title: 'From the SDK' })) as {
+      success: boolean;
+      output: { title: string };
+    };
+    expect(res).toMatchObject({
+      success: true,
+      action_name: 'create-issue',
+      error: null,
+      output: { title: 'From the SDK', number: expect.any(Number) },
+    });
     expect(gh.state.issues.filter((i) => i.title === 'From the SDK')).toHaveLength(1);
   });
 

@@ -10,7 +10,9 @@ export async function sdkFor(t: TestApp, secretKey = t.env.key): Promise<Nango> 
 }
 
 /** The status and body Terapi answered to an SDK call that must fail (the SDK throws axios errors). */
-export async function failure(call: Promise<unknown>): Promise<{ status: number; body: { error: string; message: string; details?: { field: string }[] } }> {
+export async function failure(
+  call: Promise<unknown>,
+): Promise<{ status: number; body: { error: string; message: string; details?: { field: string }[] } }> {
   try {
     await call;
   } catch (err) {

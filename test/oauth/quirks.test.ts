@@ -9,7 +9,11 @@ import { tokenWorks } from '../helpers/oauth.js';
 describe('token response quirks, one repair each', () => {
   const plain = {};
   it('parses form-encoded bodies', () => {
-    const r = normalizeTokenBody(plain, 'access_token=abc&scope=repo&token_type=bearer', 'application/x-www-form-urlencoded; charset=utf-8');
+    const r = normalizeTokenBody(
+      plain,
+      'access_token=abc&scope=repo&token_type=bearer',
+      'application/x-www-form-urlencoded; charset=utf-8',
+    );
     expect(r?.body).toMatchObject({ access_token: 'abc', scope: 'repo', token_type: 'bearer' });
   });
   it('supplies a missing or odd token_type', () => {
@@ -17,12 +21,18 @@ describe('token response quirks, one repair each', () => {
     expect(normalizeTokenBody(plain, '{"access_token":"a","token_type":"bot"}', 'application/json')?.body.token_type).toBe('bearer');
   });
   it('reads tokens nested where the catalog says', () => {
-    const r = normalizeTokenBody({ token_response_root: 'data' }, '{"ok":true,"data":{"access_token":"n","expires_in":"60"}}', 'application/json');
+    const r = normalizeTokenBody(
+      { token_response_root: 'data' },
+      '{"ok":true,"data":{"access_token":"n","expires_in":"60"}}',
+      'application/json',
+    );
     expect(r?.body).toMatchObject({ access_token: 'n', expires_in: 60 });
     expect(r?.raw).toEqual({ ok: true, data: { access_token: 'n', expires_in: '60' } });
   });
   it('uses a non-standard lifetime field the catalog names', () => {
-    expect(normalizeTokenBody({ expires_in_field: 'expires' }, '{"access_token":"a","expires":"3600"}', 'application/json')?.body.expires_in).toBe(3600);
+    expect(
+      normalizeTokenBody({ expires_in_field: 'expires' }, '{"access_token":"a","expires":"3600"}', 'application/json')?.body.expires_in,
+    ).toBe(3600);
   });
   it('keeps id_token out of what openid-client validates, but in raw', () => {
     const r = normalizeTokenBody(plain, '{"access_token":"a","id_token":"x.y.z"}', 'application/json');
@@ -53,7 +63,14 @@ describe('quirky token endpoint, end to end', () => {
     await t.call({
       method: 'POST',
       url: '/integration',
-      payload: { provider_config_key: 'quirky', provider: 'oauth2', oauth_client_id: 'id', oauth_client_secret: 'secret', authorization_url: 'https://example.com/authorize', token_url: quirkyUrl },
+      payload: {
+        provider_config_key: 'quirky',
+        provider: 'oauth2',
+        oauth_client_id: 'id',
+        oauth_client_secret: 'secret',
+        authorization_url: 'https://example.com/authorize',
+        token_url: quirkyUrl,
+      },
     });
   });
   afterAll(async () => {
@@ -65,7 +82,11 @@ describe('quirky token endpoint, end to end', () => {
     await t.call({
       method: 'POST',
       url: '/connection',
-      payload: { connection_id: 'q', provider_config_key: 'quirky', credentials: { access_token: 'old', refresh_token: 'keep-me', expires_at: '2020-01-01T00:00:00Z' } },
+      payload: {
+        connection_id: 'q',
+        provider_config_key: 'quirky',
+        credentials: { access_token: 'old', refresh_token: 'keep-me', expires_at: '2020-01-01T00:00:00Z' },
+      },
     });
     const r = await t.call({ method: 'GET', url: '/auth/token/quirky/q' });
     expect(r.statusCode).toBe(200);
@@ -86,7 +107,13 @@ describe('client credentials (OAUTH2_CC)', () => {
     await t.call({
       method: 'POST',
       url: '/integration',
-      payload: { provider_config_key: 'machine', provider: 'oauth2-cc', oauth_client_id: DEFAULT_CLIENT.client_id, oauth_client_secret: DEFAULT_CLIENT.client_secret, token_url: server.tokenUrl },
+      payload: {
+        provider_config_key: 'machine',
+        provider: 'oauth2-cc',
+        oauth_client_id: DEFAULT_CLIENT.client_id,
+        oauth_client_secret: DEFAULT_CLIENT.client_secret,
+        token_url: server.tokenUrl,
+      },
     });
   });
   afterAll(async () => {
@@ -113,7 +140,11 @@ describe('client credentials (OAUTH2_CC)', () => {
     await t.call({
       method: 'POST',
       url: '/connection',
-      payload: { connection_id: 'bad', provider_config_key: 'machine', credentials: { client_id: DEFAULT_CLIENT.client_id, client_secret: 'wrong-secret' } },
+      payload: {
+        connection_id: 'bad',
+        provider_config_key: 'machine',
+        credentials: { client_id: DEFAULT_CLIENT.client_id, client_secret: 'wrong-secret' },
+      },
     });
     const r = await t.call({ method: 'GET', url: '/auth/token/machine/bad' });
     expect(r.statusCode).toBe(424);

@@ -46,7 +46,16 @@ describe('the LISTEN session', () => {
     const integration = { provider_config_key: 'gh', provider: 'github', oauth_client_id: 'id', oauth_client_secret: 'secret' };
     expect((await a.call({ method: 'POST', url: '/integration', payload: integration })).statusCode).toBe(200);
     const importConnection = (v: number) =>
-      a.call({ method: 'POST', url: '/connection', payload: { connection_id: 'acme', provider_config_key: 'gh', credentials: { type: 'OAUTH2', access_token: 'tok' }, metadata: { v } } });
+      a.call({
+        method: 'POST',
+        url: '/connection',
+        payload: {
+          connection_id: 'acme',
+          provider_config_key: 'gh',
+          credentials: { type: 'OAUTH2', access_token: 'tok' },
+          metadata: { v },
+        },
+      });
     expect((await importConnection(1)).statusCode).toBe(200);
     const metadataIn = async (t: TestApp) => {
       const r = await t.call({ method: 'GET', url: '/connection/acme?provider_config_key=gh', key: a.env.key });
@@ -68,10 +77,15 @@ describe('the LISTEN session', () => {
     }
     // Changed while the other app is not listening (it listens again 250 ms after the loss): the
     // flush on reconnect must drop what it cached.
-    const lost = await until('the loss logged by the other app', async () => {
-      const found = lines(b, 'the LISTEN session for cache invalidation was lost; listening again');
-      return found.length ? found : undefined;
-    }, 10_000, 5);
+    const lost = await until(
+      'the loss logged by the other app',
+      async () => {
+        const found = lines(b, 'the LISTEN session for cache invalidation was lost; listening again');
+        return found.length ? found : undefined;
+      },
+      10_000,
+      5,
+    );
     expect((await importConnection(2)).statusCode).toBe(200);
     const newKey = await rotate(env.id);
     await until('the LISTEN session back in the other app', async () => lines(b, 'the LISTEN session is back; caches flushed').length > 0);

@@ -24,7 +24,15 @@ describe('background token refresh', () => {
     const tokens = await obtainTokens(server);
     await importConnection(t, 'fixture', 'doomed', tokens, new Date(Date.now() + 60_000));
     await server.revokeAllRefreshTokens();
-    const refresher = createBackgroundRefresher({ db: t.db.database.db, catalog: loadCatalog(), tokens: t.services.tokens, flows: t.services.flows, log: createLogger({ level: 'silent' }), marginSeconds: 900, intervalSeconds: 60 });
+    const refresher = createBackgroundRefresher({
+      db: t.db.database.db,
+      catalog: loadCatalog(),
+      tokens: t.services.tokens,
+      flows: t.services.flows,
+      log: createLogger({ level: 'silent' }),
+      marginSeconds: 900,
+      intervalSeconds: 60,
+    });
     expect((await refresher.runOnce()).failed).toBe(1);
     const failed = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'background refresh failed');
     expect(failed).toHaveLength(1);

@@ -25,11 +25,50 @@ describe('provider catalog data', () => {
   it('includes the providers users expect', () => {
     const catalog = loadCatalog();
     for (const name of [
-      'github', 'gitlab', 'bitbucket', 'slack', 'discord', 'microsoft', 'google-drive', 'google-calendar', 'google-mail',
-      'google-sheets', 'salesforce', 'hubspot', 'pipedrive', 'zoho-crm', 'notion', 'airtable', 'asana', 'linear', 'jira',
-      'confluence', 'trello', 'clickup', 'monday', 'zendesk', 'intercom', 'freshdesk', 'shopify', 'stripe', 'quickbooks',
-      'xero', 'dropbox', 'box', 'figma', 'calendly', 'zoom', 'mailchimp', 'sendgrid', 'twilio', 'docusign', 'bamboohr',
-      'personio', 'hibob', 'oauth2', 'oauth2-cc',
+      'github',
+      'gitlab',
+      'bitbucket',
+      'slack',
+      'discord',
+      'microsoft',
+      'google-drive',
+      'google-calendar',
+      'google-mail',
+      'google-sheets',
+      'salesforce',
+      'hubspot',
+      'pipedrive',
+      'zoho-crm',
+      'notion',
+      'airtable',
+      'asana',
+      'linear',
+      'jira',
+      'confluence',
+      'trello',
+      'clickup',
+      'monday',
+      'zendesk',
+      'intercom',
+      'freshdesk',
+      'shopify',
+      'stripe',
+      'quickbooks',
+      'xero',
+      'dropbox',
+      'box',
+      'figma',
+      'calendly',
+      'zoom',
+      'mailchimp',
+      'sendgrid',
+      'twilio',
+      'docusign',
+      'bamboohr',
+      'personio',
+      'hibob',
+      'oauth2',
+      'oauth2-cc',
     ]) {
       expect(catalog.get(name), name).toBeDefined();
     }
@@ -38,7 +77,11 @@ describe('provider catalog data', () => {
 
   it('states well-known facts correctly', () => {
     const c = loadCatalog();
-    expect(c.get('github')).toMatchObject({ auth_mode: 'OAUTH2', token_url: 'https://github.com/login/oauth/access_token', api_base_url: 'https://api.github.com' });
+    expect(c.get('github')).toMatchObject({
+      auth_mode: 'OAUTH2',
+      token_url: 'https://github.com/login/oauth/access_token',
+      api_base_url: 'https://api.github.com',
+    });
     expect(c.get('slack')).toMatchObject({ authorization_url: 'https://slack.com/oauth/v2/authorize', scope_separator: ',' });
     expect(c.get('notion')?.token_request_auth_method).toBe('client_secret_basic');
     expect(c.get('google-drive')?.authorization_params).toMatchObject({ access_type: 'offline' });

@@ -38,18 +38,38 @@ let B: TestEnvironment;
 
 async function setUp(env: TestEnvironment) {
   const call = (o: Parameters<TestApp['call']>[0]) => t.call({ ...o, key: env.key });
-  expect((await call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'gh', provider: 'github', oauth_client_id: 'id', oauth_client_secret: 's' } })).statusCode).toBe(200);
+  expect(
+    (
+      await call({
+        method: 'POST',
+        url: '/integration',
+        payload: { provider_config_key: 'gh', provider: 'github', oauth_client_id: 'id', oauth_client_secret: 's' },
+      })
+    ).statusCode,
+  ).toBe(200);
   for (const id of ['acme', 'beta', 'gamma']) {
-    const c = await call({ method: 'POST', url: '/connection', payload: { connection_id: id, provider_config_key: 'gh', credentials: { type: 'OAUTH2', access_token: 'gho_x' } } });
+    const c = await call({
+      method: 'POST',
+      url: '/connection',
+      payload: { connection_id: id, provider_config_key: 'gh', credentials: { type: 'OAUTH2', access_token: 'gho_x' } },
+    });
     expect(c.statusCode, c.body).toBe(200);
   }
   expect((await call({ method: 'POST', url: '/integration/gh/functions', payload: { name: 'cursor-test' } })).statusCode).toBe(201);
-  const syncs = await queryRows<{ id: string }>(t.db.database.db, sql`SELECT id FROM syncs WHERE environment_id = ${env.id} AND name = 'cursor-test'`);
+  const syncs = await queryRows<{ id: string }>(
+    t.db.database.db,
+    sql`SELECT id FROM syncs WHERE environment_id = ${env.id} AND name = 'cursor-test'`,
+  );
   for (const s of syncs) expect(await t.services.syncRunner.run(Number(s.id))).toBe('ran');
 }
 
 const records = (env: TestEnvironment, query: string, connectionId = 'acme') =>
-  t.call({ method: 'GET', url: `/records?${query}`, key: env.key, headers: { 'connection-id': connectionId, 'provider-config-key': 'gh' } });
+  t.call({
+    method: 'GET',
+    url: `/records?${query}`,
+    key: env.key,
+    headers: { 'connection-id': connectionId, 'provider-config-key': 'gh' },
+  });
 
 const refusesCursor = (res: { statusCode: number; json(): unknown }) => {
   expect(res.statusCode).toBe(400);
@@ -96,10 +116,18 @@ describe('records cursors', () => {
 
   it('made with a key that was rotated out of first place still page', async () => {
     const page = (await records(A, 'model=Item&limit=2')).json<{ next_cursor: string }>();
-    const rotated = await createTestApp({ db: t.db, vault: createVault([{ id: 'new', key: randomBytes(32) }, oldKey]), extraFunctions: { github: [store] } });
+    const rotated = await createTestApp({
+      db: t.db,
+      vault: createVault([{ id: 'new', key: randomBytes(32) }, oldKey]),
+      extraFunctions: { github: [store] },
+    });
     try {
       const call = (cursor: string) =>
-        rotated.app.inject({ method: 'GET', url: `/records?model=Item&limit=2&cursor=${cursor}`, headers: { authorization: `Bearer ${A.key}`, 'connection-id': 'acme', 'provider-config-key': 'gh' } });
+        rotated.app.inject({
+          method: 'GET',
+          url: `/records?model=Item&limit=2&cursor=${cursor}`,
+          headers: { authorization: `Bearer ${A.key}`, 'connection-id': 'acme', 'provider-config-key': 'gh' },
+        });
       const res = await call(page.next_cursor);
       expect(res.statusCode, res.body).toBe(200);
       expect(res.json().records.map((r: RecordOut) => r.id)).toEqual(['item-2', 'item-3']);

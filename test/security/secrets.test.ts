@@ -119,7 +119,14 @@ const connections = [
 let t: TestApp;
 /** Every create/update response of the setup, by label. */
 const writes: { label: string; res: LightMyRequestResponse }[] = [];
-const admin = { accountId: '', environmentId: '', createdKey: '', rotatedKey: '', createRes: undefined as unknown as LightMyRequestResponse, rotateRes: undefined as unknown as LightMyRequestResponse };
+const admin = {
+  accountId: '',
+  environmentId: '',
+  createdKey: '',
+  rotatedKey: '',
+  createRes: undefined as unknown as LightMyRequestResponse,
+  rotateRes: undefined as unknown as LightMyRequestResponse,
+};
 
 async function write(label: string, opts: Parameters<TestApp['call']>[0], status = 200) {
   const res = await t.call(opts);
@@ -131,10 +138,14 @@ async function write(label: string, opts: Parameters<TestApp['call']>[0], status
 beforeAll(async () => {
   // The Connect page's OAuth flow runs against a real authorization server on loopback, and its API
   // key check against a local stand-in for SendGrid's API (SendGrid's base URL is overridable).
-  oauthServer = await startOAuthServer({ clients: [{ client_id: FIXTURE_CLIENT_ID, client_secret: S.fixtureClientSecret, redirect_uris: [CALLBACK_URL] }] });
+  oauthServer = await startOAuthServer({
+    clients: [{ client_id: FIXTURE_CLIENT_ID, client_secret: S.fixtureClientSecret, redirect_uris: [CALLBACK_URL] }],
+  });
   fakeApi = createServer((req, res) => {
     const ok = req.headers.authorization === `Bearer ${S.connectApiKey}`;
-    res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end(JSON.stringify(ok ? { scopes: [] } : { errors: [{ message: 'bad key' }] }));
+    res
+      .writeHead(ok ? 200 : 401, { 'content-type': 'application/json' })
+      .end(JSON.stringify(ok ? { scopes: [] } : { errors: [{ message: 'bad key' }] }));
   });
   await new Promise<void>((r) => fakeApi.listen(0, '127.0.0.1', r));
   fakeApiUrl = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
@@ -166,7 +177,12 @@ beforeAll(async () => {
   await write('POST /v1/integrations paypal', {
     method: 'POST',
     url: '/v1/integrations',
-    payload: { provider_config_key: 'paypal', provider: 'paypal', oauth_client_id: 'pp-client-id', oauth_client_secret: S.paypalClientSecret },
+    payload: {
+      provider_config_key: 'paypal',
+      provider: 'paypal',
+      oauth_client_id: 'pp-client-id',
+      oauth_client_secret: S.paypalClientSecret,
+    },
   });
   await write('POST /integrations slack', {
     method: 'POST',
@@ -212,11 +228,19 @@ beforeAll(async () => {
   await write('POST /connection github (new credentials)', {
     method: 'POST',
     url: '/connection',
-    payload: { connection_id: 'gh-user-2', provider_config_key: 'gh', credentials: { access_token: S.ghAccess2b, refresh_token: S.ghRefresh2b } },
+    payload: {
+      connection_id: 'gh-user-2',
+      provider_config_key: 'gh',
+      credentials: { access_token: S.ghAccess2b, refresh_token: S.ghRefresh2b },
+    },
   });
   await write(
     'POST /connections sendgrid',
-    { method: 'POST', url: '/connections', payload: { provider_config_key: 'sendgrid', connection_id: 'sg-user', credentials: { apiKey: S.sgApiKey } } },
+    {
+      method: 'POST',
+      url: '/connections',
+      payload: { provider_config_key: 'sendgrid', connection_id: 'sg-user', credentials: { apiKey: S.sgApiKey } },
+    },
     201,
   );
   await write(
@@ -224,7 +248,11 @@ beforeAll(async () => {
     {
       method: 'POST',
       url: '/connections',
-      payload: { provider_config_key: 'twilio', connection_id: 'tw-user', credentials: { type: 'BASIC', username: TWILIO_USER, password: S.twPassword } },
+      payload: {
+        provider_config_key: 'twilio',
+        connection_id: 'tw-user',
+        credentials: { type: 'BASIC', username: TWILIO_USER, password: S.twPassword },
+      },
     },
     201,
   );
@@ -268,7 +296,12 @@ beforeAll(async () => {
   expect(account.statusCode, account.body).toBe(201);
   writes.push({ label: 'POST /admin/accounts', res: account });
   admin.accountId = account.json().data.id;
-  admin.createRes = await t.call({ method: 'POST', url: `/admin/accounts/${admin.accountId}/environments`, key: ADMIN_KEY, payload: { name: 'prod' } });
+  admin.createRes = await t.call({
+    method: 'POST',
+    url: `/admin/accounts/${admin.accountId}/environments`,
+    key: ADMIN_KEY,
+    payload: { name: 'prod' },
+  });
   expect(admin.createRes.statusCode, admin.createRes.body).toBe(201);
   admin.environmentId = admin.createRes.json().data.id;
   admin.createdKey = admin.createRes.json().data.secret_key;
@@ -330,7 +363,13 @@ function record(label: string, res: LightMyRequestResponse, status: number, allo
 }
 
 /** A browser request: no Authorization header, the Connect cookie if any, a form body if any. */
-const browser = (method: 'GET' | 'POST', url: string, cookie?: string, form?: Record<string, string>, headers: Record<string, string> = {}) =>
+const browser = (
+  method: 'GET' | 'POST',
+  url: string,
+  cookie?: string,
+  form?: Record<string, string>,
+  headers: Record<string, string> = {},
+) =>
   t.app.inject({
     method,
     url,
@@ -342,7 +381,8 @@ const browser = (method: 'GET' | 'POST', url: string, cookie?: string, form?: Re
     payload: form ? new URLSearchParams(form).toString() : undefined,
   });
 
-const bearer = (method: 'GET' | 'DELETE', url: string, token: string) => t.app.inject({ method, url, headers: { authorization: `Bearer ${token}` } });
+const bearer = (method: 'GET' | 'DELETE', url: string, token: string) =>
+  t.app.inject({ method, url, headers: { authorization: `Bearer ${token}` } });
 
 /** Opens a connect link as a browser would: 303 to /connect with the token moved into a cookie. */
 async function openLink(label: string, link: string, token: string): Promise<string> {
@@ -405,7 +445,11 @@ async function connectFlows() {
     await browser('POST', '/connect/i/sg-local', cookie, { api_key: S.connectApiKey }, { origin: 'https://evil.example.com' }),
     403,
   );
-  const sg = record('POST /connect/i/sg-local good key', await browser('POST', '/connect/i/sg-local', cookie, { api_key: S.connectApiKey }), 200);
+  const sg = record(
+    'POST /connect/i/sg-local good key',
+    await browser('POST', '/connect/i/sg-local', cookie, { api_key: S.connectApiKey }),
+    200,
+  );
   connect.sgConnectionId = connectionIdOf(sg);
   expect(connect.sgConnectionId).not.toBe('');
   handouts[connect.sgConnectionId] = { always: [S.connectApiKey], withFlag: [], authToken: [S.connectApiKey] };
@@ -448,21 +492,49 @@ async function connectFlows() {
   record('GET /connections/{id}?refresh_token=true (fixture, refreshed)', second, 200, [connect.access2, connect.refresh2]);
 
   // The session token in a query string (/oauth/connect) is not reflected anywhere.
-  record(`GET /oauth/connect/fixture?connect_session_token`, await browser('GET', `/oauth/connect/fixture?connect_session_token=${connect.token}`), 302);
+  record(
+    `GET /oauth/connect/fixture?connect_session_token`,
+    await browser('GET', `/oauth/connect/fixture?connect_session_token=${connect.token}`),
+    302,
+  );
   record('GET /oauth/connect/gh (cookie)', await browser('GET', '/oauth/connect/gh', cookie), 302);
 
   // Error pages carrying secrets in the request.
-  record('GET /oauth/callback forged state', await browser('GET', `/oauth/callback?state=${secret('forged_state')}&code=${secret('forged_code')}`), 401);
-  record('GET /oauth/callback error without state', await browser('GET', `/oauth/callback?error=access_denied&code=${secret('stray_code')}`), 401);
+  record(
+    'GET /oauth/callback forged state',
+    await browser('GET', `/oauth/callback?state=${secret('forged_state')}&code=${secret('forged_code')}`),
+    401,
+  );
+  record(
+    'GET /oauth/callback error without state',
+    await browser('GET', `/oauth/callback?error=access_denied&code=${secret('stray_code')}`),
+    401,
+  );
   record('GET connect link of no session', await browser('GET', `/connect?session_token=terapi_cs_${secret('bogus_link_token')}`), 401);
-  record('GET /connect with a bogus cookie', await browser('GET', '/connect', `terapi_connect=terapi_cs_${secret('bogus_cookie_token')}`), 401);
-  record('GET /oauth/connect with a bogus token', await browser('GET', `/oauth/connect/fixture?connect_session_token=terapi_cs_${secret('bogus_query_token')}`), 401);
+  record(
+    'GET /connect with a bogus cookie',
+    await browser('GET', '/connect', `terapi_connect=terapi_cs_${secret('bogus_cookie_token')}`),
+    401,
+  );
+  record(
+    'GET /oauth/connect with a bogus token',
+    await browser('GET', `/oauth/connect/fixture?connect_session_token=terapi_cs_${secret('bogus_query_token')}`),
+    401,
+  );
   record('GET /connect/session with an environment key', await t.call({ method: 'GET', url: '/connect/session' }), 401);
-  record('GET /connect/session with a bogus token', await bearer('GET', '/connect/session', `terapi_cs_${secret('bogus_bearer_token')}`), 401);
+  record(
+    'GET /connect/session with a bogus token',
+    await bearer('GET', '/connect/session', `terapi_cs_${secret('bogus_bearer_token')}`),
+    401,
+  );
   record('GET /connect/session', await bearer('GET', '/connect/session', connect.token), 200);
 
   // A reconnect session: straight to the connection's integration.
-  connect.reconnectRes = await t.call({ method: 'POST', url: '/connect/sessions/reconnect', payload: { connection_id: 'gh-user-1', integration_id: 'gh' } });
+  connect.reconnectRes = await t.call({
+    method: 'POST',
+    url: '/connect/sessions/reconnect',
+    payload: { connection_id: 'gh-user-1', integration_id: 'gh' },
+  });
   expect(connect.reconnectRes.statusCode, connect.reconnectRes.body).toBe(201);
   connect.reconnectToken = connect.reconnectRes.json().data.token;
   registerSecret('reconnect session token', connect.reconnectToken, 'terapi_cs_'.length + 4);
@@ -538,15 +610,27 @@ async function functionFlows() {
   await write('POST /connection gh-sync', {
     method: 'POST',
     url: '/connection',
-    payload: { connection_id: SYNC_CONNECTION, provider_config_key: 'gh-sync', credentials: { access_token: S.ghSyncAccess, token_type: 'bearer', scope: 'repo' } },
+    payload: {
+      connection_id: SYNC_CONNECTION,
+      provider_config_key: 'gh-sync',
+      credentials: { access_token: S.ghSyncAccess, token_type: 'bearer', scope: 'repo' },
+    },
   });
   handouts[SYNC_CONNECTION] = { always: [S.ghSyncAccess], withFlag: [], authToken: [S.ghSyncAccess] };
   connections.push({ key: 'gh-sync', id: SYNC_CONNECTION, provider: 'github' });
   functionParams[SYNC_CONNECTION] = { sync_name: 'issues', syncs: 'issues', model: 'GithubIssue' };
 
   // The sync starts on its own (auto-start) and writes records with the connection's token.
-  await write('POST /integration/{key}/functions issues', { method: 'POST', url: '/integration/gh-sync/functions', payload: { name: 'issues', frequency: '1d' } }, 201);
-  await write('POST /v1/integrations/{key}/functions create-issue', { method: 'POST', url: '/v1/integrations/gh-sync/functions', payload: { name: 'create-issue' } }, 201);
+  await write(
+    'POST /integration/{key}/functions issues',
+    { method: 'POST', url: '/integration/gh-sync/functions', payload: { name: 'issues', frequency: '1d' } },
+    201,
+  );
+  await write(
+    'POST /v1/integrations/{key}/functions create-issue',
+    { method: 'POST', url: '/v1/integrations/gh-sync/functions', payload: { name: 'create-issue' } },
+    201,
+  );
   await until('the issues sync', async () => {
     const res = (await t.call({ method: 'GET', url: `/sync/${SYNC_CONNECTION}/issues?provider_config_key=gh-sync` })).json();
     if (res.status === 'error') throw new Error(`the sync failed: ${res.error}`);
@@ -564,7 +648,12 @@ async function functionFlows() {
   await trigger('POST /action/trigger', 200, {
     method: 'POST',
     url: '/action/trigger',
-    payload: { connection_id: SYNC_CONNECTION, provider_config_key: 'gh-sync', action_name: 'create-issue', input: input('repo-1', 'created') },
+    payload: {
+      connection_id: SYNC_CONNECTION,
+      provider_config_key: 'gh-sync',
+      action_name: 'create-issue',
+      input: input('repo-1', 'created'),
+    },
   });
   const pending = await trigger('POST /v1/actions/trigger (X-Async)', 202, {
     method: 'POST',
@@ -577,18 +666,32 @@ async function functionFlows() {
   const failed = await trigger('POST /action/trigger (provider error)', 424, {
     method: 'POST',
     url: '/action/trigger',
-    payload: { connection_id: SYNC_CONNECTION, provider_config_key: 'gh-sync', action_name: 'create-issue', input: input('no-such-repo', 'refused') },
+    payload: {
+      connection_id: SYNC_CONNECTION,
+      provider_config_key: 'gh-sync',
+      action_name: 'create-issue',
+      input: input('no-such-repo', 'refused'),
+    },
   });
   fn.failedActionRun = failed.json().run_id;
-  await until('the async action', async () => (await t.call({ method: 'GET', url: `/action/${fn.asyncActionRun}` })).json().status === 'success');
-  const rows = ((await t.db.database.db.execute(sql`SELECT id::text AS id FROM runs WHERE type = 'action' AND NOT async AND status = 'success'`)) as unknown as {
-    rows: { id: string }[];
-  }).rows;
+  await until(
+    'the async action',
+    async () => (await t.call({ method: 'GET', url: `/action/${fn.asyncActionRun}` })).json().status === 'success',
+  );
+  const rows = (
+    (await t.db.database.db.execute(
+      sql`SELECT id::text AS id FROM runs WHERE type = 'action' AND NOT async AND status = 'success'`,
+    )) as unknown as {
+      rows: { id: string }[];
+    }
+  ).rows;
   fn.actionRun = rows[0]!.id;
 
   // The sync's and the async action's events, delivered to the endpoint.
   await until('the webhook deliveries', async () => {
-    const list: { type: string; status: string }[] = (await t.call({ method: 'GET', url: '/environment/webhooks/deliveries?limit=200' })).json().deliveries;
+    const list: { type: string; status: string }[] = (
+      await t.call({ method: 'GET', url: '/environment/webhooks/deliveries?limit=200' })
+    ).json().deliveries;
     return ['sync', 'async_action'].every((type) => list.some((d) => d.type === type)) && list.every((d) => d.status === 'delivered');
   });
 }
@@ -715,7 +818,8 @@ describe('secrets never leave through responses, logs or the database', () => {
         if (isAuthToken(path) && res.statusCode === 200) {
           authTokenChecks++;
           const expected = handouts[ctx.connection_id!]!.authToken;
-          if (!expected.includes(res.json().access_token)) problems.push(`GET ${url} does not hand out the connection's token: ${res.body.slice(0, 300)}`);
+          if (!expected.includes(res.json().access_token))
+            problems.push(`GET ${url} does not hand out the connection's token: ${res.body.slice(0, 300)}`);
         }
       }
     }
@@ -728,7 +832,7 @@ describe('secrets never leave through responses, logs or the database', () => {
     expect(calls).toBeGreaterThan(40);
   });
 
-  it('the Nango-compatible connection GET hands out each auth mode\'s credentials as Nango does', async () => {
+  it("the Nango-compatible connection GET hands out each auth mode's credentials as Nango does", async () => {
     const get = async (id: string, key: string, flag = '') =>
       (await t.call({ method: 'GET', url: `/connections/${id}?provider_config_key=${key}${flag}` })).json().credentials;
     const gh = await get('gh-user-1', 'gh');
@@ -762,7 +866,12 @@ describe('secrets never leave through responses, logs or the database', () => {
     });
     expect(created.statusCode, created.body).toBe(200);
     expect(secretsIn(everything(created))).toEqual([]);
-    for (const url of ['/connection/gh-raw?provider_config_key=gh', '/v1/connections/gh-raw?provider_config_key=gh', '/connections', '/connection']) {
+    for (const url of [
+      '/connection/gh-raw?provider_config_key=gh',
+      '/v1/connections/gh-raw?provider_config_key=gh',
+      '/connections',
+      '/connection',
+    ]) {
       expect(secretsIn((await t.call({ method: 'GET', url })).body), url).toEqual([]);
     }
 
@@ -787,7 +896,7 @@ describe('secrets never leave through responses, logs or the database', () => {
     }
   });
 
-  it('GET /auth/token hands out each auth mode\'s token (BASIC as base64 username:password), never a refresh token or client secret', async () => {
+  it("GET /auth/token hands out each auth mode's token (BASIC as base64 username:password), never a refresh token or client secret", async () => {
     const token = async (key: string, id: string) => {
       const res = await t.call({ method: 'GET', url: `/auth/token/${key}/${id}` });
       expect(res.statusCode, res.body).toBe(200);
@@ -826,10 +935,14 @@ describe('secrets never leave through responses, logs or the database', () => {
     for (const { label, res, allowed, cookie } of connect.responses) {
       const { 'set-cookie': setCookie, ...headers } = res.headers;
       const leaked = secretsIn(`${JSON.stringify(headers)}\n${res.body}`, allowed);
-      if (leaked.length) problems.push(`${label} (${res.statusCode}) shows ${leaked.join(', ')}: ${res.body.slice(0, 300)} ${JSON.stringify(headers).slice(0, 300)}`);
+      if (leaked.length)
+        problems.push(
+          `${label} (${res.statusCode}) shows ${leaked.join(', ')}: ${res.body.slice(0, 300)} ${JSON.stringify(headers).slice(0, 300)}`,
+        );
       const inCookie = secretsIn(JSON.stringify(setCookie ?? ''), cookie ? [...allowed, cookie] : allowed);
       if (inCookie.length) problems.push(`${label} sets a cookie with ${inCookie.join(', ')}`);
-      if (cookie && !String(setCookie).includes(encodeURIComponent(cookie))) problems.push(`${label} did not move the session token into the cookie`);
+      if (cookie && !String(setCookie).includes(encodeURIComponent(cookie)))
+        problems.push(`${label} did not move the session token into the cookie`);
       if (String(res.headers['content-type'] ?? '').startsWith('text/html')) {
         // Every Connect page: no caching, no Referer, a script nonce that matches the CSP.
         expect(res.headers['cache-control'], label).toBe('no-store');
@@ -887,7 +1000,7 @@ describe('secrets never leave through responses, logs or the database', () => {
     expect([...types].sort()).toEqual(expect.arrayContaining(['async_action', 'sync']));
   });
 
-  it('syncs and actions ran with the connection\'s token; their answers, records, runs and logs show no secret', async () => {
+  it("syncs and actions ran with the connection's token; their answers, records, runs and logs show no secret", async () => {
     // The token was used (so the checks below would have seen it leak).
     expect(github.state.requests.filter((r) => String(r.headers.authorization).includes(S.ghSyncAccess)).length).toBeGreaterThan(2);
     const problems: string[] = [];
@@ -906,7 +1019,10 @@ describe('secrets never leave through responses, logs or the database', () => {
       expect(secretsIn(everything(res)), url).toEqual([]);
       return res.json();
     };
-    const records = await get('/records?model=GithubIssue&limit=1000', { 'connection-id': SYNC_CONNECTION, 'provider-config-key': 'gh-sync' });
+    const records = await get('/records?model=GithubIssue&limit=1000', {
+      'connection-id': SYNC_CONNECTION,
+      'provider-config-key': 'gh-sync',
+    });
     expect(records.records.map((r: { title: string }) => r.title)).toContain(ISSUE_MARKER);
     for (const id of [fn.syncRun, fn.actionRun, fn.asyncActionRun, fn.failedActionRun]) {
       expect((await get(`/runs/${id}/logs?limit=1000`)).logs.length, id).toBeGreaterThan(0);
@@ -951,7 +1067,11 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/connection',
-          payload: { connection_id: 'bad-1', provider_config_key: 'gh', credentials: { access_token: secret('err_access'), client_secret: secret('err_stray') } },
+          payload: {
+            connection_id: 'bad-1',
+            provider_config_key: 'gh',
+            credentials: { access_token: secret('err_access'), client_secret: secret('err_stray') },
+          },
         },
       },
       {
@@ -960,7 +1080,11 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/v1/connections',
-          payload: { connection_id: 'bad-2', provider_config_key: 'gh', credentials: { type: 'API_KEY', api_key: secret('err_wrong_mode') } },
+          payload: {
+            connection_id: 'bad-2',
+            provider_config_key: 'gh',
+            credentials: { type: 'API_KEY', api_key: secret('err_wrong_mode') },
+          },
         },
       },
       {
@@ -969,7 +1093,11 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/connections',
-          payload: { provider_config_key: 'twilio', connection_id: 'bad-3', credentials: { username: 'u', password: { value: secret('err_typed_password') } } },
+          payload: {
+            provider_config_key: 'twilio',
+            connection_id: 'bad-3',
+            credentials: { username: 'u', password: { value: secret('err_typed_password') } },
+          },
         },
       },
       {
@@ -978,7 +1106,11 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/connection',
-          payload: { connection_id: 'bad-4', provider_config_key: 'nope', credentials: { access_token: secret('err_unknown_integration') } },
+          payload: {
+            connection_id: 'bad-4',
+            provider_config_key: 'nope',
+            credentials: { access_token: secret('err_unknown_integration') },
+          },
         },
       },
       {
@@ -987,7 +1119,12 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/integration',
-          payload: { provider_config_key: 'bad-int', provider: 'sendgrid', oauth_client_id: 'x', oauth_client_secret: secret('err_client_secret') },
+          payload: {
+            provider_config_key: 'bad-int',
+            provider: 'sendgrid',
+            oauth_client_id: 'x',
+            oauth_client_secret: secret('err_client_secret'),
+          },
         },
       },
       {
@@ -996,7 +1133,12 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/integration',
-          payload: { provider_config_key: 'bad key', provider: 'github', oauth_client_id: 'x', oauth_client_secret: secret('err_bad_key_secret') },
+          payload: {
+            provider_config_key: 'bad key',
+            provider: 'github',
+            oauth_client_id: 'x',
+            oauth_client_secret: secret('err_bad_key_secret'),
+          },
         },
       },
       {
@@ -1028,7 +1170,12 @@ describe('secrets never leave through responses, logs or the database', () => {
         opts: {
           method: 'POST',
           url: '/integration',
-          payload: { provider_config_key: 'gh', provider: 'github', oauth_client_id: 'x', oauth_client_secret: secret('err_duplicate_secret') },
+          payload: {
+            provider_config_key: 'gh',
+            provider: 'github',
+            oauth_client_id: 'x',
+            oauth_client_secret: secret('err_duplicate_secret'),
+          },
         },
       },
       {
@@ -1048,26 +1195,53 @@ describe('secrets never leave through responses, logs or the database', () => {
           method: 'POST',
           url: '/connection',
           headers: { 'content-type': 'application/json' },
-          payload: JSON.stringify({ connection_id: 'big', provider_config_key: 'gh', credentials: { access_token: secret('err_too_large') }, pad: 'x'.repeat(1024 * 1024) }),
+          payload: JSON.stringify({
+            connection_id: 'big',
+            provider_config_key: 'gh',
+            credentials: { access_token: secret('err_too_large') },
+            pad: 'x'.repeat(1024 * 1024),
+          }),
         },
       },
       {
         label: 'a body of the wrong media type',
         status: 415,
-        opts: { method: 'POST', url: '/integration', headers: { 'content-type': 'application/xml' }, payload: `<client_secret>${secret('err_media_type')}</client_secret>` },
+        opts: {
+          method: 'POST',
+          url: '/integration',
+          headers: { 'content-type': 'application/xml' },
+          payload: `<client_secret>${secret('err_media_type')}</client_secret>`,
+        },
       },
       {
         label: 'metadata for a missing connection',
         status: 404,
-        opts: { method: 'POST', url: '/connection/metadata', payload: { connection_id: 'missing', provider_config_key: 'gh', metadata: { token: secret('err_metadata') } } },
+        opts: {
+          method: 'POST',
+          url: '/connection/metadata',
+          payload: { connection_id: 'missing', provider_config_key: 'gh', metadata: { token: secret('err_metadata') } },
+        },
       },
-      { label: 'a bearer token of no environment', status: 401, opts: { method: 'GET', url: '/connection', key: `terapi_sk_${secret('err_bearer')}` } },
+      {
+        label: 'a bearer token of no environment',
+        status: 401,
+        opts: { method: 'GET', url: '/connection', key: `terapi_sk_${secret('err_bearer')}` },
+      },
       {
         label: 'a bearer token of no environment on a write',
         status: 401,
-        opts: { method: 'POST', url: '/integration', key: secret('err_bearer_write'), payload: { provider_config_key: 'z', provider: 'github', oauth_client_secret: secret('err_unauth_body') } },
+        opts: {
+          method: 'POST',
+          url: '/integration',
+          key: secret('err_bearer_write'),
+          payload: { provider_config_key: 'z', provider: 'github', oauth_client_secret: secret('err_unauth_body') },
+        },
       },
-      { label: 'a malformed authorization header', status: 401, opts: { method: 'GET', url: '/integration', key: null, headers: { authorization: `Token ${secret('err_auth_scheme')}` } } },
+      {
+        label: 'a malformed authorization header',
+        status: 401,
+        opts: { method: 'GET', url: '/integration', key: null, headers: { authorization: `Token ${secret('err_auth_scheme')}` } },
+      },
       { label: 'a wrong admin key', status: 401, opts: { method: 'GET', url: '/admin/accounts', key: secret('err_admin_key') } },
       { label: 'an environment key on the admin API', status: 403, opts: { method: 'GET', url: '/admin/environments', key: t.env.key } },
       { label: 'a rotated-away key', status: 401, opts: { method: 'GET', url: '/connection', key: admin.createdKey } },
@@ -1088,13 +1262,21 @@ describe('secrets never leave through responses, logs or the database', () => {
     const wrongVault = createVault([{ id: 'test', key: randomBytes(32) }]);
     const other = await createTestApp({ db: t.db, vault: wrongVault });
     try {
-      for (const url of ['/connections/gh-user-1?provider_config_key=gh&refresh_token=true', '/connections/tw-user?provider_config_key=twilio', '/integrations', '/integrations/gh']) {
+      for (const url of [
+        '/connections/gh-user-1?provider_config_key=gh&refresh_token=true',
+        '/connections/tw-user?provider_config_key=twilio',
+        '/integrations',
+        '/integrations/gh',
+      ]) {
         const res = await other.call({ method: 'GET', url, key: t.env.key });
         expect(res.statusCode, `${url}: ${res.body}`).toBe(500);
         expect(res.json().error).toBe('internal_error');
         expect(secretsIn(everything(res)), url).toEqual([]);
       }
-      expect(other.logs.some((l) => JSON.parse(l).level >= 50), 'the 5xx was logged').toBe(true);
+      expect(
+        other.logs.some((l) => JSON.parse(l).level >= 50),
+        'the 5xx was logged',
+      ).toBe(true);
       const leaking = other.logs.filter((l) => secretsIn(l).length);
       expect(leaking.map((l) => `${secretsIn(l).join(', ')}: ${l.slice(0, 300)}`)).toEqual([]);
     } finally {
@@ -1105,10 +1287,17 @@ describe('secrets never leave through responses, logs or the database', () => {
   it('no log line contains a secret', () => {
     // The logs saw the work above: successes, 4xx of every kind, and the workers' syncs and actions.
     expect(t.logs.length).toBeGreaterThan(100);
-    expect(t.logs.some((l) => JSON.parse(l).msg === 'sync run finished'), 'a sync run was logged').toBe(true);
-    expect(t.logs.some((l) => JSON.parse(l).req?.url === '/environment/webhooks/rotate-secret'), 'the secret rotation was logged').toBe(true);
+    expect(
+      t.logs.some((l) => JSON.parse(l).msg === 'sync run finished'),
+      'a sync run was logged',
+    ).toBe(true);
+    expect(
+      t.logs.some((l) => JSON.parse(l).req?.url === '/environment/webhooks/rotate-secret'),
+      'the secret rotation was logged',
+    ).toBe(true);
     const statuses = new Set(t.logs.map((l) => JSON.parse(l).res?.statusCode).filter(Boolean));
-    for (const status of [200, 201, 204, 302, 303, 400, 401, 403, 404, 409, 413, 415]) expect(statuses, `a logged ${status}`).toContain(status);
+    for (const status of [200, 201, 204, 302, 303, 400, 401, 403, 404, 409, 413, 415])
+      expect(statuses, `a logged ${status}`).toContain(status);
     const leaking = t.logs.filter((l) => secretsIn(l).length);
     expect(leaking.map((l) => `${secretsIn(l).join(', ')}: ${l.slice(0, 300)}`)).toEqual([]);
 
@@ -1155,14 +1344,18 @@ describe('secrets never leave through responses, logs or the database', () => {
         ['authorization code', code],
         ['state', state],
       ] as const
-    ).flatMap(([label, value]) => logged.filter((l) => l.includes(value)).map((l) => `${label}: ${JSON.parse(l).req?.url ?? l.slice(0, 200)}`));
+    ).flatMap(([label, value]) =>
+      logged.filter((l) => l.includes(value)).map((l) => `${label}: ${JSON.parse(l).req?.url ?? l.slice(0, 200)}`),
+    );
     expect(leaking).toEqual([]);
   });
 
   it('the database holds no secret in plaintext; environment keys only as SHA-256', async () => {
     const rows = async <T>(query: SQL) => ((await t.db.database.db.execute(query)) as unknown as { rows: T[] }).rows;
     const tables = (
-      await rows<{ name: string }>(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`)
+      await rows<{ name: string }>(
+        sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`,
+      )
     ).map((r) => String(r.name));
     for (const table of [
       'accounts',
@@ -1185,7 +1378,8 @@ describe('secrets never leave through responses, logs or the database', () => {
 
     const dump: string[] = [];
     for (const table of tables) {
-      for (const r of await rows<{ row: string }>(sql`SELECT x::text AS row FROM ${sql.identifier(table)} x`)) dump.push(`${table}: ${r.row}`);
+      for (const r of await rows<{ row: string }>(sql`SELECT x::text AS row FROM ${sql.identifier(table)} x`))
+        dump.push(`${table}: ${r.row}`);
     }
     const all = dump.join('\n');
     // The dump is real: it holds the fixture's non-secret values.
@@ -1239,7 +1433,9 @@ describe('secrets never leave through responses, logs or the database', () => {
     expect(sessions).not.toContain(sha(connect.deletedToken));
     for (const h of sessions) expect(h).toMatch(/^[0-9a-f]{64}$/);
     // OAuth flows: state only as SHA-256, PKCE verifiers as vault ciphertexts.
-    const flows = await rows<{ state_hash: string; code_verifier_enc: string | null }>(sql`SELECT state_hash, code_verifier_enc FROM oauth_sessions`);
+    const flows = await rows<{ state_hash: string; code_verifier_enc: string | null }>(
+      sql`SELECT state_hash, code_verifier_enc FROM oauth_sessions`,
+    );
     expect(flows.map((f) => f.state_hash)).toContain(sha(connect.state));
     for (const f of flows) expect(f.state_hash).toMatch(/^[0-9a-f]{64}$/);
     const verifiers = flows.map((f) => f.code_verifier_enc).filter((v): v is string => v !== null);

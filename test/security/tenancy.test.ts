@@ -92,7 +92,11 @@ interface Fill {
 type Randomized = 'key' | 'connectionId' | 'runId' | 'actionRunId' | 'deliveryId';
 const RUN_AND_DELIVERY_IDS: Randomized[] = ['runId', 'actionRunId', 'deliveryId'];
 const madeUpValue = (field: Randomized) =>
-  field === 'key' ? `nx-key-${randomBytes(5).toString('hex')}` : field === 'connectionId' ? `nx-conn-${randomBytes(5).toString('hex')}` : randomUUID();
+  field === 'key'
+    ? `nx-key-${randomBytes(5).toString('hex')}`
+    : field === 'connectionId'
+      ? `nx-conn-${randomBytes(5).toString('hex')}`
+      : randomUUID();
 
 const SKIPPED = [/^\/health$/, /^\/ready$/, /^\/docs($|\/|\*)/, /^\/openapi\.json$/];
 const isAdmin = (path: string) => path === '/admin' || path.startsWith('/admin/');
@@ -111,7 +115,11 @@ const needsFunction = (route: Route) => (route.op?.parameters ?? []).some((p) =>
 
 /** What `{id}` and `name` mean on this route: an action run, a webhook delivery; a function or a provider. */
 function forRoute(route: Route, f: Fill): Fill {
-  const routeId = /^\/(action|v1\/actions)\//.test(route.path) ? f.actionRunId : route.path.includes('/deliveries/') ? f.deliveryId : undefined;
+  const routeId = /^\/(action|v1\/actions)\//.test(route.path)
+    ? f.actionRunId
+    : route.path.includes('/deliveries/')
+      ? f.deliveryId
+      : undefined;
   return { ...f, routeId, functionRoute: /\/functions(\/|$)/.test(route.path) };
 }
 
@@ -119,7 +127,8 @@ function forRoute(route: Route, f: Fill): Fill {
 function identValue(name: string, f: Fill): string | undefined {
   const n = name.toLowerCase().replace(/[^a-z]/g, '');
   // `key`: the Connect pages' /connect/i/:key; `allowed_integrations`: the keys a connect session may use.
-  if (['providerconfigkey', 'uniquekey', 'integrationid', 'integrationkey', 'integration', 'key', 'allowedintegrations'].includes(n)) return f.key;
+  if (['providerconfigkey', 'uniquekey', 'integrationid', 'integrationkey', 'integration', 'key', 'allowedintegrations'].includes(n))
+    return f.key;
   if (['connectionid', 'connection'].includes(n)) return f.connectionId;
   if (['provider', 'providername'].includes(n)) return f.provider;
   // `/integration/{key}/functions/{name}` and the body of POST …/functions name a function; elsewhere `name` is a provider.
@@ -242,7 +251,13 @@ function buildRequest(route: Route, fill: Fill, doc: OpenApiDoc, bare = false): 
   const f = forRoute(route, fill);
   const params = route.op?.parameters ?? [];
   const url = route.path.replace(/\{([^}]+)\}/g, (_m, name: string) => {
-    const value = identValue(name, f) ?? EXTRA_PARAMS[name] ?? placeholderFor(params.find((p) => p.in === 'path' && p.name === name), doc);
+    const value =
+      identValue(name, f) ??
+      EXTRA_PARAMS[name] ??
+      placeholderFor(
+        params.find((p) => p.in === 'path' && p.name === name),
+        doc,
+      );
     return name === '*' ? value : encodeURIComponent(value);
   });
   const query = new URLSearchParams();
@@ -284,7 +299,11 @@ function routerRoutes(tree: string): { method: string; path: string }[] {
   return out;
 }
 
-const canonical = (path: string) => path.replace(/\{[^}]+\}/g, '{}').replace(/:[^/]+/g, '{}').replace(/\*/g, '{}');
+const canonical = (path: string) =>
+  path
+    .replace(/\{[^}]+\}/g, '{}')
+    .replace(/:[^/]+/g, '{}')
+    .replace(/\*/g, '{}');
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: A's data
@@ -526,15 +545,32 @@ async function seedA() {
  */
 async function seedFunctionsA() {
   const a = A.key;
-  await ok(t.call({ method: 'POST', url: `/integration/${ids.gh}/functions`, key: a, payload: { name: 'issues', frequency: '1d', auto_start: false } }), 201);
+  await ok(
+    t.call({
+      method: 'POST',
+      url: `/integration/${ids.gh}/functions`,
+      key: a,
+      payload: { name: 'issues', frequency: '1d', auto_start: false },
+    }),
+    201,
+  );
   await ok(t.call({ method: 'POST', url: `/v1/integrations/${ids.gh}/functions`, key: a, payload: { name: 'create-issue' } }), 201);
-  await ok(t.call({ method: 'POST', url: '/sync/start', key: a, payload: { provider_config_key: ids.gh, syncs: ['issues'], connection_id: ids.ghConn } }));
-  await until('A\'s issues sync', async () => {
+  await ok(
+    t.call({
+      method: 'POST',
+      url: '/sync/start',
+      key: a,
+      payload: { provider_config_key: ids.gh, syncs: ['issues'], connection_id: ids.ghConn },
+    }),
+  );
+  await until("A's issues sync", async () => {
     const s = (await ok(t.call({ method: 'GET', url: `/sync/${ids.ghConn}/issues?provider_config_key=${ids.gh}`, key: a }))).json();
     if (s.status === 'error') throw new Error(`A's sync failed: ${s.error}`);
     return s.status === 'success';
   });
-  fnA.syncRun = (await ok(t.call({ method: 'GET', url: `/sync/${ids.ghConn}/issues/runs?provider_config_key=${ids.gh}`, key: a }))).json().runs[0].id;
+  fnA.syncRun = (
+    await ok(t.call({ method: 'GET', url: `/sync/${ids.ghConn}/issues/runs?provider_config_key=${ids.gh}`, key: a }))
+  ).json().runs[0].id;
 
   const input = (title: string) => ({ owner: values.ghLogin, repo: 'repo-1', title, body: values.issueBody });
   const done = await ok(
@@ -557,7 +593,7 @@ async function seedFunctionsA() {
     202,
   );
   fnA.asyncActionRun = pending.json().id;
-  await until('A\'s async action', async () => {
+  await until("A's async action", async () => {
     const run = (await ok(t.call({ method: 'GET', url: `/action/${fnA.asyncActionRun}`, key: a }))).json();
     if (run.status === 'error') throw new Error(`A's action failed: ${run.error}`);
     return run.status === 'success';
@@ -568,9 +604,10 @@ async function seedFunctionsA() {
 
   // Every event of A dispatched, and every delivery delivered: the sync's and the async action's.
   type Delivery = { id: string; type: string; status: string };
-  const deliveries = await until('A\'s webhook deliveries', async () => {
+  const deliveries = await until("A's webhook deliveries", async () => {
     const [undispatched] = await rows(sql`SELECT count(*)::int AS n FROM events WHERE environment_id = ${A.id} AND delivered_at IS NULL`);
-    const list: Delivery[] = (await ok(t.call({ method: 'GET', url: '/environment/webhooks/deliveries?limit=200', key: a }))).json().deliveries;
+    const list: Delivery[] = (await ok(t.call({ method: 'GET', url: '/environment/webhooks/deliveries?limit=200', key: a }))).json()
+      .deliveries;
     const complete = ['sync', 'async_action'].every((type) => list.some((d) => d.type === type));
     return Number(undispatched?.n) === 0 && complete && list.every((d) => d.status === 'delivered') && list;
   });
@@ -586,14 +623,18 @@ async function seedFunctionsA() {
  * the same sync (paused, so no worker would run it) and action, and webhook settings of B's own.
  */
 async function seedShadowFunctions() {
-  await ok(t.call({ method: 'POST', url: `/integration/${ids.gh}/functions`, key: B.key, payload: { name: 'issues', auto_start: false } }), 201);
+  await ok(
+    t.call({ method: 'POST', url: `/integration/${ids.gh}/functions`, key: B.key, payload: { name: 'issues', auto_start: false } }),
+    201,
+  );
   await ok(t.call({ method: 'POST', url: `/integration/${ids.gh}/functions`, key: B.key, payload: { name: 'create-issue' } }), 201);
   await ok(t.call({ method: 'PUT', url: '/environment/webhooks', key: B.key, payload: { urls: [`https://hooks-b-${r}.example.com/in`] } }));
 }
 
 /** A's data as A sees it through the API (what must survive the sweep unchanged). */
 async function viewOfA() {
-  const get = async (url: string, headers?: Record<string, string>) => (await ok(t.call({ method: 'GET', url, key: A.key, headers }))).json();
+  const get = async (url: string, headers?: Record<string, string>) =>
+    (await ok(t.call({ method: 'GET', url, key: A.key, headers }))).json();
   const creds: Record<string, unknown> = {};
   for (const [key, conn] of [
     [ids.gh, ids.ghConn],
@@ -794,7 +835,8 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
       const sent = `${real.url} ${JSON.stringify(real.payload ?? null)} ${JSON.stringify(real.headers)}`;
       const shown = `${bRes.body}\n${JSON.stringify(bRes.headers)}`;
       const leaked = aValues.filter((v) => !phase.shared.includes(v) && !sent.includes(v) && shown.includes(v));
-      if (leaked.length) problems.push(`${where}: B's response (${bRes.statusCode}) contains A's ${leaked.join(', ')}: ${bRes.body.slice(0, 500)}`);
+      if (leaked.length)
+        problems.push(`${where}: B's response (${bRes.statusCode}) contains A's ${leaked.join(', ')}: ${bRes.body.slice(0, 500)}`);
       for (const flag of installedFlags(parse(bRes))) {
         if (aProviders.includes(flag.name) && flag.installed !== phase.bProviders.includes(flag.name)) {
           problems.push(`${where}: B sees provider ${flag.name} as installed=${flag.installed}`);
@@ -825,8 +867,8 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
       //    routes take neither environment's key; the pages ignore keys and want a live session cookie.
       const unauthorized: [string, Caller][] = isPage(route)
         ? [
-            ['A\'s key and no cookie', { key: A.key }],
-            ['B\'s key and no cookie', { key: B.key }],
+            ["A's key and no cookie", { key: A.key }],
+            ["B's key and no cookie", { key: B.key }],
             ['a cookie of no session', { key: null, cookie: `terapi_connect=${bogusSession}` }],
           ]
         : bySession(route)
@@ -834,8 +876,8 @@ async function sweep(routes: Route[], phase: Phase, problems: string[], stats: S
               ['no token', { key: null }],
               ['a session token of no session', { key: bogusSession }],
               ['an unknown key', { key: bogusKey }],
-              ['A\'s environment key', { key: A.key }],
-              ['B\'s environment key', { key: B.key }],
+              ["A's environment key", { key: A.key }],
+              ["B's environment key", { key: B.key }],
             ]
           : route.documented
             ? [
@@ -1017,14 +1059,25 @@ async function recordsRunsDeliveriesAgainstB() {
   }
   // B's own connection with A's cursor: refused as another feed's, never served A's records; B's feed is its own (empty).
   const bHeaders = { 'connection-id': bOwnConn, 'provider-config-key': ids.gh };
-  const foreign = await t.call({ method: 'GET', url: `/records?model=GithubIssue&cursor=${aRecords.next_cursor}`, key: B.key, headers: bHeaders });
+  const foreign = await t.call({
+    method: 'GET',
+    url: `/records?model=GithubIssue&cursor=${aRecords.next_cursor}`,
+    key: B.key,
+    headers: bHeaders,
+  });
   expect(foreign.statusCode, foreign.body).toBe(400);
   expect(foreign.json().details[0].field).toBe('cursor');
   expect(leaks(foreign, '')).toEqual([]);
-  expect((await ok(t.call({ method: 'GET', url: '/records?model=GithubIssue&limit=10000', key: B.key, headers: bHeaders }))).json()).toEqual({ records: [], next_cursor: null });
+  expect(
+    (await ok(t.call({ method: 'GET', url: '/records?model=GithubIssue&limit=10000', key: B.key, headers: bHeaders }))).json(),
+  ).toEqual({ records: [], next_cursor: null });
 
   // Deliveries and webhook settings: B's own only; A's delivery cursor is refused, as a forged one.
-  const foreignDeliveries = await t.call({ method: 'GET', url: `/environment/webhooks/deliveries?cursor=${aDeliveries.next_cursor}`, key: B.key });
+  const foreignDeliveries = await t.call({
+    method: 'GET',
+    url: `/environment/webhooks/deliveries?cursor=${aDeliveries.next_cursor}`,
+    key: B.key,
+  });
   expect(foreignDeliveries.statusCode).toBe(400);
   expect(foreignDeliveries.json().details[0].field).toBe('cursor');
   for (const url of ['/environment/webhooks/deliveries?status=delivered&limit=200']) {
@@ -1063,14 +1116,21 @@ async function recordsRunsDeliveriesAgainstB() {
     ['/sync/trigger', { connection_id: ids.ghConn, provider_config_key: ids.gh, syncs: ['issues'], reset: true }],
     ['/sync/start', { connection_id: ids.ghConn, provider_config_key: ids.gh, syncs: ['issues'] }],
     ['/sync/pause', { connection_id: ids.ghConn, provider_config_key: ids.gh, syncs: ['issues'] }],
-    ['/action/trigger', { connection_id: ids.ghConn, provider_config_key: ids.gh, action_name: 'create-issue', input: { owner: 'b', repo: 'b', title: 'b' } }],
+    [
+      '/action/trigger',
+      { connection_id: ids.ghConn, provider_config_key: ids.gh, action_name: 'create-issue', input: { owner: 'b', repo: 'b', title: 'b' } },
+    ],
   ] as const) {
     const res = await t.call({ method: 'POST', url, key: B.key, payload });
     expect(res.statusCode, `${url}: ${res.body}`).toBe(404);
     expect(leaks(res, JSON.stringify(payload)), url).toEqual([]);
   }
   // Start and pause over B's whole integration (no connection named) reach B's own syncs only.
-  expect((await ok(t.call({ method: 'POST', url: '/sync/pause', key: B.key, payload: { provider_config_key: ids.gh, syncs: ['issues'] } }))).json().count).toBe(1);
+  expect(
+    (
+      await ok(t.call({ method: 'POST', url: '/sync/pause', key: B.key, payload: { provider_config_key: ids.gh, syncs: ['issues'] } }))
+    ).json().count,
+  ).toBe(1);
 
   expect(await snapshotA()).toBe(before);
 }
@@ -1078,7 +1138,9 @@ async function recordsRunsDeliveriesAgainstB() {
 describe('tenancy: environment B against environment A', () => {
   it('the fixture is what the sweep assumes', async () => {
     const view = await viewOfA();
-    expect(view.integrations.integrations.map((i: { unique_key: string; connection_count: number }) => [i.unique_key, i.connection_count])).toEqual([
+    expect(
+      view.integrations.integrations.map((i: { unique_key: string; connection_count: number }) => [i.unique_key, i.connection_count]),
+    ).toEqual([
       [ids.gh, 2],
       [ids.sg, 1],
       [ids.woo, 1],
@@ -1089,7 +1151,12 @@ describe('tenancy: environment B against environment A', () => {
       credentials: { access_token: secrets.ghAccess, refresh_token: secrets.ghRefresh },
     });
     // A's functions ran: records of A's issues, a successful sync run with its log, both actions, delivered webhooks.
-    expect(view.functions.functions.filter((f: { enabled: boolean }) => f.enabled).map((f: { name: string }) => f.name).sort()).toEqual(['create-issue', 'issues']);
+    expect(
+      view.functions.functions
+        .filter((f: { enabled: boolean }) => f.enabled)
+        .map((f: { name: string }) => f.name)
+        .sort(),
+    ).toEqual(['create-issue', 'issues']);
     expect(view.sync).toMatchObject({ status: 'success', records_count: 7 });
     expect(view.records.records.map((x: { title: string }) => x.title)).toContain(values.issueTitle);
     expect(view.records.records.every((x: { repository: string }) => x.repository.startsWith(`${values.ghLogin}/`))).toBe(true);
@@ -1104,7 +1171,10 @@ describe('tenancy: environment B against environment A', () => {
     expect(view.deliveries.deliveries.map((x: { type: string; status: string }) => `${x.type} ${x.status}`).sort()).toEqual([
       'async_action delivered',
       // The imports of A's connections (auth creation events).
-      ...Array.from({ length: view.deliveries.deliveries.filter((x: { type: string }) => x.type === 'auth').length }, () => 'auth delivered'),
+      ...Array.from(
+        { length: view.deliveries.deliveries.filter((x: { type: string }) => x.type === 'auth').length },
+        () => 'auth delivered',
+      ),
       'sync delivered',
     ]);
     expect(view.deliveries.deliveries.filter((x: { type: string }) => x.type === 'auth').length).toBeGreaterThan(0);
@@ -1116,20 +1186,22 @@ describe('tenancy: environment B against environment A', () => {
     ]);
 
     // Every table holding A's rows is in the snapshot: by environment_id, or listed in OTHER_TABLES.
-    const tables = (await rows(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`)).map((x) =>
-      String(x.name),
-    );
+    const tables = (
+      await rows(sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`)
+    ).map((x) => String(x.name));
     expect(tables.filter((x) => !envTables.includes(x)).sort()).toEqual(Object.keys(OTHER_TABLES).sort());
-    for (const table of ['function_configs', 'syncs', 'runs', 'events', 'webhook_settings', 'webhook_deliveries']) expect(envTables).toContain(table);
+    for (const table of ['function_configs', 'syncs', 'runs', 'events', 'webhook_settings', 'webhook_deliveries'])
+      expect(envTables).toContain(table);
     const snapshot = await snapshotA();
-    for (const value of [values.issueTitle, fnA.syncRun, fnA.syncDelivery, 'github issue created', values.createdAsyncTitle]) expect(snapshot).toContain(value);
+    for (const value of [values.issueTitle, fnA.syncRun, fnA.syncDelivery, 'github issue created', values.createdAsyncTitle])
+      expect(snapshot).toContain(value);
 
     // B starts empty.
     expect((await ok(t.call({ method: 'GET', url: '/connection', key: B.key }))).json().connections).toEqual([]);
     expect((await ok(t.call({ method: 'GET', url: '/integration', key: B.key }))).json().integrations).toEqual([]);
   });
 
-  it('every route, called with B\'s key on A\'s identifiers, neither reveals nor changes A\'s data', { timeout: 300_000 }, async () => {
+  it("every route, called with B's key on A's identifiers, neither reveals nor changes A's data", { timeout: 300_000 }, async () => {
     const before = await viewOfA();
     const { routes, inRouter } = appRoutes('environment');
     // The router table was read (so an undocumented route could not slip past the sweep).
@@ -1166,14 +1238,25 @@ describe('tenancy: environment B against environment A', () => {
           method: 'POST',
           url: '/connection',
           key: B.key,
-          payload: { connection_id: bOwnConn, provider_config_key: ids.gh, credentials: { access_token: `b-token-${r}` }, metadata: { b: 'own' } },
+          payload: {
+            connection_id: bOwnConn,
+            provider_config_key: ids.gh,
+            credentials: { access_token: `b-token-${r}` },
+            metadata: { b: 'own' },
+          },
         }),
       );
       await seedShadowFunctions();
     };
     await sweep(
       routes,
-      { name: 'B shadows A\'s keys', seedB: seedShadow, bProviders: aProviders, randomize: ['connectionId', ...RUN_AND_DELIVERY_IDS], shared: aKeys },
+      {
+        name: "B shadows A's keys",
+        seedB: seedShadow,
+        bProviders: aProviders,
+        randomize: ['connectionId', ...RUN_AND_DELIVERY_IDS],
+        shared: aKeys,
+      },
       problems,
       stats,
     );
@@ -1239,7 +1322,7 @@ describe('tenancy: environment B against environment A', () => {
     expect(await viewOfA()).toEqual(before);
   });
 
-  it('list filters and A\'s own page cursors never reach A\'s rows from B', async () => {
+  it("list filters and A's own page cursors never reach A's rows from B", async () => {
     const aPage = (await ok(t.call({ method: 'GET', url: '/connection?limit=1', key: A.key }))).json();
     const aNango = (await ok(t.call({ method: 'GET', url: '/connections?limit=1', key: A.key }))).json();
     expect(aPage.next_cursor).toEqual(expect.any(String));
@@ -1271,12 +1354,17 @@ describe('tenancy: environment B against environment A', () => {
     }
   });
 
-  it('B reaches none of A\'s records, runs, action results or deliveries: A\'s ids answer as random ones, A\'s cursors page only B\'s own', async () => {
+  it("B reaches none of A's records, runs, action results or deliveries: A's ids answer as random ones, A's cursors page only B's own", async () => {
     // B shadows A: its own GitHub integration under A's key, a connection, the same functions, its own webhook settings.
     await resetB(async () => {
       await ok(t.call({ method: 'POST', url: '/integration', key: B.key, payload: { provider_config_key: ids.gh, provider: 'github' } }));
       await ok(
-        t.call({ method: 'POST', url: '/connection', key: B.key, payload: { connection_id: bOwnConn, provider_config_key: ids.gh, credentials: { access_token: `b-token-${r}` } } }),
+        t.call({
+          method: 'POST',
+          url: '/connection',
+          key: B.key,
+          payload: { connection_id: bOwnConn, provider_config_key: ids.gh, credentials: { access_token: `b-token-${r}` } },
+        }),
       );
       await seedShadowFunctions();
     });
@@ -1287,7 +1375,7 @@ describe('tenancy: environment B against environment A', () => {
     }
   });
 
-  it('GET /providers shows A\'s providers as not installed for B', async () => {
+  it("GET /providers shows A's providers as not installed for B", async () => {
     const list = (await ok(t.call({ method: 'GET', url: '/providers', key: B.key }))).json();
     for (const name of aProviders) expect(list.data.find((p: { name: string }) => p.name === name)).toMatchObject({ installed: false });
     expect((await ok(t.call({ method: 'GET', url: '/providers?status=installed', key: B.key }))).json().data).toEqual([]);
@@ -1299,10 +1387,15 @@ describe('tenancy: environment B against environment A', () => {
     expect(installedForA.map((p: { name: string }) => p.name).sort()).toEqual([...aProviders].sort());
   });
 
-  it('B can create an integration and a connection under A\'s identifiers; they are B\'s own and A is untouched', async () => {
+  it("B can create an integration and a connection under A's identifiers; they are B's own and A is untouched", async () => {
     const before = await viewOfA();
     const created = await ok(
-      t.call({ method: 'POST', url: '/integration', key: B.key, payload: { provider_config_key: ids.gh, provider: 'github', oauth_client_id: 'b-client' } }),
+      t.call({
+        method: 'POST',
+        url: '/integration',
+        key: B.key,
+        payload: { provider_config_key: ids.gh, provider: 'github', oauth_client_id: 'b-client' },
+      }),
     );
     expect(created.json()).toMatchObject({ unique_key: ids.gh, connection_count: 0 });
     const nango = await ok(
@@ -1322,7 +1415,12 @@ describe('tenancy: environment B against environment A', () => {
         method: 'POST',
         url: '/connection',
         key: B.key,
-        payload: { connection_id: ids.ghConn, provider_config_key: ids.gh, credentials: { access_token: `b-token-${r}` }, metadata: { owner: 'b' } },
+        payload: {
+          connection_id: ids.ghConn,
+          provider_config_key: ids.gh,
+          credentials: { access_token: `b-token-${r}` },
+          metadata: { owner: 'b' },
+        },
       }),
     );
     const bConn = (await ok(t.call({ method: 'GET', url: `/connections/${ids.ghConn}?provider_config_key=${ids.gh}`, key: B.key }))).json();
@@ -1346,7 +1444,7 @@ describe('tenancy: environment B against environment A', () => {
     expect(await viewOfA()).toEqual(before);
   });
 
-  it('a connect session of B neither lists, starts nor connects A\'s integrations; session routes take no environment key', async () => {
+  it("a connect session of B neither lists, starts nor connects A's integrations; session routes take no environment key", async () => {
     const before = await viewOfA();
     await resetB(async () => {});
     const b = await bSessionNow();
@@ -1368,7 +1466,8 @@ describe('tenancy: environment B against environment A', () => {
     /** A's values in a response, other than those in what was sent. */
     const leaks = (res: LightMyRequestResponse, sent: string) =>
       aValues.filter((v) => !sent.includes(v) && `${res.body}\n${JSON.stringify(res.headers)}`.includes(v));
-    const listed = (res: LightMyRequestResponse) => [...res.body.matchAll(/href="\/connect\/i\/([^"]+)"/g)].map((m) => decodeURIComponent(m[1]!));
+    const listed = (res: LightMyRequestResponse) =>
+      [...res.body.matchAll(/href="\/connect\/i\/([^"]+)"/g)].map((m) => decodeURIComponent(m[1]!));
 
     // A's session lists A's integrations (the control); B's lists none of them.
     const aList = await page(aSession.cookie, '/connect');
@@ -1395,23 +1494,39 @@ describe('tenancy: environment B against environment A', () => {
         sameAsMadeUp(await page(b.cookie, `/connect/i/${key}`), `GET /connect/i/${key}`),
         sameAsMadeUp(await page(b.cookie, `/connect/i/${key}`, credentialsForm), `POST /connect/i/${key}`),
         sameAsMadeUp(await page(b.cookie, `/oauth/connect/${key}`), `GET /oauth/connect/${key}`),
-        sameAsMadeUp(await page(undefined, `/oauth/connect/${key}?connect_session_token=${b.token}`), `GET /oauth/connect/${key}?connect_session_token`),
+        sameAsMadeUp(
+          await page(undefined, `/oauth/connect/${key}?connect_session_token=${b.token}`),
+          `GET /oauth/connect/${key}?connect_session_token`,
+        ),
       ];
       expect(new Set(views).size, key).toBe(1);
     }
 
     // A session of B cannot be made for A's integrations, nor re-authorize A's connection.
-    const badAllowed = await t.call({ method: 'POST', url: '/connect/sessions', key: B.key, payload: { end_user: { id: 'b' }, allowed_integrations: [ids.gh] } });
+    const badAllowed = await t.call({
+      method: 'POST',
+      url: '/connect/sessions',
+      key: B.key,
+      payload: { end_user: { id: 'b' }, allowed_integrations: [ids.gh] },
+    });
     expect(badAllowed.statusCode).toBe(400);
     expect(badAllowed.json().details[0].field).toBe('allowed_integrations[0]');
     const badDefaults = await t.call({
       method: 'POST',
       url: '/connect/sessions',
       key: B.key,
-      payload: { end_user: { id: 'b' }, integrations_config_defaults: { [ids.woo]: { connection_config: { store_domain: 'b.example.com' } } } },
+      payload: {
+        end_user: { id: 'b' },
+        integrations_config_defaults: { [ids.woo]: { connection_config: { store_domain: 'b.example.com' } } },
+      },
     });
     expect(badDefaults.statusCode).toBe(400);
-    const reconnect = await t.call({ method: 'POST', url: '/connect/sessions/reconnect', key: B.key, payload: { connection_id: ids.ghConn, integration_id: ids.gh } });
+    const reconnect = await t.call({
+      method: 'POST',
+      url: '/connect/sessions/reconnect',
+      key: B.key,
+      payload: { connection_id: ids.ghConn, integration_id: ids.gh },
+    });
     expect(reconnect.statusCode).toBe(404);
     expect(leaks(reconnect, JSON.stringify({ connection_id: ids.ghConn, integration_id: ids.gh }))).toEqual([]);
 
@@ -1419,12 +1534,21 @@ describe('tenancy: environment B against environment A', () => {
     const goodKey = `b-good-key-${r}`;
     const fakeApi = createServer((req, res) => {
       const good = req.headers.authorization === `Bearer ${goodKey}`;
-      res.writeHead(good ? 200 : 401, { 'content-type': 'application/json' }).end(good ? '{"scopes":[]}' : '{"errors":[{"message":"bad key"}]}');
+      res
+        .writeHead(good ? 200 : 401, { 'content-type': 'application/json' })
+        .end(good ? '{"scopes":[]}' : '{"errors":[{"message":"bad key"}]}');
     });
     await new Promise<void>((resolve) => fakeApi.listen(0, '127.0.0.1', resolve));
     try {
       const apiBase = `http://127.0.0.1:${(fakeApi.address() as AddressInfo).port}`;
-      await ok(t.call({ method: 'POST', url: '/integration', key: B.key, payload: { provider_config_key: ids.sg, provider: 'sendgrid', api_base_url: apiBase } }));
+      await ok(
+        t.call({
+          method: 'POST',
+          url: '/integration',
+          key: B.key,
+          payload: { provider_config_key: ids.sg, provider: 'sendgrid', api_base_url: apiBase },
+        }),
+      );
       const bList2 = await page(b.cookie, '/connect');
       expect(listed(bList2)).toEqual([ids.sg]);
       expect(leaks(bList2, ids.sg)).toEqual([]);
@@ -1456,14 +1580,18 @@ describe('tenancy: environment B against environment A', () => {
     expect((await t.call({ method: 'GET', url: '/connect/session', key: b.token })).statusCode).toBe(401);
     expect((await page(b.cookie, '/connect')).statusCode).toBe(401);
     const aView = await ok(t.call({ method: 'GET', url: '/connect/session', key: aSession.token }));
-    expect(aView.json().data).toMatchObject({ end_user: { id: values.endUser }, organization: { id: values.sessionOrg }, tags: { team: values.sessionTag } });
+    expect(aView.json().data).toMatchObject({
+      end_user: { id: values.endUser },
+      organization: { id: values.sessionOrg },
+      tags: { team: values.sessionTag },
+    });
 
     expect(await snapshotA()).toBe(rowsBefore);
     expect(await viewOfA()).toEqual(before);
     await resetB(async () => {});
   });
 
-  it('admin routes reject both environments\' keys with 403', async () => {
+  it("admin routes reject both environments' keys with 403", async () => {
     const { routes: adminRoutes } = appRoutes('admin');
     expect(adminRoutes.length).toBeGreaterThanOrEqual(8);
     const before = await snapshotA();

@@ -15,7 +15,15 @@ const config = {
   ...defaultTestConfig,
   allowProviderUrlOverrides: true,
   egress: { allowPrivateNetworks: true, allowedHosts: [], timeoutMs: 400 },
-  runs: { syncTimeoutMs: 2500, actionTimeoutMs: 1500, actionWaitMs: 5000, leaseMs: 3000, schedulerIntervalMs: 300, providerRetries: 1, retentionDays: 30 },
+  runs: {
+    syncTimeoutMs: 2500,
+    actionTimeoutMs: 1500,
+    actionWaitMs: 5000,
+    leaseMs: 3000,
+    schedulerIntervalMs: 300,
+    providerRetries: 1,
+    retentionDays: 30,
+  },
 };
 
 /** Functions an embedding application adds next to the built-ins (here: ones that misbehave). */
@@ -83,7 +91,7 @@ describe('functions that fail', () => {
     expect(log.logs.map((l: { message: string }) => l.message).join('\n')).toMatch(/sync failed: the function broke on purpose/);
     // Move the schedule to now (as if its minute passed): the scheduler runs it again by itself.
     const calls = explodeCalls;
-    await t.services.db.execute(`UPDATE syncs SET next_run_at = now() WHERE name = 'explode'` as never);
+    await t.services.db.execute(`UPDATE syncs SET next_run_at = now() WHERE name = 'explode'`);
     await until('the next scheduled run', async () => explodeCalls > calls);
     await t.call({ method: 'DELETE', url: `/integration/${KEY}/functions/explode` });
   });
@@ -98,7 +106,11 @@ describe('functions that fail', () => {
 
   it('a provider that hangs: the call times out, the run ends in error', async () => {
     await enable(t, KEY, 'pull-requests', { auto_start: false });
-    await t.call({ method: 'POST', url: '/sync/start', payload: { provider_config_key: KEY, syncs: ['pull-requests'], connection_id: CONN } });
+    await t.call({
+      method: 'POST',
+      url: '/sync/start',
+      payload: { provider_config_key: KEY, syncs: ['pull-requests'], connection_id: CONN },
+    });
     gh.controls.hangNext(2);
     const s = await waitForRun(t, KEY, CONN, 'pull-requests');
     expect(s.status).toBe('error');
@@ -129,7 +141,11 @@ describe('actions that fail', () => {
   it('an action over its time limit answers 504 and its run ends in error', async () => {
     await enable(t, KEY, 'stall');
     const started = Date.now();
-    const r = await t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'stall', input: {} } });
+    const r = await t.call({
+      method: 'POST',
+      url: '/action/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'stall', input: {} },
+    });
     expect(r.statusCode, r.body).toBe(504);
     expect(r.json()).toMatchObject({ error: 'action_timeout', message: 'action timed out after 2 s', action_name: 'stall' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
@@ -143,7 +159,11 @@ describe('actions that fail', () => {
     gh.controls.clearRequests();
     const issues = gh.state.issues.length;
     const [o, r] = [...gh.state.repos.values()][0]!.full_name.split('/');
-    const res = await t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 't' } } });
+    const res = await t.call({
+      method: 'POST',
+      url: '/action/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 't' } },
+    });
     expect(res.statusCode, res.body).toBe(424);
     expect(res.json()).toMatchObject({ error: 'action_failed', message: expect.stringMatching(/time/i) });
     // The hung request may have created the issue at the provider: sending it again could create a second one.
@@ -162,11 +182,15 @@ describe('sync control', () => {
     const refused = await trigger(['issues']);
     expect(refused.statusCode).toBe(409);
     expect(refused.json().error).toBe('sync_paused');
-    await t.services.db.execute(`UPDATE syncs SET next_run_at = now() - interval '1 hour' WHERE name = 'issues'` as never);
+    await t.services.db.execute(`UPDATE syncs SET next_run_at = now() - interval '1 hour' WHERE name = 'issues'`);
     await t.workers!.tick();
     await new Promise((r) => setTimeout(r, 800));
     expect((await syncStatus(t, KEY, CONN, 'issues')).last_sync_date).toBe(first.last_sync_date);
-    const started = await t.call({ method: 'POST', url: '/sync/start', payload: { provider_config_key: KEY, syncs: ['issues'], connection_id: CONN } });
+    const started = await t.call({
+      method: 'POST',
+      url: '/sync/start',
+      payload: { provider_config_key: KEY, syncs: ['issues'], connection_id: CONN },
+    });
     expect(started.json()).toEqual({ success: true, count: 1 });
     const again = await waitForRun(t, KEY, CONN, 'issues', first.last_sync_date);
     expect(again.status).toBe('success');
@@ -176,17 +200,35 @@ describe('sync control', () => {
     const one = await t.call({ method: 'GET', url: `/sync/status?provider_config_key=${KEY}&syncs=issues&connection_id=${CONN}` });
     expect(one.statusCode, one.body).toBe(200);
     expect(one.json().syncs).toEqual([
-      expect.objectContaining({ connection_id: CONN, name: 'issues', status: 'SUCCESS', type: 'INCREMENTAL', frequency: '15m', recordCount: { GithubIssue: 30 } }),
+      expect.objectContaining({
+        connection_id: CONN,
+        name: 'issues',
+        status: 'SUCCESS',
+        type: 'INCREMENTAL',
+        frequency: '15m',
+        recordCount: { GithubIssue: 30 },
+      }),
     ]);
     const all = await t.call({ method: 'GET', url: `/sync/status?provider_config_key=${KEY}&syncs=*` });
-    expect(all.json().syncs.map((s: { name: string }) => s.name).sort()).toEqual(['issues', 'pull-requests']);
+    expect(
+      all
+        .json()
+        .syncs.map((s: { name: string }) => s.name)
+        .sort(),
+    ).toEqual(['issues', 'pull-requests']);
   });
 
   it('frequency: per-connection override from 1 minute to 31 days, or back to the default', async () => {
     const put = (frequency: string | null) =>
-      t.call({ method: 'PUT', url: '/sync/update-connection-frequency', payload: { provider_config_key: KEY, connection_id: CONN, sync_name: 'issues', frequency } });
+      t.call({
+        method: 'PUT',
+        url: '/sync/update-connection-frequency',
+        payload: { provider_config_key: KEY, connection_id: CONN, sync_name: 'issues', frequency },
+      });
     expect((await put('2h')).json()).toEqual({ frequency: 7200 });
-    expect((await t.call({ method: 'GET', url: `/sync/status?provider_config_key=${KEY}&syncs=issues` })).json().syncs[0].frequency).toBe('2h');
+    expect((await t.call({ method: 'GET', url: `/sync/status?provider_config_key=${KEY}&syncs=issues` })).json().syncs[0].frequency).toBe(
+      '2h',
+    );
     for (const bad of ['30s', '32d', 'often', '0m']) {
       const r = await put(bad);
       expect(r.statusCode, bad).toBe(400);
@@ -244,7 +286,13 @@ describe('sync control', () => {
     const s = await waitForRun(t, KEY, 'c2', 'issues');
     expect(s.records_count).toBe(30);
     const count = async () =>
-      Number(((await t.services.db.execute(`SELECT (SELECT count(*) FROM records r JOIN connections c ON c.id = r.connection_pk WHERE c.connection_id = 'c2') + (SELECT count(*) FROM syncs s JOIN connections c ON c.id = s.connection_pk WHERE c.connection_id = 'c2') AS n` as never)) as unknown as { rows: { n: string }[] }).rows[0]!.n);
+      Number(
+        (
+          (await t.services.db.execute(
+            `SELECT (SELECT count(*) FROM records r JOIN connections c ON c.id = r.connection_pk WHERE c.connection_id = 'c2') + (SELECT count(*) FROM syncs s JOIN connections c ON c.id = s.connection_pk WHERE c.connection_id = 'c2') AS n`,
+          )) as unknown as { rows: { n: string }[] }
+        ).rows[0]!.n,
+      );
     expect(await count()).toBeGreaterThan(30);
     const del = await t.call({ method: 'DELETE', url: `/connection/c2?provider_config_key=${KEY}` });
     expect(del.statusCode).toBe(204);
@@ -265,11 +313,15 @@ describe('sync control', () => {
 
 describe('housekeeping', () => {
   it('deletes finished runs (with their logs) and delivered events past the retention, nothing newer', async () => {
-    const q = async (text: string) => ((await t.services.db.execute(text as never)) as unknown as { rows: Record<string, string>[] }).rows;
+    const q = async (text: string) => ((await t.services.db.execute(text)) as unknown as { rows: Record<string, string>[] }).rows;
     const [{ n: runsBefore }] = (await q(`SELECT count(*)::int AS n FROM runs`)) as [{ n: string }];
     expect(Number(runsBefore)).toBeGreaterThan(3);
-    await q(`UPDATE runs SET created_at = now() - interval '40 days' WHERE id IN (SELECT id FROM runs WHERE status IN ('success','error') ORDER BY created_at LIMIT 2)`);
-    await q(`UPDATE events SET created_at = now() - interval '40 days', delivered_at = now() WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1)`);
+    await q(
+      `UPDATE runs SET created_at = now() - interval '40 days' WHERE id IN (SELECT id FROM runs WHERE status IN ('success','error') ORDER BY created_at LIMIT 2)`,
+    );
+    await q(
+      `UPDATE events SET created_at = now() - interval '40 days', delivered_at = now() WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 1)`,
+    );
     const removed = await t.workers!.housekeeping();
     expect(removed).toEqual({ runs: 2, events: 1 });
     expect(Number(((await q(`SELECT count(*)::int AS n FROM runs`)) as [{ n: string }])[0].n)).toBe(Number(runsBefore) - 2);

@@ -12,7 +12,15 @@ const CONN = 'octo';
 const runsOf = async (name: string) => {
   const r = await t.call({ method: 'GET', url: `/sync/${CONN}/${name}/runs?provider_config_key=${KEY}` });
   expect(r.statusCode, r.body).toBe(200);
-  return r.json().runs as { id: string; status: string; trigger: string; added: number; updated: number; deleted: number; error: { message: string } | null }[];
+  return r.json().runs as {
+    id: string;
+    status: string;
+    trigger: string;
+    added: number;
+    updated: number;
+    deleted: number;
+    error: { message: string } | null;
+  }[];
 };
 
 beforeAll(async () => {
@@ -31,7 +39,14 @@ describe('GitHub issues (incremental sync)', () => {
 
   it('runs on enable, stores every issue (not the pull requests) and reports status', async () => {
     const fn = await enable(t, KEY, 'issues', { frequency: '15m' });
-    expect(fn).toMatchObject({ name: 'issues', type: 'sync', enabled: true, sync_type: 'incremental', frequency: '15m', models: ['GithubIssue'] });
+    expect(fn).toMatchObject({
+      name: 'issues',
+      type: 'sync',
+      enabled: true,
+      sync_type: 'incremental',
+      frequency: '15m',
+      models: ['GithubIssue'],
+    });
     const s = await waitForRun(t, KEY, CONN, 'issues');
     expect(s).toMatchObject({ status: 'success', records_count: 260, error: null });
     expect(Date.parse(s.next_sync_date!) - Date.parse(s.last_sync_date!)).toBeGreaterThan(14 * 60_000);
@@ -51,7 +66,11 @@ describe('GitHub issues (incremental sync)', () => {
     gh.controls.updateIssue(repos[1]!, 5, { labels: ['bug'] });
     gh.controls.addIssue(repos[1]!, { title: 'brand new' });
     gh.controls.clearRequests();
-    const tr = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
+    const tr = await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] },
+    });
     expect(tr.statusCode, tr.body).toBe(200);
     expect(tr.json()).toEqual({ success: true, syncs: [{ name: 'issues', status: 'queued' }] });
     await waitForRun(t, KEY, CONN, 'issues', before.last_sync_date);
@@ -61,7 +80,11 @@ describe('GitHub issues (incremental sync)', () => {
     expect(issueRequests.every((r) => r.query.since)).toBe(true);
     const { records } = await allRecords(t, KEY, CONN, 'GithubIssue', { cursor: firstCursor });
     expect(records.map((r) => [r.title === 'brand new' ? 'new' : r.id, r._nango_metadata.last_action]).sort()).toEqual(
-      [['new', 'ADDED'], expect.arrayContaining([expect.any(String), 'UPDATED']), expect.arrayContaining([expect.any(String), 'UPDATED'])].sort(),
+      [
+        ['new', 'ADDED'],
+        expect.arrayContaining([expect.any(String), 'UPDATED']),
+        expect.arrayContaining([expect.any(String), 'UPDATED']),
+      ].sort(),
     );
     expect(records).toHaveLength(3);
     const [run] = await runsOf('issues');
@@ -80,7 +103,11 @@ describe('GitHub issues (incremental sync)', () => {
     const before = await syncStatus(t, KEY, CONN, 'issues');
     gh.controls.deleteIssue(repos[0]!, 7);
     gh.controls.clearRequests();
-    const tr = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'], reset: true } });
+    const tr = await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'], reset: true },
+    });
     expect(tr.statusCode).toBe(200);
     await waitForRun(t, KEY, CONN, 'issues', before.last_sync_date);
     expect(gh.controls.requests.some((r) => /\/issues$/.test(r.path) && !r.query.since)).toBe(true);
@@ -96,10 +123,21 @@ describe('GitHub issues (incremental sync)', () => {
     const before = (await runsOf('issues')).length;
     gh.controls.delayMs = 150;
     try {
-      await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'], reset: true } });
-      await until('the run to start', async () => (await syncStatus(t, KEY, CONN, 'issues')).status === 'running' && (await runsOf('issues'))[0]!.status === 'running');
+      await t.call({
+        method: 'POST',
+        url: '/sync/trigger',
+        payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'], reset: true },
+      });
+      await until(
+        'the run to start',
+        async () => (await syncStatus(t, KEY, CONN, 'issues')).status === 'running' && (await runsOf('issues'))[0]!.status === 'running',
+      );
       for (let i = 0; i < 5; i++) {
-        const r = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
+        const r = await t.call({
+          method: 'POST',
+          url: '/sync/trigger',
+          payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] },
+        });
         expect(r.json().syncs[0].status).toBe('queued_after_current_run');
       }
     } finally {
@@ -162,12 +200,20 @@ describe('GitHub pull requests (full sync)', () => {
     // A failing run (the provider keeps answering HTML 502) deletes nothing.
     // Test config: 3 retries, so the first request fails for good after 4 answers.
     gh.controls.failNext(4, 502, { html: true });
-    await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['pull-requests'] } });
+    await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['pull-requests'] },
+    });
     const failed = await waitForRun(t, KEY, CONN, 'pull-requests', first.last_sync_date);
     expect(failed.status).toBe('error');
     expect(failed.error).toMatch(/502|HTML/);
     expect(failed.records_count).toBe(24);
-    await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['pull-requests'] } });
+    await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['pull-requests'] },
+    });
     const ok = await waitForRun(t, KEY, CONN, 'pull-requests', failed.last_sync_date);
     expect(ok).toMatchObject({ status: 'success', records_count: 23, error: null });
   });
@@ -196,26 +242,47 @@ describe('GitHub create-issue (action)', () => {
   const trigger = (payload: Record<string, unknown>, headers: Record<string, string> = {}) =>
     t.call({ method: 'POST', url: '/action/trigger', payload, headers });
 
-
   it('creates the issue and answers with its output', async () => {
     const [o, r] = repos[0]!.split('/');
-    const res = await trigger({ connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 'From Terapi', labels: ['x'] } });
+    const res = await trigger({
+      connection_id: CONN,
+      provider_config_key: KEY,
+      action_name: 'create-issue',
+      input: { owner: o, repo: r, title: 'From Terapi', labels: ['x'] },
+    });
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toMatchObject({ success: true, action_name: 'create-issue', error: null, output: { title: 'From Terapi', state: 'open', number: expect.any(Number) } });
+    expect(res.json()).toMatchObject({
+      success: true,
+      action_name: 'create-issue',
+      error: null,
+      output: { title: 'From Terapi', state: 'open', number: expect.any(Number) },
+    });
     expect(gh.state.issues.some((i) => i.title === 'From Terapi')).toBe(true);
   });
 
   it('accepts the Nango headers instead of body fields, and /v1/actions/trigger', async () => {
     const [o, r] = repos[0]!.split('/');
-    const res = await trigger({ action_name: 'create-issue', input: { owner: o, repo: r, title: 'Headers' } }, { 'connection-id': CONN, 'provider-config-key': KEY });
+    const res = await trigger(
+      { action_name: 'create-issue', input: { owner: o, repo: r, title: 'Headers' } },
+      { 'connection-id': CONN, 'provider-config-key': KEY },
+    );
     expect(res.statusCode, res.body).toBe(200);
-    const v1 = await t.call({ method: 'POST', url: '/v1/actions/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 'v1' } } });
+    const v1 = await t.call({
+      method: 'POST',
+      url: '/v1/actions/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 'v1' } },
+    });
     expect(v1.statusCode, v1.body).toBe(200);
   });
 
   it('validates the input before anything is queued (400 naming the field)', async () => {
     const count = gh.state.issues.length;
-    const res = await trigger({ connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: 'a', repo: 'b' } });
+    const res = await trigger({
+      connection_id: CONN,
+      provider_config_key: KEY,
+      action_name: 'create-issue',
+      input: { owner: 'a', repo: 'b' },
+    });
     expect(res.statusCode).toBe(400);
     expect(res.json().message).toMatch(/^input\.title/);
     expect(res.json().details[0].field).toBe('input.title');
@@ -223,14 +290,26 @@ describe('GitHub create-issue (action)', () => {
   });
 
   it('answers 424 with the upstream status and body when GitHub refuses', async () => {
-    const res = await trigger({ connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: 'nobody', repo: 'nothing', title: 'x' } });
+    const res = await trigger({
+      connection_id: CONN,
+      provider_config_key: KEY,
+      action_name: 'create-issue',
+      input: { owner: 'nobody', repo: 'nothing', title: 'x' },
+    });
     expect(res.statusCode, res.body).toBe(424);
-    expect(res.json()).toMatchObject({ error: 'provider_error', action_name: 'create-issue', upstream: { status: 404, body: expect.stringContaining('Not Found') } });
+    expect(res.json()).toMatchObject({
+      error: 'provider_error',
+      action_name: 'create-issue',
+      upstream: { status: 404, body: expect.stringContaining('Not Found') },
+    });
   });
 
   it('runs asynchronously with X-Async and reports through GET /action/{id}', async () => {
     const [o, r] = repos[1]!.split('/');
-    const res = await trigger({ connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 'async one' } }, { 'x-async': 'true' });
+    const res = await trigger(
+      { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input: { owner: o, repo: r, title: 'async one' } },
+      { 'x-async': 'true' },
+    );
     expect(res.statusCode, res.body).toBe(202);
     const { id, status_url } = res.json();
     expect(status_url).toBe(`http://127.0.0.1:3003/action/${id}`);
@@ -243,15 +322,28 @@ describe('GitHub create-issue (action)', () => {
   });
 
   it('refuses unknown actions, actions not enabled, and unknown connections', async () => {
-    expect((await trigger({ connection_id: CONN, provider_config_key: KEY, action_name: 'delete-everything', input: {} })).json().error).toBe('unknown_action');
-    await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'gh-other', provider: 'github', oauth_client_id: 'i', oauth_client_secret: 's' } });
-    await t.call({ method: 'POST', url: '/connection', payload: { connection_id: CONN, provider_config_key: 'gh-other', credentials: { type: 'OAUTH2', access_token: 'x' } } });
-    const notEnabled = await trigger({ connection_id: CONN, provider_config_key: 'gh-other', action_name: 'create-issue', input: { owner: 'a', repo: 'b', title: 'c' } });
+    expect(
+      (await trigger({ connection_id: CONN, provider_config_key: KEY, action_name: 'delete-everything', input: {} })).json().error,
+    ).toBe('unknown_action');
+    await t.call({
+      method: 'POST',
+      url: '/integration',
+      payload: { provider_config_key: 'gh-other', provider: 'github', oauth_client_id: 'i', oauth_client_secret: 's' },
+    });
+    await t.call({
+      method: 'POST',
+      url: '/connection',
+      payload: { connection_id: CONN, provider_config_key: 'gh-other', credentials: { type: 'OAUTH2', access_token: 'x' } },
+    });
+    const notEnabled = await trigger({
+      connection_id: CONN,
+      provider_config_key: 'gh-other',
+      action_name: 'create-issue',
+      input: { owner: 'a', repo: 'b', title: 'c' },
+    });
     expect(notEnabled.statusCode).toBe(404);
     expect(notEnabled.json().error).toBe('function_not_enabled');
     const noConn = await trigger({ connection_id: 'ghost', provider_config_key: KEY, action_name: 'create-issue', input: {} });
     expect(noConn.statusCode).toBe(404);
-
-
   });
 });

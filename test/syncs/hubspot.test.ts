@@ -11,28 +11,51 @@ const CONTACTS = '/crm/v3/objects/contacts';
 const SEARCH = '/crm/v3/objects/contacts/search';
 const COMPANIES = '/crm/v3/objects/companies';
 
-type Run = { id: string; status: string; trigger: string; added: number; updated: number; deleted: number; error: { message: string; upstream?: { status: number; body: string } } | null };
+type Run = {
+  id: string;
+  status: string;
+  trigger: string;
+  added: number;
+  updated: number;
+  deleted: number;
+  error: { message: string; upstream?: { status: number; body: string } } | null;
+};
 const runsOf = async (name: string, key = KEY) => {
   const r = await t.call({ method: 'GET', url: `/sync/${CONN}/${name}/runs?provider_config_key=${key}` });
   expect(r.statusCode, r.body).toBe(200);
   return r.json().runs as Run[];
 };
 const triggerSync = async (name: string, key = KEY) => {
-  const r = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: key, syncs: [name] } });
+  const r = await t.call({
+    method: 'POST',
+    url: '/sync/trigger',
+    payload: { connection_id: CONN, provider_config_key: key, syncs: [name] },
+  });
   expect(r.statusCode, r.body).toBe(200);
 };
-const since = (from: number, method: string, path: string, fake = hs) => fake.controls.requests.slice(from).filter((r) => r.method === method && r.path === path);
+const since = (from: number, method: string, path: string, fake = hs) =>
+  fake.controls.requests.slice(from).filter((r) => r.method === method && r.path === path);
 /** The lastmodifieddate lower bound of a search request. */
-const searchFilter = (r: RecordedRequest) => (r.body as { filterGroups: { filters: { propertyName: string; operator: string; value: string }[] }[] }).filterGroups[0]!.filters[0]!;
+const searchFilter = (r: RecordedRequest) =>
+  (r.body as { filterGroups: { filters: { propertyName: string; operator: string; value: string }[] }[] }).filterGroups[0]!.filters[0]!;
 const contactByEmail = (email: string) => [...hs.state.contacts.values()].find((c) => c.properties.email === email)!;
 const companyByName = (name: string) => [...hs.state.companies.values()].find((c) => c.properties.name === name)!;
-const newestModified = () => Math.max(...[...hs.state.contacts.values()].filter((c) => !c.archived).map((c) => Date.parse(c.properties.lastmodifieddate!)));
+const newestModified = () =>
+  Math.max(...[...hs.state.contacts.values()].filter((c) => !c.archived).map((c) => Date.parse(c.properties.lastmodifieddate!)));
 
 beforeAll(async () => {
   hs = await startFakeHubspot();
   hs.controls.seed({
     contacts: [
-      { email: 'Grace@Example.test', firstname: 'Grace', lastname: 'Hopper', phone: '+1 555 0100', company: 'US Navy', lifecyclestage: 'customer', jobtitle: 'Rear Admiral' },
+      {
+        email: 'Grace@Example.test',
+        firstname: 'Grace',
+        lastname: 'Hopper',
+        phone: '+1 555 0100',
+        company: 'US Navy',
+        lifecyclestage: 'customer',
+        jobtitle: 'Rear Admiral',
+      },
       // HubSpot sends "" (or null) for cleared properties: null in the model.
       { email: 'blank@example.test', firstname: '', lastname: null },
     ],
@@ -54,7 +77,13 @@ describe('HubSpot contacts (incremental sync)', () => {
 
   it('lists every contact on the first run and maps its properties', async () => {
     const fn = await enable(t, KEY, 'contacts');
-    expect(fn).toMatchObject({ name: 'contacts', sync_type: 'incremental', frequency: '15m', models: ['HubspotContact'], auto_start: true });
+    expect(fn).toMatchObject({
+      name: 'contacts',
+      sync_type: 'incremental',
+      frequency: '15m',
+      models: ['HubspotContact'],
+      auto_start: true,
+    });
     const s = await waitForRun(t, KEY, CONN, 'contacts');
     expect(s).toMatchObject({ status: 'success', records_count: 250, error: null });
 
@@ -84,7 +113,13 @@ describe('HubSpot contacts (incremental sync)', () => {
       archived: false,
       _nango_metadata: expect.objectContaining({ last_action: 'ADDED', deleted_at: null }),
     });
-    expect(records.find((r) => r.email === 'blank@example.test')).toMatchObject({ firstname: null, lastname: null, phone: null, company: null, lifecyclestage: null });
+    expect(records.find((r) => r.email === 'blank@example.test')).toMatchObject({
+      firstname: null,
+      lastname: null,
+      phone: null,
+      company: null,
+      lifecyclestage: null,
+    });
     firstCursor = cursor;
     checkpoint = newestModified();
     const [run] = await runsOf('contacts');
@@ -121,8 +156,17 @@ describe('HubSpot contacts (incremental sync)', () => {
         [added.id, 'ADDED'],
       ].sort(),
     );
-    expect(records.find((r) => r.id === updated.id)).toMatchObject({ firstname: 'Changed', lifecyclestage: 'lead', updatedAt: updated.updatedAt });
-    expect(records.find((r) => r.id === added.id)).toMatchObject({ email: 'new@example.test', firstname: 'New', lastname: null, archived: false });
+    expect(records.find((r) => r.id === updated.id)).toMatchObject({
+      firstname: 'Changed',
+      lifecyclestage: 'lead',
+      updatedAt: updated.updatedAt,
+    });
+    expect(records.find((r) => r.id === added.id)).toMatchObject({
+      email: 'new@example.test',
+      firstname: 'New',
+      lastname: null,
+      archived: false,
+    });
     expect(records.find((r) => r.id === archived.id)!._nango_metadata.deleted_at).toEqual(expect.any(String));
     const [run] = await runsOf('contacts');
     expect(run).toMatchObject({ status: 'success', trigger: 'manual', added: 1, updated: 1, deleted: 1 });
@@ -147,7 +191,11 @@ describe('HubSpot contacts (incremental sync)', () => {
     const purged = [...hs.state.contacts.values()].find((c) => !c.archived && c.properties.email?.startsWith('contact'))!;
     hs.state.contacts.delete(purged.id);
     const mark = hs.controls.requests.length;
-    const r = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['contacts'], reset: true } });
+    const r = await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['contacts'], reset: true },
+    });
     expect(r.statusCode, r.body).toBe(200);
     const s = await waitForRun(t, KEY, CONN, 'contacts', before.last_sync_date);
     expect(s).toMatchObject({ status: 'success', records_count: 249, error: null });
@@ -155,7 +203,9 @@ describe('HubSpot contacts (incremental sync)', () => {
     expect(since(mark, 'GET', CONTACTS).map((q) => q.query.get('archived'))).toEqual(['false', 'false', 'false']);
     const [run] = await runsOf('contacts');
     expect(run).toMatchObject({ status: 'success', added: 0, updated: 0, deleted: 1 });
-    const deleted = (await recordsPage(t, KEY, CONN, 'model=HubspotContact&filter=deleted')).json().records.map((x: { id: string }) => x.id);
+    const deleted = (await recordsPage(t, KEY, CONN, 'model=HubspotContact&filter=deleted'))
+      .json()
+      .records.map((x: { id: string }) => x.id);
     expect(deleted.sort()).toEqual([purged.id, [...hs.state.contacts.values()].find((c) => c.archived)!.id].sort());
   });
 
@@ -176,7 +226,9 @@ describe('HubSpot contacts (incremental sync)', () => {
     expect(new Set(searches.map((r) => JSON.stringify(r.body))).size).toBe(1);
     const [run] = await runsOf('contacts');
     expect(run).toMatchObject({ status: 'success', added: 0, updated: 1, deleted: 0 });
-    expect((await recordsPage(t, KEY, CONN, `model=HubspotContact&ids=${edited.id}`)).json().records[0]).toMatchObject({ phone: '+33 1 23 45 67 89' });
+    expect((await recordsPage(t, KEY, CONN, `model=HubspotContact&ids=${edited.id}`)).json().records[0]).toMatchObject({
+      phone: '+33 1 23 45 67 89',
+    });
   });
 });
 
@@ -238,7 +290,11 @@ describe('HubSpot companies (full sync)', () => {
     expect(failed.error).toMatch(/401/);
     expect(since(mark, 'GET', COMPANIES).map((r) => r.status)).toEqual([200, 401]);
     const [failedRun] = await runsOf('companies');
-    expect(failedRun).toMatchObject({ status: 'error', deleted: 0, error: { upstream: { status: 401, body: expect.stringContaining('INVALID_AUTHENTICATION') } } });
+    expect(failedRun).toMatchObject({
+      status: 'error',
+      deleted: 0,
+      error: { upstream: { status: 401, body: expect.stringContaining('INVALID_AUTHENTICATION') } },
+    });
     expect((await recordsPage(t, KEY, CONN, 'model=HubspotCompany&filter=deleted')).json().records).toHaveLength(0);
 
     await triggerSync('companies');
@@ -263,16 +319,27 @@ describe('HubSpot create-contact (action)', () => {
     await enable(t, KEY, 'create-contact');
   });
   const create = (input: Record<string, unknown>) =>
-    t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-contact', input } });
+    t.call({
+      method: 'POST',
+      url: '/action/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-contact', input },
+    });
 
   it('creates the contact and answers with its id, email and creation time', async () => {
     const mark = hs.controls.requests.length;
     const r = await create({ email: 'Ada@Example.test', firstname: 'Ada', company: 'Analytical Engines' });
     expect(r.statusCode, r.body).toBe(200);
     const created = contactByEmail('ada@example.test');
-    expect(r.json()).toEqual({ success: true, action_name: 'create-contact', error: null, output: { id: created.id, email: 'ada@example.test', createdAt: created.createdAt } });
+    expect(r.json()).toEqual({
+      success: true,
+      action_name: 'create-contact',
+      error: null,
+      output: { id: created.id, email: 'ada@example.test', createdAt: created.createdAt },
+    });
     // Only the given properties are sent.
-    expect(since(mark, 'POST', CONTACTS).map((q) => q.body)).toEqual([{ properties: { email: 'Ada@Example.test', firstname: 'Ada', company: 'Analytical Engines' } }]);
+    expect(since(mark, 'POST', CONTACTS).map((q) => q.body)).toEqual([
+      { properties: { email: 'Ada@Example.test', firstname: 'Ada', company: 'Analytical Engines' } },
+    ]);
     expect(created.properties).toMatchObject({ firstname: 'Ada', company: 'Analytical Engines' });
   });
 

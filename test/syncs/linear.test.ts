@@ -10,21 +10,38 @@ let seeded: FakeLinearIssue[];
 const KEY = 'linear';
 const CONN = 'acme';
 
-type Run = { id: string; status: string; trigger: string; added: number; updated: number; deleted: number; error: { message: string; upstream?: { status: number; body: string } } | null };
+type Run = {
+  id: string;
+  status: string;
+  trigger: string;
+  added: number;
+  updated: number;
+  deleted: number;
+  error: { message: string; upstream?: { status: number; body: string } } | null;
+};
 const runsOf = async (name: string) => {
   const r = await t.call({ method: 'GET', url: `/sync/${CONN}/${name}/runs?provider_config_key=${KEY}` });
   expect(r.statusCode, r.body).toBe(200);
   return r.json().runs as Run[];
 };
 const triggerSync = async (name: string) => {
-  const r = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: [name] } });
+  const r = await t.call({
+    method: 'POST',
+    url: '/sync/trigger',
+    payload: { connection_id: CONN, provider_config_key: KEY, syncs: [name] },
+  });
   expect(r.statusCode, r.body).toBe(200);
 };
 type Vars = { first?: number; cursor?: string | null; filter?: { updatedAt?: { gt?: string } }; input?: Record<string, unknown> };
-const vars = (r: LoggedRequest) => ((r.body as { variables?: Vars }).variables ?? {}) as Vars;
+const vars = (r: LoggedRequest) => (r.body as { variables?: Vars }).variables ?? {};
 /** Requests whose GraphQL query is `op` (by the query text: a refused request has no `operation` in the log). */
-const ops = (op: 'issues' | 'issueCreate') => lin.controls.requests.filter((r) => new RegExp(`\\b${op}\\s*\\(`).test((r.body as { query?: string }).query ?? ''));
-const newestUpdatedAt = () => lin.state.issues.map((i) => i.updatedAt).sort().at(-1)!;
+const ops = (op: 'issues' | 'issueCreate') =>
+  lin.controls.requests.filter((r) => new RegExp(`\\b${op}\\s*\\(`).test((r.body as { query?: string }).query ?? ''));
+const newestUpdatedAt = () =>
+  lin.state.issues
+    .map((i) => i.updatedAt)
+    .sort()
+    .at(-1)!;
 const team = (key: string) => lin.state.teams.find((x) => x.key === key)!;
 const identifier = (i: FakeLinearIssue) => `${lin.state.teams.find((x) => x.id === i.teamId)!.key}-${i.number}`;
 
@@ -51,7 +68,9 @@ describe('Linear issues (incremental sync)', () => {
 
     const calls = ops('issues');
     expect(calls).toHaveLength(3);
-    expect(calls.every((r) => r.path === '/graphql' && r.method === 'POST' && r.headers.authorization === `Bearer ${lin.token}`)).toBe(true);
+    expect(calls.every((r) => r.path === '/graphql' && r.method === 'POST' && r.headers.authorization === `Bearer ${lin.token}`)).toBe(
+      true,
+    );
     // No lower bound on the first run; then the cursor of the previous page.
     expect(calls.map((r) => vars(r).filter)).toEqual([undefined, undefined, undefined]);
     expect(vars(calls[0]!)).toMatchObject({ first: 100, cursor: null });
@@ -80,7 +99,14 @@ describe('Linear issues (incremental sync)', () => {
       archivedAt: null,
       _nango_metadata: expect.objectContaining({ last_action: 'ADDED', deleted_at: null }),
     });
-    expect(records.find((r) => r.id === ops1!.id)).toMatchObject({ identifier: 'OPS-1', teamKey: 'OPS', priority: 1, description: 'Description 1', assigneeId: null, assigneeName: null });
+    expect(records.find((r) => r.id === ops1!.id)).toMatchObject({
+      identifier: 'OPS-1',
+      teamKey: 'OPS',
+      priority: 1,
+      description: 'Description 1',
+      assigneeId: null,
+      assigneeName: null,
+    });
     firstCursor = cursor;
     const [run] = await runsOf('issues');
     expect(run).toMatchObject({ status: 'success', added: 245, updated: 0, deleted: 0 });
@@ -109,8 +135,19 @@ describe('Linear issues (incremental sync)', () => {
         [added.id, 'ADDED'],
       ].sort(),
     );
-    expect(records.find((r) => r.id === updated.id)).toMatchObject({ title: 'Renamed', stateName: 'In Progress', priority: 2, updatedAt: updated.updatedAt });
-    expect(records.find((r) => r.id === added.id)).toMatchObject({ identifier: identifier(added), title: 'Brand new', teamKey: 'OPS', priority: 3, assigneeId: null });
+    expect(records.find((r) => r.id === updated.id)).toMatchObject({
+      title: 'Renamed',
+      stateName: 'In Progress',
+      priority: 2,
+      updatedAt: updated.updatedAt,
+    });
+    expect(records.find((r) => r.id === added.id)).toMatchObject({
+      identifier: identifier(added),
+      title: 'Brand new',
+      teamKey: 'OPS',
+      priority: 3,
+      assigneeId: null,
+    });
     expect(records.find((r) => r.id === archived.id)!._nango_metadata.deleted_at).toEqual(expect.any(String));
     const [run] = await runsOf('issues');
     expect(run).toMatchObject({ status: 'success', trigger: 'manual', added: 1, updated: 1, deleted: 1 });
@@ -147,7 +184,11 @@ describe('Linear issues (incremental sync)', () => {
     lin.controls.setToken(token);
     expect(failed.status).toBe('error');
     const [failedRun] = await runsOf('issues');
-    expect(failedRun).toMatchObject({ status: 'error', updated: 100, error: { upstream: { status: 400, body: expect.stringContaining('AUTHENTICATION_ERROR') } } });
+    expect(failedRun).toMatchObject({
+      status: 'error',
+      updated: 100,
+      error: { upstream: { status: 400, body: expect.stringContaining('AUTHENTICATION_ERROR') } },
+    });
     const [page1, page2] = ops('issues');
     expect(vars(page1!)).toMatchObject({ cursor: null, filter: { updatedAt: { gt: bound } } });
     const resumeCursor = vars(page2!).cursor;
@@ -174,7 +215,9 @@ describe('Linear issues (incremental sync)', () => {
     lin.controls.clearRequests();
     await triggerSync('issues');
     await waitForRun(t, KEY, CONN, 'issues', again.last_sync_date);
-    expect(ops('issues').map((r) => vars(r))).toEqual([expect.objectContaining({ cursor: null, filter: { updatedAt: { gt: newestUpdatedAt() } } })]);
+    expect(ops('issues').map((r) => vars(r))).toEqual([
+      expect.objectContaining({ cursor: null, filter: { updatedAt: { gt: newestUpdatedAt() } } }),
+    ]);
   });
 
   it('reset lists every issue again without the filter and deletes the issues gone for good', async () => {
@@ -183,7 +226,11 @@ describe('Linear issues (incremental sync)', () => {
     const purged = seeded[30]!;
     lin.state.issues.splice(lin.state.issues.indexOf(purged), 1);
     lin.controls.clearRequests();
-    const r = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'], reset: true } });
+    const r = await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'], reset: true },
+    });
     expect(r.statusCode, r.body).toBe(200);
     const s = await waitForRun(t, KEY, CONN, 'issues', before.last_sync_date);
     expect(s).toMatchObject({ status: 'success', records_count: 244, error: null });
@@ -223,7 +270,9 @@ describe('Linear issues (incremental sync)', () => {
     // The same query every time.
     expect(new Set(lin.controls.requests.map((r) => JSON.stringify(r.body))).size).toBe(1);
     expect((await runsOf('issues'))[0]).toMatchObject({ status: 'success', updated: 1 });
-    expect((await recordsPage(t, KEY, CONN, `model=LinearIssue&ids=${edited.id}`)).json().records[0]).toMatchObject({ title: 'After the limit' });
+    expect((await recordsPage(t, KEY, CONN, `model=LinearIssue&ids=${edited.id}`)).json().records[0]).toMatchObject({
+      title: 'After the limit',
+    });
   });
 });
 
@@ -232,7 +281,11 @@ describe('Linear create-issue (action)', () => {
     await enable(t, KEY, 'create-issue');
   });
   const create = (input: Record<string, unknown>) =>
-    t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input } });
+    t.call({
+      method: 'POST',
+      url: '/action/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue', input },
+    });
 
   it('creates the issue and answers with its id, identifier, title and url', async () => {
     lin.controls.clearRequests();
@@ -245,7 +298,12 @@ describe('Linear create-issue (action)', () => {
       success: true,
       action_name: 'create-issue',
       error: null,
-      output: { id: issue.id, identifier: identifier(issue), title: 'From Terapi', url: `https://linear.app/acme/issue/${identifier(issue)}/from-terapi` },
+      output: {
+        id: issue.id,
+        identifier: identifier(issue),
+        title: 'From Terapi',
+        url: `https://linear.app/acme/issue/${identifier(issue)}/from-terapi`,
+      },
     });
     expect(ops('issueCreate').map((q) => vars(q).input)).toEqual([input]);
   });
@@ -274,7 +332,11 @@ describe('Linear create-issue (action)', () => {
     const r = await create({ teamId: 'no-such-team', title: 'x' });
     expect(r.statusCode, r.body).toBe(424);
     const body = r.json();
-    expect(body).toMatchObject({ error: 'provider_error', action_name: 'create-issue', message: 'Linear GraphQL error: Entity not found: Team (INVALID_INPUT)' });
+    expect(body).toMatchObject({
+      error: 'provider_error',
+      action_name: 'create-issue',
+      message: 'Linear GraphQL error: Entity not found: Team (INVALID_INPUT)',
+    });
     expect(body.upstream.status).toBe(200);
     expect(JSON.parse(body.upstream.body).errors[0].extensions.code).toBe('INVALID_INPUT');
     expect(lin.state.issues).toHaveLength(count);
@@ -286,7 +348,10 @@ describe('Linear create-issue (action)', () => {
     try {
       const r = await create({ teamId: team('ENG').id, title: 'never' });
       expect(r.statusCode, r.body).toBe(424);
-      expect(r.json()).toMatchObject({ error: 'provider_error', upstream: { status: 400, body: expect.stringContaining('AUTHENTICATION_ERROR') } });
+      expect(r.json()).toMatchObject({
+        error: 'provider_error',
+        upstream: { status: 400, body: expect.stringContaining('AUTHENTICATION_ERROR') },
+      });
       const run = await t.call({ method: 'GET', url: `/action/${r.json().run_id}` });
       expect(run.json()).toMatchObject({ status: 'error', upstream: { status: 400 } });
     } finally {

@@ -36,7 +36,11 @@ let connectionPk: number;
 
 async function runOnce(p: (ctx: SyncContext) => Promise<void>) {
   plan = p;
-  await t.call({ method: 'POST', url: '/sync/trigger', payload: { provider_config_key: 'gh', connection_id: 'acme', syncs: ['store-test'] } });
+  await t.call({
+    method: 'POST',
+    url: '/sync/trigger',
+    payload: { provider_config_key: 'gh', connection_id: 'acme', syncs: ['store-test'] },
+  });
   expect(await t.services.syncRunner.run(syncId)).toBe('ran');
   const [run] = await queryRows<{ status: string; added: number; updated: number; deleted: number; error: { message: string } | null }>(
     t.db.database.db,
@@ -53,13 +57,24 @@ const rows = (model = 'Item') =>
 
 beforeAll(async () => {
   t = await createTestApp({ extraFunctions: { github: [store] } });
-  const r = await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'gh', provider: 'github', oauth_client_id: 'id', oauth_client_secret: 's' } });
+  const r = await t.call({
+    method: 'POST',
+    url: '/integration',
+    payload: { provider_config_key: 'gh', provider: 'github', oauth_client_id: 'id', oauth_client_secret: 's' },
+  });
   expect(r.statusCode, r.body).toBe(200);
-  const c = await t.call({ method: 'POST', url: '/connection', payload: { connection_id: 'acme', provider_config_key: 'gh', credentials: { type: 'OAUTH2', access_token: 'gho_x' } } });
+  const c = await t.call({
+    method: 'POST',
+    url: '/connection',
+    payload: { connection_id: 'acme', provider_config_key: 'gh', credentials: { type: 'OAUTH2', access_token: 'gho_x' } },
+  });
   expect(c.statusCode, c.body).toBe(200);
   const e = await t.call({ method: 'POST', url: '/integration/gh/functions', payload: { name: 'store-test' } });
   expect(e.statusCode, e.body).toBe(201);
-  const [s] = await queryRows<{ id: string; connection_pk: string }>(t.db.database.db, sql`SELECT id, connection_pk FROM syncs WHERE name = 'store-test'`);
+  const [s] = await queryRows<{ id: string; connection_pk: string }>(
+    t.db.database.db,
+    sql`SELECT id, connection_pk FROM syncs WHERE name = 'store-test'`,
+  );
   syncId = Number(s!.id);
   connectionPk = Number(s!.connection_pk);
 });
@@ -117,7 +132,7 @@ describe('batchSave of large batches', () => {
     batch[550] = { id: 'item-1550', name: 42, n: 1 };
     const run = await runOnce(async (ctx) => {
       await ctx.batchSave('Item', range(2000, 2010));
-      await ctx.batchSave('Item', batch as ReturnType<typeof item>[]);
+      await ctx.batchSave('Item', batch);
     });
     expect(run.status).toBe('error');
     expect(run.error?.message).toMatch(/^record 550 of Item does not match the model: name:/);
@@ -158,7 +173,11 @@ describe('the write path', () => {
 
     // Run again unchanged: nothing is rewritten.
     const again = await runOnce(async (ctx) => {
-      for (let from = 0; from < 1300; from += 100) await ctx.batchSave('Page', pages(from, from + 100).map((p) => byIdVersion(p)));
+      for (let from = 0; from < 1300; from += 100)
+        await ctx.batchSave(
+          'Page',
+          pages(from, from + 100).map((p) => byIdVersion(p)),
+        );
     });
     expect(again).toMatchObject({ status: 'success', added: 0, updated: 0 });
     expect(await rows('Page')).toEqual(stored);
@@ -174,7 +193,10 @@ describe('the write path', () => {
       // The function waits for something else (a slow provider page); its records are written meanwhile.
       const started = Date.now();
       while (Date.now() - started < 20_000) {
-        const [row] = await queryRows<{ n: number }>(t.db.database.db, sql`SELECT count(*)::int AS n FROM records WHERE external_id IN ('page-5000', 'page-5001')`);
+        const [row] = await queryRows<{ n: number }>(
+          t.db.database.db,
+          sql`SELECT count(*)::int AS n FROM records WHERE external_id IN ('page-5000', 'page-5001')`,
+        );
         seenDuringRun = row!.n;
         if (seenDuringRun === 2) break;
         await new Promise((r) => setTimeout(r, 10));
@@ -208,7 +230,8 @@ describe('the write path', () => {
       END $$`);
     await db.execute(sql`CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION refuse_poison()`);
     try {
-      const guarded = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => ({ id: `g-${from + k}`, name: 'g', n: from + k }));
+      const guarded = (from: number, to: number) =>
+        Array.from({ length: to - from }, (_, k) => ({ id: `g-${from + k}`, name: 'g', n: from + k }));
       let refusedAt: string | undefined;
       const run = await runOnce(async (ctx) => {
         await ctx.batchSave('Guarded', guarded(0, 100));
@@ -261,7 +284,12 @@ describe('GET /records', () => {
     for (const [i, r] of first.records.entries()) {
       const { _nango_metadata: meta, ...data } = r;
       expect(data).toEqual(feed[i]);
-      expect(meta).toMatchObject({ last_action: 'ADDED', deleted_at: null, first_seen_at: expect.stringMatching(ISO), last_modified_at: expect.stringMatching(ISO) });
+      expect(meta).toMatchObject({
+        last_action: 'ADDED',
+        deleted_at: null,
+        first_seen_at: expect.stringMatching(ISO),
+        last_modified_at: expect.stringMatching(ISO),
+      });
       // Opaque (test/security/cursors.test.ts): the key id and one encrypted block.
       expect(meta.cursor).toMatch(/^test\.[A-Za-z0-9_-]{22}$/);
     }

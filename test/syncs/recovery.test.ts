@@ -7,7 +7,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createVault, generateKeySpec, parseEncryptionKeys } from '../../src/lib/vault.js';
 import { createRedis } from '../../src/queue/redis.js';
 import { startWorkers } from '../../src/workers.js';
-import { createTestApp, createTestDatabase, defaultTestConfig, type TestApp, type TestDatabase, testRedis, usingPostgres } from '../helpers/app.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  defaultTestConfig,
+  type TestApp,
+  type TestDatabase,
+  testRedis,
+  usingPostgres,
+} from '../helpers/app.js';
 import { allRecords, connectFake, enable, syncStatus, until, waitForRun } from '../helpers/syncs.js';
 import { type FakeGithub, startFakeGithub } from '../fixtures/providers/github.js';
 
@@ -24,7 +32,11 @@ async function loseRedisData(prefix: string) {
 }
 
 const PREFIX = `terapi-redis-loss-${process.pid}`;
-const config = { ...defaultTestConfig, queues: { ...defaultTestConfig.queues, prefix: PREFIX }, webhooks: { maxAttempts: 5, backoffMs: 10_000 } };
+const config = {
+  ...defaultTestConfig,
+  queues: { ...defaultTestConfig.queues, prefix: PREFIX },
+  webhooks: { maxAttempts: 5, backoffMs: 10_000 },
+};
 
 describe('Redis loses its data while syncs are queued', () => {
   let t: TestApp;
@@ -47,7 +59,15 @@ describe('Redis loses its data while syncs are queued', () => {
     // Workers stop, a trigger queues a run, then Redis forgets everything (jobs, the scheduler tick).
     await t.workers!.stop();
     gh.controls.addIssue([...gh.state.repos.values()][0]!.full_name, { title: 'while redis was down' });
-    expect((await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: 'c', provider_config_key: 'gh', syncs: ['issues'] } })).statusCode).toBe(200);
+    expect(
+      (
+        await t.call({
+          method: 'POST',
+          url: '/sync/trigger',
+          payload: { connection_id: 'c', provider_config_key: 'gh', syncs: ['issues'] },
+        })
+      ).statusCode,
+    ).toBe(200);
     await loseRedisData(PREFIX);
     const workers = await startWorkers({ services: t.services, config, redis: await testRedis(), log: t.app.log as never });
     try {
@@ -158,7 +178,11 @@ describe.skipIf(!usingPostgres || !process.env.REDIS_URL)('a worker killed with 
     gh = await startFakeGithub();
     gh.controls.seed({ repos: 3, issuesPerRepo: 400 });
     // The API side in this process (no workers here): the killed and the rescuing workers are real processes.
-    t = await createTestApp({ db, vault: createVault(parseEncryptionKeys(spec)), config: { allowProviderUrlOverrides: true, queues: { ...defaultTestConfig.queues, prefix } } });
+    t = await createTestApp({
+      db,
+      vault: createVault(parseEncryptionKeys(spec)),
+      config: { allowProviderUrlOverrides: true, queues: { ...defaultTestConfig.queues, prefix } },
+    });
     await connectFake(t, { key: 'gh', provider: 'github', baseUrl: gh.url, token: gh.token, connectionId: 'victim' });
   });
   afterEach(async () => {

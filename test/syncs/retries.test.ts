@@ -30,7 +30,7 @@ let downOnceLookups = 0;
 const lookup: HostLookup = async (hostname, options) => {
   if (hostname.endsWith('.invalid')) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname });
   if (hostname === 'down-once.test') return [{ address: downOnceLookups++ === 0 ? '127.0.0.2' : '127.0.0.1', family: 4 }];
-  return dns.lookup(hostname, { all: true, family: options.family as number });
+  return dns.lookup(hostname, { all: true, family: options.family });
 };
 
 const config = {
@@ -56,13 +56,20 @@ const keyed = defineAction({
 });
 
 const createIssue = (title: string, key = KEY) =>
-  t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: key, action_name: 'create-issue', input: { owner, repo, title } } });
+  t.call({
+    method: 'POST',
+    url: '/action/trigger',
+    payload: { connection_id: CONN, provider_config_key: key, action_name: 'create-issue', input: { owner, repo, title } },
+  });
 const posts = () => gh.controls.requests.filter((r) => r.method === 'POST');
 const issuesTitled = (title: string) => gh.state.issues.filter((i) => i.title === title);
 
 /** The log lines of the newest run of `fn` (actions answer without their run id when they succeed). */
 async function runLog(fn: string): Promise<string[]> {
-  const [run] = await queryRows<{ id: string }>(t.db.database.db, sql`SELECT id FROM runs WHERE function_name = ${fn} ORDER BY created_at DESC LIMIT 1`);
+  const [run] = await queryRows<{ id: string }>(
+    t.db.database.db,
+    sql`SELECT id FROM runs WHERE function_name = ${fn} ORDER BY created_at DESC LIMIT 1`,
+  );
   const r = await t.call({ method: 'GET', url: `/runs/${run!.id}/logs` });
   expect(r.statusCode, r.body).toBe(200);
   return r.json().logs.map((l: { message: string }) => l.message);
@@ -102,7 +109,13 @@ describe('a write (POST) is never sent twice when it may have been carried out',
   });
 
   it('after connection refused it is sent again (nothing reached the provider), and creates one issue', async () => {
-    await connectFake(t, { key: 'gh-down', provider: 'github', baseUrl: `http://down-once.test:${new URL(gh.url).port}`, token: gh.token, connectionId: CONN });
+    await connectFake(t, {
+      key: 'gh-down',
+      provider: 'github',
+      baseUrl: `http://down-once.test:${new URL(gh.url).port}`,
+      token: gh.token,
+      connectionId: CONN,
+    });
     await enable(t, 'gh-down', 'create-issue');
     downOnceLookups = 0;
     const r = await createIssue('after connection refused', 'gh-down');
@@ -111,7 +124,11 @@ describe('a write (POST) is never sent twice when it may have been carried out',
     expect(posts()).toHaveLength(1);
     expect(issuesTitled('after connection refused')).toHaveLength(1);
     const lines = retryLines(await runLog('create-issue'));
-    expect(lines).toEqual([expect.stringMatching(/^POST http:\/\/down-once\.test:\d+\/repos\/.+\/issues failed \(ECONNREFUSED\): retrying in \d+\.\d s \(attempt 2 of 4\)$/)]);
+    expect(lines).toEqual([
+      expect.stringMatching(
+        /^POST http:\/\/down-once\.test:\d+\/repos\/.+\/issues failed \(ECONNREFUSED\): retrying in \d+\.\d s \(attempt 2 of 4\)$/,
+      ),
+    ]);
   });
 
   it('after a 429 it is sent again (the provider refused before doing anything), and creates one issue', async () => {
@@ -120,7 +137,9 @@ describe('a write (POST) is never sent twice when it may have been carried out',
     expect(r.statusCode, r.body).toBe(200);
     expect(posts().map((p) => p.status)).toEqual([429, 201]);
     expect(issuesTitled('after a 429')).toHaveLength(1);
-    expect(retryLines(await runLog('create-issue'))).toEqual([expect.stringMatching(/answered 429: retrying in 1\.0 s \(attempt 2 of 4\)$/)]);
+    expect(retryLines(await runLog('create-issue'))).toEqual([
+      expect.stringMatching(/answered 429: retrying in 1\.0 s \(attempt 2 of 4\)$/),
+    ]);
   });
 
   it('with an idempotency key it is sent again after a 5xx, carrying the same key', async () => {
@@ -128,7 +147,12 @@ describe('a write (POST) is never sent twice when it may have been carried out',
     const r = await t.call({
       method: 'POST',
       url: '/action/trigger',
-      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'create-issue-keyed', input: { owner, repo, title: 'keyed', key: 'issue-key-1' } },
+      payload: {
+        connection_id: CONN,
+        provider_config_key: KEY,
+        action_name: 'create-issue-keyed',
+        input: { owner, repo, title: 'keyed', key: 'issue-key-1' },
+      },
     });
     expect(r.statusCode, r.body).toBe(200);
     expect(posts().map((p) => [p.status, p.headers['idempotency-key']])).toEqual([
@@ -148,7 +172,10 @@ describe('a provider host that does not exist', () => {
     const r = await createIssue('nowhere', 'gh-nx');
     expect(Date.now() - started).toBeLessThan(3000);
     expect(r.statusCode, r.body).toBe(424);
-    expect(r.json()).toMatchObject({ error: 'action_failed', message: 'the host nonexistent.invalid does not exist (DNS has no such name)' });
+    expect(r.json()).toMatchObject({
+      error: 'action_failed',
+      message: 'the host nonexistent.invalid does not exist (DNS has no such name)',
+    });
     expect(retryLines(await runLog('create-issue'))).toEqual([]);
   });
 
@@ -169,7 +196,11 @@ describe('retries in the run log', () => {
     const s = await waitForRun(t, KEY, CONN, 'issues');
     expect(s).toMatchObject({ status: 'success', error: null });
     const [run] = (await t.call({ method: 'GET', url: `/sync/${CONN}/issues/runs?provider_config_key=${KEY}` })).json().runs;
-    const logs = (await t.call({ method: 'GET', url: `/runs/${run.id}/logs` })).json().logs as { level: string; message: string; data?: Record<string, unknown> }[];
+    const logs = (await t.call({ method: 'GET', url: `/runs/${run.id}/logs` })).json().logs as {
+      level: string;
+      message: string;
+      data?: Record<string, unknown>;
+    }[];
     const retries = logs.filter((l) => / retrying in /.test(l.message));
     expect(retries).toHaveLength(2);
     expect(retries.map((l) => [l.level, l.data?.attempt, l.data?.status])).toEqual([

@@ -8,14 +8,26 @@ let slack: FakeSlack;
 const KEY = 'slack';
 const CONN = 'acme';
 
-type Run = { id: string; status: string; trigger: string; added: number; updated: number; deleted: number; error: { message: string; upstream?: unknown } | null };
+type Run = {
+  id: string;
+  status: string;
+  trigger: string;
+  added: number;
+  updated: number;
+  deleted: number;
+  error: { message: string; upstream?: unknown } | null;
+};
 const runsOf = async (name: string) => {
   const r = await t.call({ method: 'GET', url: `/sync/${CONN}/${name}/runs?provider_config_key=${KEY}` });
   expect(r.statusCode, r.body).toBe(200);
   return r.json().runs as Run[];
 };
 const triggerSync = async (name: string) => {
-  const r = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: [name] } });
+  const r = await t.call({
+    method: 'POST',
+    url: '/sync/trigger',
+    payload: { connection_id: CONN, provider_config_key: KEY, syncs: [name] },
+  });
   expect(r.statusCode, r.body).toBe(200);
 };
 const requestsTo = (method: string, from = 0) => slack.controls.requests.slice(from).filter((r) => r.path === `/${method}`);
@@ -27,7 +39,15 @@ beforeAll(async () => {
   // Users: a few with distinctive fields, then generated ones (450 in all: three users.list pages of 200).
   slack.controls.seed({
     users: [
-      { name: 'ada', real_name: 'Ada Lovelace', display_name: 'countess', email: 'ada@example.test', is_admin: true, tz: 'Europe/London', updated: 1_700_000_000 },
+      {
+        name: 'ada',
+        real_name: 'Ada Lovelace',
+        display_name: 'countess',
+        email: 'ada@example.test',
+        is_admin: true,
+        tz: 'Europe/London',
+        updated: 1_700_000_000,
+      },
       { name: 'robot', real_name: 'Robot', display_name: '', email: null, is_bot: true, tz: null },
       // Deactivated: Slack drops real_name/tz/is_admin at the top level but keeps the profile.
       { name: 'gone', real_name: 'Gone Person', display_name: 'gone', is_admin: true, deleted: true },
@@ -44,7 +64,12 @@ beforeAll(async () => {
     ],
   });
   slack.controls.seed({ channels: 30 });
-  slack.controls.seed({ channels: [{ name: 'secret', is_private: true, topic: 'hush', num_members: 3 }, { name: 'kickme', is_private: true }] });
+  slack.controls.seed({
+    channels: [
+      { name: 'secret', is_private: true, topic: 'hush', num_members: 3 },
+      { name: 'kickme', is_private: true },
+    ],
+  });
   slack.controls.seed({ channels: Array.from({ length: 400 }, (_, i) => ({ name: `hidden-${i}`, is_private: true, is_member: false })) });
   slack.controls.seed({ channels: [{ name: 'last-private', is_private: true }] });
   t = await createTestApp({ workers: true, config: { allowProviderUrlOverrides: true } });
@@ -60,7 +85,15 @@ describe('Slack users (full sync)', () => {
 
   it('runs on enable and stores every member, bots and deactivated users included', async () => {
     const fn = await enable(t, KEY, 'users', { frequency: '1h' });
-    expect(fn).toMatchObject({ name: 'users', type: 'sync', enabled: true, sync_type: 'full', frequency: '1h', models: ['SlackUser'], auto_start: true });
+    expect(fn).toMatchObject({
+      name: 'users',
+      type: 'sync',
+      enabled: true,
+      sync_type: 'full',
+      frequency: '1h',
+      models: ['SlackUser'],
+      auto_start: true,
+    });
     const s = await waitForRun(t, KEY, CONN, 'users');
     expect(s).toMatchObject({ status: 'success', records_count: 450, error: null });
 
@@ -172,7 +205,12 @@ describe('Slack channels (full sync)', () => {
       _nango_metadata: expect.objectContaining({ last_action: 'ADDED' }),
     });
     expect(records.find((r) => r.name === 'old-stuff')).toMatchObject({ is_archived: true, num_members: null, topic: '', purpose: '' });
-    expect(records.find((r) => r.name === 'secret')).toMatchObject({ id: expect.stringMatching(/^G/), is_private: true, topic: 'hush', num_members: 3 });
+    expect(records.find((r) => r.name === 'secret')).toMatchObject({
+      id: expect.stringMatching(/^G/),
+      is_private: true,
+      topic: 'hush',
+      num_members: 3,
+    });
     firstCursor = cursor;
   });
 
@@ -231,15 +269,29 @@ describe('Slack send-message (action)', () => {
     await enable(t, KEY, 'send-message');
   });
   const send = (input: Record<string, unknown>) =>
-    t.call({ method: 'POST', url: '/action/trigger', payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'send-message', input } });
+    t.call({
+      method: 'POST',
+      url: '/action/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, action_name: 'send-message', input },
+    });
 
   it('posts the message (JSON with a charset) and answers with its output', async () => {
     const general = channel('general');
     const r = await send({ channel: general.id, text: 'hello' });
     expect(r.statusCode, r.body).toBe(200);
-    expect(r.json()).toEqual({ success: true, action_name: 'send-message', error: null, output: { ok: true, channel: general.id, ts: expect.stringMatching(/^\d+\.\d+$/), text: 'hello' } });
+    expect(r.json()).toEqual({
+      success: true,
+      action_name: 'send-message',
+      error: null,
+      output: { ok: true, channel: general.id, ts: expect.stringMatching(/^\d+\.\d+$/), text: 'hello' },
+    });
     const posted = slack.controls.messages.at(-1)!;
-    expect(posted).toMatchObject({ channel: general.id, text: 'hello', ts: r.json().output.ts, contentType: 'application/json; charset=utf-8' });
+    expect(posted).toMatchObject({
+      channel: general.id,
+      text: 'hello',
+      ts: r.json().output.ts,
+      contentType: 'application/json; charset=utf-8',
+    });
     expect(posted.thread_ts).toBeUndefined();
 
     // By name, in a thread: the output names the channel id.
@@ -271,12 +323,23 @@ describe('Slack send-message (action)', () => {
     const r = await send({ channel: 'C0NOSUCH1', text: 'anyone?' });
     expect(r.statusCode, r.body).toBe(424);
     const body = r.json();
-    expect(body).toMatchObject({ error: 'provider_error', action_name: 'send-message', message: 'Slack chat.postMessage failed: channel_not_found', run_id: expect.any(String) });
+    expect(body).toMatchObject({
+      error: 'provider_error',
+      action_name: 'send-message',
+      message: 'Slack chat.postMessage failed: channel_not_found',
+      run_id: expect.any(String),
+    });
     // Slack answered HTTP 200 with ok: false: that answer is what the backend gets.
     expect(body.upstream.status).toBe(200);
     expect(JSON.parse(body.upstream.body)).toMatchObject({ ok: false, error: 'channel_not_found' });
     const run = await t.call({ method: 'GET', url: `/action/${body.run_id}` });
-    expect(run.json()).toMatchObject({ status: 'error', success: false, error: 'Slack chat.postMessage failed: channel_not_found', upstream: { status: 200 }, output: null });
+    expect(run.json()).toMatchObject({
+      status: 'error',
+      success: false,
+      error: 'Slack chat.postMessage failed: channel_not_found',
+      upstream: { status: 200 },
+      output: null,
+    });
 
     const lurk = slack.controls.addChannel({ name: 'lurk', is_member: false });
     const notIn = await send({ channel: lurk.id, text: 'hi' });

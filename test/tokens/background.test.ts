@@ -47,7 +47,15 @@ afterAll(async () => {
 });
 
 const refresher = () =>
-  createBackgroundRefresher({ db: t.db.database.db, catalog: loadCatalog(), tokens: services.tokens, flows: services.flows, log: createLogger({ level: 'silent' }), marginSeconds: 900, intervalSeconds: 60 });
+  createBackgroundRefresher({
+    db: t.db.database.db,
+    catalog: loadCatalog(),
+    tokens: services.tokens,
+    flows: services.flows,
+    log: createLogger({ level: 'silent' }),
+    marginSeconds: 900,
+    intervalSeconds: 60,
+  });
 
 describe('background refresh', () => {
   it('renews tokens about to expire and idle refresh tokens, and leaves the rest alone', async () => {
@@ -60,10 +68,18 @@ describe('background refresh', () => {
     await t.call({
       method: 'POST',
       url: '/connection',
-      payload: { connection_id: 'idle', provider_config_key: 'xero', credentials: { access_token: idle.access_token, refresh_token: idle.refresh_token } },
+      payload: {
+        connection_id: 'idle',
+        provider_config_key: 'xero',
+        credentials: { access_token: idle.access_token, refresh_token: idle.refresh_token },
+      },
     });
     await t.db.database.db.execute(sql`UPDATE connections SET created_at = now() - interval '40 days' WHERE connection_id = 'idle'`);
-    await t.call({ method: 'POST', url: '/connection', payload: { connection_id: 'no-refresh', provider_config_key: 'fixture', credentials: { access_token: 'static' } } });
+    await t.call({
+      method: 'POST',
+      url: '/connection',
+      payload: { connection_id: 'no-refresh', provider_config_key: 'fixture', credentials: { access_token: 'static' } },
+    });
     server.resetCounters();
 
     const result = await refresher().runOnce();
@@ -88,7 +104,10 @@ describe('background refresh', () => {
     await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'live-user' } } });
     await t.db.database.db.execute(sql`UPDATE connect_sessions SET expires_at = now() - interval '2 days' WHERE end_user_id = 'old-user'`);
     await refresher().runOnce();
-    const left = await queryRows<{ end_user_id: string }>(t.db.database.db, sql`SELECT end_user_id FROM connect_sessions ORDER BY end_user_id`);
+    const left = await queryRows<{ end_user_id: string }>(
+      t.db.database.db,
+      sql`SELECT end_user_id FROM connect_sessions ORDER BY end_user_id`,
+    );
     expect(left.map((r) => r.end_user_id)).toEqual(['live-user']);
   });
 

@@ -48,7 +48,9 @@ describe('cached connection reads', () => {
     expect((await a.call({ method: 'GET', url: '/connection/meta?provider_config_key=gh' })).json().metadata).toEqual({});
     await b.call({ method: 'POST', url: '/connection/meta/metadata?provider_config_key=gh', key: a.env.key, payload: { from: 'b' } });
     expect(
-      await eventually(async () => (await a.call({ method: 'GET', url: '/connection/meta?provider_config_key=gh' })).json().metadata.from === 'b'),
+      await eventually(
+        async () => (await a.call({ method: 'GET', url: '/connection/meta?provider_config_key=gh' })).json().metadata.from === 'b',
+      ),
     ).toBe(true);
   });
 });

@@ -25,7 +25,11 @@ const past = () => new Date(Date.now() - 60_000);
 beforeAll(async () => {
   server = await startOAuthServer();
   open = await createTestApp({ config: { allowProviderUrlOverrides: true } });
-  strict = await createTestApp({ db: open.db, vault: open.vault, config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } } });
+  strict = await createTestApp({
+    db: open.db,
+    vault: open.vault,
+    config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } },
+  });
   // An HTTPS token URL on a loopback address: the egress policy refuses it before any connection.
   const r = await open.call({
     method: 'POST',
@@ -51,7 +55,12 @@ afterAll(async () => {
 
 const token = (app: TestApp, key: string, id: string) => app.call({ method: 'GET', url: `/auth/token/${key}/${id}`, key: open.env.key });
 const refreshEvents = async (connectionId: string) =>
-  (await queryRows<{ n: number }>(open.db.database.db, sql`SELECT count(*)::int AS n FROM events WHERE connection_id = ${connectionId} AND operation = 'refresh'`))[0]!.n;
+  (
+    await queryRows<{ n: number }>(
+      open.db.database.db,
+      sql`SELECT count(*)::int AS n FROM events WHERE connection_id = ${connectionId} AND operation = 'refresh'`,
+    )
+  )[0]!.n;
 const listedErrors = async (connectionId: string) =>
   (await open.call({ method: 'GET', url: `/connections?connectionId=${connectionId}` })).json().connections[0].errors;
 
@@ -62,7 +71,9 @@ describe('a token refresh the configuration forbids', () => {
     expect(r.statusCode, r.body).toBe(424);
     expect(r.json()).toEqual({
       error: 'refresh_misconfigured',
-      message: expect.stringMatching(/^The token of connection "p1" cannot be refreshed until integration "private" or the server's settings change: /),
+      message: expect.stringMatching(
+        /^The token of connection "p1" cannot be refreshed until integration "private" or the server's settings change: /,
+      ),
     });
     expect(r.json().message).toContain('egress to 127.0.0.1 denied: loopback address');
     expect(r.json().message).toContain('TERAPI_EGRESS_ALLOW_PRIVATE');
@@ -107,9 +118,15 @@ describe('a token refresh the configuration forbids', () => {
     expect((await token(strict, 'private', 'p2')).json().error).toBe('refresh_misconfigured');
     expect(await refreshEvents('p2')).toBe(1);
     const hoursAgo = new Date(Date.now() - 61 * 60_000).toISOString();
-    await open.db.database.db.execute(sql`UPDATE connections SET error = jsonb_set(error, '{at}', to_jsonb(${hoursAgo}::text)) WHERE connection_id = 'p2'`);
+    await open.db.database.db.execute(
+      sql`UPDATE connections SET error = jsonb_set(error, '{at}', to_jsonb(${hoursAgo}::text)) WHERE connection_id = 'p2'`,
+    );
     // A process that has not cached the row (this update bypasses the change notifications).
-    const fresh = await createTestApp({ db: open.db, vault: open.vault, config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } } });
+    const fresh = await createTestApp({
+      db: open.db,
+      vault: open.vault,
+      config: { egress: { ...defaultTestConfig.egress, allowPrivateNetworks: false } },
+    });
     try {
       const r = await token(fresh, 'private', 'p2');
       expect(r.json().error).toBe('refresh_misconfigured');
@@ -121,7 +138,9 @@ describe('a token refresh the configuration forbids', () => {
 
   it('the background refresher leaves a misconfigured connection alone, however long it waits', async () => {
     // As if any back-off had run out.
-    await open.db.database.db.execute(sql`UPDATE connections SET refresh_retry_at = NULL, updated_at = now() - interval '1 day' WHERE connection_id = 'p1'`);
+    await open.db.database.db.execute(
+      sql`UPDATE connections SET refresh_retry_at = NULL, updated_at = now() - interval '1 day' WHERE connection_id = 'p1'`,
+    );
     const refresher = createBackgroundRefresher({
       db: strict.db.database.db,
       catalog: loadCatalog(),

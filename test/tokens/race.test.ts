@@ -18,9 +18,9 @@ interface Node {
 }
 
 let server: OAuthServer;
-let nodes: Node[] = [];
+const nodes: Node[] = [];
 let key: string;
-let cleanup: (() => Promise<void>)[] = [];
+const cleanup: (() => Promise<void>)[] = [];
 
 async function spawnApi(env: Record<string, string>): Promise<Node> {
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'api'], {
@@ -104,7 +104,11 @@ describe('refresh race across processes', () => {
     const imported = await call(nodes[1]!, 'POST', '/connection', {
       connection_id: 'racer',
       provider_config_key: 'race',
-      credentials: { access_token: initial.access_token, refresh_token: initial.refresh_token, expires_at: new Date(Date.now() - 1000).toISOString() },
+      credentials: {
+        access_token: initial.access_token,
+        refresh_token: initial.refresh_token,
+        expires_at: new Date(Date.now() - 1000).toISOString(),
+      },
     });
     expect(imported.status).toBe(200);
     server.resetCounters();
@@ -135,6 +139,8 @@ describe('refresh race across processes', () => {
     }
     expect(server.grants.refresh_token).toBe(3);
     // Reported in bench/README.md: time from "token expired" to "all waiters served".
-    console.info(`refresh race: 200 requests over 2 ${usingPostgres ? 'processes' : 'app instances'} served in ${allServedMs.toFixed(0)} ms`);
+    console.info(
+      `refresh race: 200 requests over 2 ${usingPostgres ? 'processes' : 'app instances'} served in ${allServedMs.toFixed(0)} ms`,
+    );
   });
 });

@@ -71,7 +71,11 @@ describe('GET /auth/token', () => {
 
   it('serves API keys and basic credentials as they are', async () => {
     await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'sg', provider: 'sendgrid' } });
-    await t.call({ method: 'POST', url: '/connection', payload: { connection_id: 'k', provider_config_key: 'sg', credentials: { api_key: 'SG.x' } } });
+    await t.call({
+      method: 'POST',
+      url: '/connection',
+      payload: { connection_id: 'k', provider_config_key: 'sg', credentials: { api_key: 'SG.x' } },
+    });
     expect((await t.call({ method: 'GET', url: '/auth/token/sg/k' })).json()).toEqual({ type: 'ApiKey', access_token: 'SG.x', raw: {} });
     expect((await t.call({ method: 'GET', url: '/auth/token/sg/missing' })).statusCode).toBe(404);
   });

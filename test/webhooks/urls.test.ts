@@ -7,7 +7,10 @@ let allowListed: TestApp;
 
 beforeAll(async () => {
   t = await createTestApp({ config: { egress: { allowPrivateNetworks: false, allowedHosts: [], timeoutMs: 5_000 } } });
-  allowListed = await createTestApp({ db: t.db, config: { egress: { allowPrivateNetworks: false, allowedHosts: ['localhost'], timeoutMs: 5_000 } } });
+  allowListed = await createTestApp({
+    db: t.db,
+    config: { egress: { allowPrivateNetworks: false, allowedHosts: ['localhost'], timeoutMs: 5_000 } },
+  });
 });
 afterAll(async () => {
   await allowListed?.close();
@@ -36,7 +39,11 @@ describe('webhook URLs the egress policy would refuse', () => {
     expect(body.message).toContain('TERAPI_EGRESS_ALLOW_PRIVATE');
     expect(body.details[0]).toMatchObject({ field: 'urls.0' });
     // Nothing written: no settings, no secret created.
-    expect((await t.call({ method: 'GET', url: '/environment/webhooks' })).json()).toEqual({ urls: [], secret_hint: null, previous_secret_expires_at: null });
+    expect((await t.call({ method: 'GET', url: '/environment/webhooks' })).json()).toEqual({
+      urls: [],
+      secret_hint: null,
+      previous_secret_expires_at: null,
+    });
   });
 
   it('non-http(s) schemes are refused naming the field', async () => {

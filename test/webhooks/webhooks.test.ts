@@ -43,7 +43,9 @@ class Receiver {
         const fresh = Math.abs(Date.now() / 1000 - t) < 300;
         const verifiedWith = this.secrets.flatMap((secret, i) => {
           const expected = createHmac('sha256', secret).update(`${t}.${raw}`).digest('hex');
-          return fresh && sigs.some((s) => s.length === expected.length && timingSafeEqual(Buffer.from(s), Buffer.from(expected))) ? [i] : [];
+          return fresh && sigs.some((s) => s.length === expected.length && timingSafeEqual(Buffer.from(s), Buffer.from(expected)))
+            ? [i]
+            : [];
         });
         this.received.push({ headers: req.headers, raw, body: JSON.parse(raw), verifiedWith });
         res.writeHead(verifiedWith.length ? 200 : 401).end();
@@ -68,7 +70,15 @@ const CONN = 'acme';
 const deliveries = async (query = '') => {
   const r = await t.call({ method: 'GET', url: `/environment/webhooks/deliveries${query}` });
   expect(r.statusCode, r.body).toBe(200);
-  return r.json().deliveries as { id: string; type: string; operation: string; status: string; attempts: number; last_status_code: number | null; last_error: string | null }[];
+  return r.json().deliveries as {
+    id: string;
+    type: string;
+    operation: string;
+    status: string;
+    attempts: number;
+    last_status_code: number | null;
+    last_error: string | null;
+  }[];
 };
 
 beforeAll(async () => {
@@ -138,8 +148,20 @@ describe('webhooks to the SaaS backend', () => {
     await new Promise<void>((r) => sendgrid.listen(0, '127.0.0.1', r));
     try {
       const base = `http://127.0.0.1:${(sendgrid.address() as AddressInfo).port}`;
-      expect((await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'sendgrid', provider: 'sendgrid', api_base_url: base } })).statusCode).toBe(200);
-      const session = await t.call({ method: 'POST', url: '/connect/sessions', payload: { end_user: { id: 'user-9', email: 'u9@example.com' }, allowed_integrations: ['sendgrid'] } });
+      expect(
+        (
+          await t.call({
+            method: 'POST',
+            url: '/integration',
+            payload: { provider_config_key: 'sendgrid', provider: 'sendgrid', api_base_url: base },
+          })
+        ).statusCode,
+      ).toBe(200);
+      const session = await t.call({
+        method: 'POST',
+        url: '/connect/sessions',
+        payload: { end_user: { id: 'user-9', email: 'u9@example.com' }, allowed_integrations: ['sendgrid'] },
+      });
       expect(session.statusCode, session.body).toBe(201);
       const link = new URL(session.json().data.connect_link);
       const open = await t.app.inject({ method: 'GET', url: link.pathname + link.search });
@@ -154,7 +176,15 @@ describe('webhooks to the SaaS backend', () => {
       // Imports send auth webhooks too: this one is the Connect page's.
       const auth = await until('the auth webhook', async () => rx.of('auth').find((r) => r.body.providerConfigKey === 'sendgrid'));
       expect(auth.verifiedWith).toEqual([0]);
-      expect(auth.body).toMatchObject({ type: 'auth', operation: 'creation', success: true, providerConfigKey: 'sendgrid', provider: 'sendgrid', authMode: 'API_KEY', endUser: { id: 'user-9' } });
+      expect(auth.body).toMatchObject({
+        type: 'auth',
+        operation: 'creation',
+        success: true,
+        providerConfigKey: 'sendgrid',
+        provider: 'sendgrid',
+        authMode: 'API_KEY',
+        endUser: { id: 'user-9' },
+      });
       expect(auth.raw).not.toContain('SG.test-key-for-webhooks');
     } finally {
       await new Promise((r) => sendgrid.close(r));
@@ -164,7 +194,11 @@ describe('webhooks to the SaaS backend', () => {
   it('a receiver that is down gets retries with backoff; the delivery log shows them; it arrives once the receiver is back', async () => {
     rx.failWith = 503;
     const attemptsBefore = rx.attempts;
-    const failing = await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
+    const failing = await t.call({
+      method: 'POST',
+      url: '/sync/trigger',
+      payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] },
+    });
     expect(failing.statusCode).toBe(200);
     await until('two failed attempts', async () => rx.attempts >= attemptsBefore + 2);
     // Other deliveries (auth events of earlier imports) may be among those attempts: wait for the sync's own.
@@ -174,7 +208,9 @@ describe('webhooks to the SaaS backend', () => {
     expect(pending).toMatchObject({ last_status_code: 503, last_error: expect.stringContaining('503') });
     expect(pending.attempts).toBeGreaterThanOrEqual(2);
     rx.failWith = null;
-    const delivered = await until('the retried delivery', async () => (await deliveries()).find((d) => d.id === pending.id && d.status === 'delivered'));
+    const delivered = await until('the retried delivery', async () =>
+      (await deliveries()).find((d) => d.id === pending.id && d.status === 'delivered'),
+    );
     expect(delivered.attempts).toBeGreaterThanOrEqual(3);
     expect(rx.of('sync').filter((r) => r.headers['terapi-webhook-id'] === pending.id)).toHaveLength(1);
   });
@@ -188,13 +224,17 @@ describe('webhooks to the SaaS backend', () => {
     rx.failWith = null;
     const resend = await t.call({ method: 'POST', url: `/environment/webhooks/deliveries/${failed.id}/retry` });
     expect(resend.statusCode, resend.body).toBe(202);
-    const resent = await until('the resent delivery', async () => (await deliveries()).find((d) => d.id === failed.id && d.status === 'delivered'));
+    const resent = await until('the resent delivery', async () =>
+      (await deliveries()).find((d) => d.id === failed.id && d.status === 'delivered'),
+    );
     expect(rx.received.length).toBe(count + 1);
     // The resend is the delivery's fifth attempt, and says so.
     expect(resent.attempts).toBe(5);
     expect(rx.received.at(-1)!.headers['terapi-webhook-id']).toBe(failed.id);
     expect(rx.received.at(-1)!.headers['terapi-attempt']).toBe('5');
-    expect((await t.call({ method: 'POST', url: '/environment/webhooks/deliveries/00000000-0000-4000-8000-000000000000/retry' })).statusCode).toBe(404);
+    expect(
+      (await t.call({ method: 'POST', url: '/environment/webhooks/deliveries/00000000-0000-4000-8000-000000000000/retry' })).statusCode,
+    ).toBe(404);
   });
 
   it('secret rotation: during the overlap both secrets sign, after it only the new one', async () => {
@@ -228,14 +268,32 @@ describe('webhooks to the SaaS backend', () => {
     });
     expect(r.statusCode, r.body).toBe(202);
     const event = await until('the async_action webhook', async () => rx.of('async_action')[0]);
-    expect(event.body).toMatchObject({ type: 'async_action', success: true, connectionId: CONN, id: r.json().id, statusUrl: r.json().status_url, actionName: 'create-issue' });
+    expect(event.body).toMatchObject({
+      type: 'async_action',
+      success: true,
+      connectionId: CONN,
+      id: r.json().id,
+      statusUrl: r.json().status_url,
+      actionName: 'create-issue',
+    });
   });
 
   it('a failed sync is announced with its error', async () => {
     gh.controls.failNext(4, 500);
     const n = rx.of('sync').length;
     await t.call({ method: 'POST', url: '/sync/trigger', payload: { connection_id: CONN, provider_config_key: KEY, syncs: ['issues'] } });
-    const failed = await until('the failed-sync webhook', async () => rx.of('sync').slice(n).find((e) => e.body.success === false));
-    expect(failed.body).toMatchObject({ type: 'sync', operation: 'failed', success: false, syncName: 'issues', error: { message: expect.stringContaining('500') } });
+    const failed = await until('the failed-sync webhook', async () =>
+      rx
+        .of('sync')
+        .slice(n)
+        .find((e) => e.body.success === false),
+    );
+    expect(failed.body).toMatchObject({
+      type: 'sync',
+      operation: 'failed',
+      success: false,
+      syncName: 'issues',
+      error: { message: expect.stringContaining('500') },
+    });
   });
 });

@@ -18,7 +18,9 @@ export interface IntegrationDefaults {
 export const connectSessions = pgTable(
   'connect_sessions',
   {
-    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    id: uuid('id')
+      .primaryKey()
+      .default(sql`gen_random_uuid()`),
     environmentId: environmentRef(),
     tokenHash: text('token_hash').notNull(),
     endUser: jsonb('end_user').$type<EndUser & { tags?: Record<string, string> }>().notNull(),
@@ -43,7 +45,9 @@ export const connectSessions = pgTable(
 export const oauthSessions = pgTable(
   'oauth_sessions',
   {
-    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    id: uuid('id')
+      .primaryKey()
+      .default(sql`gen_random_uuid()`),
     environmentId: environmentRef(),
     integrationId: integrationRef(),
     connectSessionId: uuid('connect_session_id').references(() => connectSessions.id, { onDelete: 'cascade' }),

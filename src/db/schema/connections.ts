@@ -67,6 +67,8 @@ export const connections = pgTable(
     index('connections_environment_id_idx').on(t.environmentId, t.id),
     index('connections_environment_connection_id_idx').on(t.environmentId, t.connectionId),
     index('connections_environment_end_user_idx').on(t.environmentId, t.endUserId),
-    index('connections_refresh_due_idx').on(t.credentialsExpiresAt).where(sql`${t.refreshable}`),
+    index('connections_refresh_due_idx')
+      .on(t.credentialsExpiresAt)
+      .where(sql`${t.refreshable}`),
   ],
 );

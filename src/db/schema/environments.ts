@@ -9,7 +9,9 @@ export { timestamps };
 
 /** The owner of environments in a hosted, multi-tenant deployment (one row in a self-hosted one). */
 export const accounts = pgTable('accounts', {
-  id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+  id: uuid('id')
+    .primaryKey()
+    .default(sql`gen_random_uuid()`),
   name: text('name').notNull(),
   ...timestamps,
 });
@@ -18,7 +20,9 @@ export const accounts = pgTable('accounts', {
 export const environments = pgTable(
   'environments',
   {
-    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    id: uuid('id')
+      .primaryKey()
+      .default(sql`gen_random_uuid()`),
     accountId: uuid('account_id')
       .notNull()
       .references(() => accounts.id, { onDelete: 'cascade' }),

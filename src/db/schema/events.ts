@@ -25,6 +25,8 @@ export const events = pgTable(
   },
   (t) => [
     index('events_environment_idx').on(t.environmentId, t.id),
-    index('events_undelivered_idx').on(t.id).where(sql`${t.deliveredAt} IS NULL`),
+    index('events_undelivered_idx')
+      .on(t.id)
+      .where(sql`${t.deliveredAt} IS NULL`),
   ],
 );

@@ -65,7 +65,9 @@ export const syncs = pgTable(
   },
   (t) => [
     uniqueIndex('syncs_connection_name_key').on(t.connectionPk, t.name),
-    index('syncs_due_idx').on(t.nextRunAt).where(sql`NOT ${t.paused}`),
+    index('syncs_due_idx')
+      .on(t.nextRunAt)
+      .where(sql`NOT ${t.paused}`),
     index('syncs_function_config_idx').on(t.functionConfigId),
   ],
 );
@@ -84,7 +86,9 @@ export interface RunError {
 export const runs = pgTable(
   'runs',
   {
-    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    id: uuid('id')
+      .primaryKey()
+      .default(sql`gen_random_uuid()`),
     environmentId: environmentRef(),
     connectionPk: bigint('connection_pk', { mode: 'number' })
       .notNull()
@@ -113,7 +117,9 @@ export const runs = pgTable(
     index('runs_environment_idx').on(t.environmentId, t.createdAt),
     // Deleting a connection cascades here; queued actions are found again after a Redis loss.
     index('runs_connection_idx').on(t.connectionPk),
-    index('runs_queued_idx').on(t.createdAt).where(sql`${t.status} IN ('queued', 'running')`),
+    index('runs_queued_idx')
+      .on(t.createdAt)
+      .where(sql`${t.status} IN ('queued', 'running')`),
   ],
 );
 

@@ -15,7 +15,10 @@ export const integrations = pgTable(
     displayName: text('display_name'),
     oauthClientId: text('oauth_client_id'),
     oauthClientSecretEnc: text('oauth_client_secret_enc'),
-    oauthScopes: text('oauth_scopes').array().notNull().default(sql`'{}'::text[]`),
+    oauthScopes: text('oauth_scopes')
+      .array()
+      .notNull()
+      .default(sql`'{}'::text[]`),
     params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
     secretsEnc: text('secrets_enc'),
     urlOverrides: jsonb('url_overrides').$type<UrlOverrides>().notNull().default({}),

@@ -27,7 +27,9 @@ export const records = pgTable(
     data: json('data').$type<Record<string, unknown>>().notNull(),
     hash: text('hash').notNull(),
     lastAction: text('last_action').$type<RecordAction>().notNull(),
-    cursor: bigint('cursor', { mode: 'number' }).notNull().default(sql`nextval('records_cursor_seq')`),
+    cursor: bigint('cursor', { mode: 'number' })
+      .notNull()
+      .default(sql`nextval('records_cursor_seq')`),
     firstSeenAt: timestamp('first_seen_at', { withTimezone: true }).notNull().defaultNow(),
     modifiedAt: timestamp('modified_at', { withTimezone: true }).notNull().defaultNow(),
     deletedAt: timestamp('deleted_at', { withTimezone: true }),

@@ -38,5 +38,8 @@ export const webhookDeliveries = pgTable(
     deliveredAt: timestamp('delivered_at', { withTimezone: true }),
     ...timestamps,
   },
-  (t) => [index('webhook_deliveries_environment_idx').on(t.environmentId, t.createdAt), uniqueIndex('webhook_deliveries_event_url_key').on(t.eventId, t.url)],
+  (t) => [
+    index('webhook_deliveries_environment_idx').on(t.environmentId, t.createdAt),
+    uniqueIndex('webhook_deliveries_event_url_key').on(t.eventId, t.url),
+  ],
 );

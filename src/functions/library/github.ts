@@ -17,9 +17,20 @@ const PER_PAGE = 100;
 
 // GitHub logins are 1..39 characters, repository names 1..100; bots (`dependabot[bot]`) and the `ghost` user are
 // longer or odd, so logins read from records are only length-bounded.
-const ownerSchema = z.string().min(1).max(39).regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/, 'must be a GitHub user or organization login');
-const repoSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'must be a repository name');
-const fullNameSchema = z.string().max(140).regex(/^[A-Za-z0-9-]+\/[A-Za-z0-9_.-]+$/, 'must be owner/name');
+const ownerSchema = z
+  .string()
+  .min(1)
+  .max(39)
+  .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/, 'must be a GitHub user or organization login');
+const repoSchema = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'must be a repository name');
+const fullNameSchema = z
+  .string()
+  .max(140)
+  .regex(/^[A-Za-z0-9-]+\/[A-Za-z0-9_.-]+$/, 'must be owner/name');
 const loginField = z.string().min(1).max(100);
 const timestamp = z.iso.datetime({ offset: true });
 
@@ -253,7 +264,11 @@ const pullRequestsSync = defineSync({
       try {
         for await (const page of ctx.http.paginate<GhPull>(req, { type: 'link' })) {
           ctx.signal.throwIfAborted();
-          if (page.length > 0) await ctx.batchSave('GithubPullRequest', page.map((p) => toPullRequest(p, repository)));
+          if (page.length > 0)
+            await ctx.batchSave(
+              'GithubPullRequest',
+              page.map((p) => toPullRequest(p, repository)),
+            );
           count += page.length;
           ctx.log.info('github pull requests page', { repository, items: page.length });
         }

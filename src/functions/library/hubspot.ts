@@ -192,7 +192,11 @@ async function deleteArchivedContacts(ctx: ContactsContext): Promise<void> {
   const req = { path: '/crm/v3/objects/contacts', query: { limit: PAGE_SIZE, archived: true } };
   for await (const page of ctx.http.paginate<HubspotObject>(req, listPaginator)) {
     ctx.signal.throwIfAborted();
-    if (page.length > 0) await ctx.batchDelete('HubspotContact', page.map((o) => ({ id: o.id })));
+    if (page.length > 0)
+      await ctx.batchDelete(
+        'HubspotContact',
+        page.map((o) => ({ id: o.id })),
+      );
     total += page.length;
   }
   ctx.log.info('archived contacts checked', { total });
@@ -228,7 +232,10 @@ const companies = defineSync({
   scopes: ['crm.objects.companies.read'],
   async exec(ctx) {
     let total = 0;
-    const req = { path: '/crm/v3/objects/companies', query: { limit: PAGE_SIZE, properties: COMPANY_PROPERTIES.join(','), archived: false } };
+    const req = {
+      path: '/crm/v3/objects/companies',
+      query: { limit: PAGE_SIZE, properties: COMPANY_PROPERTIES.join(','), archived: false },
+    };
     for await (const page of ctx.http.paginate<HubspotObject>(req, listPaginator)) {
       ctx.signal.throwIfAborted();
       if (page.length > 0) await ctx.batchSave('HubspotCompany', page.map(toCompany));

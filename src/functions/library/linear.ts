@@ -15,7 +15,11 @@ import {
 const PAGE_SIZE = 100;
 const RATE_LIMIT_RETRIES = 4;
 const timestamp = z.iso.datetime({ offset: true });
-const linearId = z.string().min(1).max(64).regex(/^[A-Za-z0-9-]+$/, 'must be a Linear id');
+const linearId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9-]+$/, 'must be a Linear id');
 
 export const LinearIssue = z.object({
   id: linearId,
@@ -58,7 +62,11 @@ interface GraphQLError {
 export class LinearGraphQLError extends ProviderError {
   readonly codes: string[];
   constructor(readonly errors: GraphQLError[]) {
-    super(`Linear GraphQL error: ${errors.map((e) => `${e.message}${e.extensions?.code ? ` (${e.extensions.code})` : ''}`).join('; ')}`, 200, JSON.stringify({ errors }));
+    super(
+      `Linear GraphQL error: ${errors.map((e) => `${e.message}${e.extensions?.code ? ` (${e.extensions.code})` : ''}`).join('; ')}`,
+      200,
+      JSON.stringify({ errors }),
+    );
     this.name = 'LinearGraphQLError';
     this.codes = errors.map((e) => e.extensions?.code ?? '').filter((c) => c !== '');
   }
@@ -72,7 +80,12 @@ function isRateLimited(err: unknown): boolean {
 }
 
 /** A GraphQL call; queries are reads (retried like a GET), mutations are writes (sent again only if provably not processed). */
-async function graphql<T>(ctx: FunctionContextBase, query: string, variables: Record<string, unknown>, kind: 'query' | 'mutation' = 'query'): Promise<T> {
+async function graphql<T>(
+  ctx: FunctionContextBase,
+  query: string,
+  variables: Record<string, unknown>,
+  kind: 'query' | 'mutation' = 'query',
+): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       const res = await ctx.http.request<{ data?: T | null; errors?: GraphQLError[] }>({
@@ -130,7 +143,8 @@ const maxIso = (a: string | null, b: string): string => (a === null || Date.pars
 
 const issuesSync = defineSync({
   name: 'issues',
-  description: 'Issues of every team the connection can see, archived ones included (archived issues are deleted). Incremental by updatedAt.',
+  description:
+    'Issues of every team the connection can see, archived ones included (archived issues are deleted). Incremental by updatedAt.',
   models: { LinearIssue },
   frequency: '15m',
   syncType: 'incremental',
@@ -153,7 +167,11 @@ const issuesSync = defineSync({
       const live = issues.nodes.filter((n) => n.archivedAt === null);
       const archived = issues.nodes.filter((n) => n.archivedAt !== null);
       if (live.length > 0) await ctx.batchSave('LinearIssue', live.map(toIssue));
-      if (archived.length > 0) await ctx.batchDelete('LinearIssue', archived.map((n) => ({ id: n.id })));
+      if (archived.length > 0)
+        await ctx.batchDelete(
+          'LinearIssue',
+          archived.map((n) => ({ id: n.id })),
+        );
       for (const n of issues.nodes) pending = maxIso(pending, n.updatedAt);
       pages += 1;
       ctx.log.info('linear issues page', { page: pages, saved: live.length, archived: archived.length });

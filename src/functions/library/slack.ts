@@ -39,7 +39,11 @@ export const SlackSendMessageInput = z.object({
   /** A channel id (`C…`, `G…`, `D…`), or a channel name (`#general`). */
   channel: z.string().min(1).max(100).regex(/^\S+$/, 'must be a channel id or name'),
   text: z.string().min(1).max(40_000),
-  thread_ts: z.string().max(32).regex(/^\d+\.\d+$/, 'must be a Slack message ts').optional(),
+  thread_ts: z
+    .string()
+    .max(32)
+    .regex(/^\d+\.\d+$/, 'must be a Slack message ts')
+    .optional(),
 });
 
 export const SlackSendMessageOutput = z.object({
@@ -120,7 +124,11 @@ async function slackCall<T extends SlackEnvelope>(ctx: FunctionContextBase, meth
 }
 
 /** Follows `response_metadata.next_cursor` (an empty string on the last page) and yields each page's body. */
-async function* slackPages<T extends SlackEnvelope>(ctx: FunctionContextBase, method: string, query: HttpRequest['query']): AsyncGenerator<T> {
+async function* slackPages<T extends SlackEnvelope>(
+  ctx: FunctionContextBase,
+  method: string,
+  query: HttpRequest['query'],
+): AsyncGenerator<T> {
   let cursor = '';
   const seen = new Set<string>();
   do {

@@ -68,7 +68,7 @@ function classifyV4(address: string): string | null {
   const n = v4ToInt(address);
   for (const [base, prefix, reason] of V4_RANGES) {
     const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
-    if (((n & mask) >>> 0) === v4ToInt(base)) return reason;
+    if ((n & mask) >>> 0 === v4ToInt(base)) return reason;
   }
   return null;
 }

@@ -47,7 +47,11 @@ export class EgressHostNotFoundError extends EgressError {
 }
 
 /** Node's codes for a header value it cannot send (its messages quote the value, which may be a token). */
-export const INVALID_HEADER_CODES: ReadonlySet<string> = new Set(['ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN']);
+export const INVALID_HEADER_CODES: ReadonlySet<string> = new Set([
+  'ERR_HTTP_INVALID_HEADER_VALUE',
+  'ERR_INVALID_CHAR',
+  'ERR_INVALID_HTTP_TOKEN',
+]);
 
 export class EgressNetworkError extends EgressError {
   readonly code = 'egress_network_error';

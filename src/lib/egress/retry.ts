@@ -104,7 +104,8 @@ export function serverRequestedDelay(res: Response, now = Date.now()): number | 
 
 function isRetryableError(err: unknown, signal?: AbortSignal): boolean {
   if (signal?.aborted) return false;
-  if (err instanceof EgressDeniedError || err instanceof EgressHostNotFoundError || err instanceof EgressResponseTooLargeError) return false;
+  if (err instanceof EgressDeniedError || err instanceof EgressHostNotFoundError || err instanceof EgressResponseTooLargeError)
+    return false;
   // A request that cannot be built (the egress client's TypeErrors: a bad URL, method or header
   // value) or a header that cannot be sent will not become sendable by waiting.
   if (err instanceof TypeError) return false;
