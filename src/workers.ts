@@ -95,7 +95,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       .upsertJobScheduler(TICK_ID, { every: config.runs.schedulerIntervalMs }, { name: 'tick', data: {} })
       .catch((err: unknown) => log.warn({ err }, 'could not declare the scheduler tick'));
   await declare();
-  const redeclare = setInterval(declare, Math.max(1000, config.runs.schedulerIntervalMs * 5));
+  const redeclare = setInterval(() => void declare(), Math.max(1000, config.runs.schedulerIntervalMs * 5));
   redeclare.unref();
 
   return {

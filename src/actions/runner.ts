@@ -8,6 +8,7 @@ import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
 import type { Logger } from '../lib/logger.js';
 import { finishRun, findRunById, startRun } from '../runs/repository.js';
 import { runErrorOf, TimeLimitError } from '../syncs/runner.js';
+import { asError } from '../lib/errors.js';
 
 /** Executes queued action runs on a worker; the result lands in the run row (and an event when async). */
 export function createActionRunner(deps: {
@@ -41,7 +42,7 @@ export function createActionRunner(deps: {
       const raw = await Promise.race([
         def.exec(ctx, input),
         new Promise<never>((_, reject) =>
-          controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
+          controller.signal.addEventListener('abort', () => reject(asError(controller.signal.reason)), { once: true }),
         ),
       ]);
       const parsed = def.output.safeParse(raw);

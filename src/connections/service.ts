@@ -62,7 +62,7 @@ export function createConnectionService(deps: {
   const { db, vault, catalog, metadataLimitBytes } = deps;
   const pendingRevocations = new Set<Promise<void>>();
 
-  const notFound = NotFoundError.connection;
+  const notFound = (key: string, connectionId: string) => NotFoundError.connection(key, connectionId);
 
   /** The one write of a connection's row: a new one gets its integration's syncs in the same transaction. */
   async function store(tx: DbOrTx, values: Parameters<typeof repo.upsertConnection>[1]) {

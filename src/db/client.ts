@@ -146,6 +146,8 @@ async function openPglite(dir: string | undefined): Promise<Database> {
 
 /** Rows of a raw SQL query; both drivers return `{ rows }`. */
 export async function queryRows<T>(db: DbOrTx, query: SQL): Promise<T[]> {
+  // The two drivers type `execute` differently; both answer `{ rows }`.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- the union of both drivers' results is not `{ rows: T[] }`
   const result = (await db.execute(query)) as unknown as { rows: T[] };
   return result.rows;
 }

@@ -81,25 +81,27 @@ export async function createNotificationHub(database: Database, opts: HubOptions
 
   function reconnect(attempt: number, lostAt: number) {
     const delay = Math.min(maxDelayMs, minDelayMs * 2 ** (attempt - 1));
-    retryTimer = setTimeout(async () => {
-      retryTimer = undefined;
-      if (closed) return;
-      try {
-        const stop = await database.listen(CHANGE_CHANNEL, onMessage, onLost);
-        if (closed) return void (await stop());
-        unlisten = stop;
-        log.info({ channel: CHANGE_CHANNEL, attempts: attempt, downMs: Date.now() - lostAt }, 'the LISTEN session is back; caches flushed');
-        // Listening first, flushing second: a change after this point arrives as a notification.
-        resync();
-      } catch (err) {
-        log.warn(
-          { err, attempt, retryInMs: Math.min(maxDelayMs, minDelayMs * 2 ** attempt) },
-          'listening again for cache invalidation failed',
-        );
-        reconnect(attempt + 1, lostAt);
-      }
-    }, delay);
+    retryTimer = setTimeout(() => void listenAgain(attempt, lostAt), delay);
     retryTimer.unref();
+  }
+
+  async function listenAgain(attempt: number, lostAt: number) {
+    retryTimer = undefined;
+    if (closed) return;
+    try {
+      const stop = await database.listen(CHANGE_CHANNEL, onMessage, onLost);
+      if (closed) return void (await stop());
+      unlisten = stop;
+      log.info({ channel: CHANGE_CHANNEL, attempts: attempt, downMs: Date.now() - lostAt }, 'the LISTEN session is back; caches flushed');
+      // Listening first, flushing second: a change after this point arrives as a notification.
+      resync();
+    } catch (err) {
+      log.warn(
+        { err, attempt, retryInMs: Math.min(maxDelayMs, minDelayMs * 2 ** attempt) },
+        'listening again for cache invalidation failed',
+      );
+      reconnect(attempt + 1, lostAt);
+    }
   }
 
   unlisten = await database.listen(CHANGE_CHANNEL, onMessage, onLost);

@@ -136,6 +136,9 @@ export interface ActionDefinition<I extends z.ZodType = z.ZodType, O extends z.Z
   exec(ctx: ActionContext, input: z.output<I>): Promise<z.input<O>>;
 }
 
+// Any definition, whatever its models and schemas: `unknown` would not accept a concrete one
+// (its exec and schemas are contravariant in them).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
 export type FunctionDefinition = SyncDefinition<any> | ActionDefinition<any, any>;
 
 export function defineSync<Models extends Record<string, z.ZodType>>(def: Omit<SyncDefinition<Models>, 'type'>): SyncDefinition<Models> {

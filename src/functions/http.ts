@@ -115,7 +115,9 @@ export function createProviderHttp(opts: ProviderHttpOptions): ProviderHttp {
   }
 
   async function request<T>(req: HttpRequest): Promise<HttpResponse<T>> {
-    let { res, url, refreshable } = await send(req, false);
+    const first = await send(req, false);
+    let { res, url } = first;
+    const { refreshable } = first;
     if (res.status === 401 && refreshable) {
       // The token may have been revoked early or rotated elsewhere: refresh once and try again.
       await res.body?.cancel().catch(() => undefined);
@@ -157,6 +159,8 @@ export function createProviderHttp(opts: ProviderHttpOptions): ProviderHttp {
       } else if (p.type === 'cursor') {
         const cursor = pick(data, p.cursorPath);
         if (cursor === undefined || cursor === null || cursor === '' || !items.length) return;
+        if (typeof cursor !== 'string' && typeof cursor !== 'number')
+          throw new Error(`expected a cursor (string or number) at "${p.cursorPath}" of ${current.path}`);
         current = { ...current, query: { ...current.query, [p.cursorParam]: String(cursor) } };
       } else {
         offset += items.length;

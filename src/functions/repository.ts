@@ -1,6 +1,6 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../db/client.js';
-import { connections, functionConfigs, syncs } from '../db/schema/index.js';
+import { connections, functionConfigs } from '../db/schema/index.js';
 
 export type FunctionConfigRow = typeof functionConfigs.$inferSelect;
 

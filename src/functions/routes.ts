@@ -32,7 +32,7 @@ function toFunction(v: FunctionView): z.input<typeof fn> {
     description: d.description,
     enabled: Boolean(v.config),
     sync_type: sync ? d.syncType : null,
-    models: sync ? Object.keys(d.models) : [],
+    models: sync ? Object.keys(d.models as Record<string, unknown>) : [],
     frequency: sync && v.config?.frequencySeconds ? formatFrequency(v.config.frequencySeconds) : sync ? d.frequency : null,
     default_frequency: sync ? d.frequency : null,
     auto_start: sync ? (v.config?.autoStart ?? d.autoStart) : null,

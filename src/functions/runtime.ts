@@ -72,7 +72,7 @@ export function createFunctionRuntime(deps: {
   fetch: typeof fetch;
   retries: number;
 }) {
-  const { db, catalog, tokens } = deps;
+  const { catalog, tokens } = deps;
 
   async function baseUrlOf(conn: ConnectionWithIntegration): Promise<string> {
     const provider = catalog.get(conn.provider);

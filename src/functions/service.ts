@@ -105,7 +105,7 @@ export function createFunctionService(deps: {
           throw new NotFoundError(`Function "${name}" is not enabled on integration "${key}"`);
         }
         if (definition?.type === 'sync') {
-          await tx.execute(sql`DELETE FROM records WHERE model = ANY(${sql.param(Object.keys(definition.models))}::text[])
+          await tx.execute(sql`DELETE FROM records WHERE model = ANY(${sql.param(Object.keys(definition.models as Record<string, unknown>))}::text[])
                                  AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
         }
       });

@@ -11,8 +11,8 @@ import type { RouteOptions } from 'fastify';
 export interface ApiFamily {
   name: 'terapi' | 'v1';
   paths: { connection: string; integration: string; sync: string; action: string; actionTrigger: string };
-  operationId(id: string): string;
-  tags(tag: string): string[];
+  operationId: (id: string) => string;
+  tags: (tag: string) => string[];
 }
 
 export const terapiFamily: ApiFamily = {

@@ -239,7 +239,7 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
         signal.removeEventListener('abort', onAbort);
         if (err === undefined && value) return resolve(value);
         clientRequest?.destroy();
-        reject(err);
+        reject(err instanceof Error ? err : new Error(String(err)));
       };
       const aborted = (): unknown => {
         const reason: unknown = signal.reason;

@@ -17,6 +17,11 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
+/** Anything thrown or given as an abort reason, as an Error (for promise rejections). */
+export function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(errorMessage(reason));
+}
+
 /** The `code` property of a thrown error (Node's errno codes, PostgreSQL's SQLSTATE, a library's own), if any. */
 export function errorCode(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;

@@ -113,6 +113,8 @@ type Internals = Record<symbol, unknown>;
  * all. Output and redaction stay the same: only the useless work is skipped.
  */
 function withCheapPrimitiveChildren(root: Logger): Logger {
+  // pino's own child, called later with the logger it is asked on (`.call(this, …)`).
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- bound at the call
   const pinoChild = root.child as unknown as (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => Logger;
   const noBindings = {};
   function child(this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) {

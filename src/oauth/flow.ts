@@ -3,7 +3,6 @@ import { sha256 } from '../lib/hash.js';
 import * as oidc from 'openid-client';
 import type { ConnectSession, ConnectSessionService } from '../connect/service.js';
 import { verifyCredentials } from '../providers/verify.js';
-import type { StoredCredentials } from '../connections/credentials.js';
 import { normalizeCredentials, validateConnectionConfig } from '../connections/credentials.js';
 import type { ConnectionService, ConnectionView } from '../connections/service.js';
 import type { Db } from '../db/client.js';

@@ -22,7 +22,7 @@ export function loadCatalog(file = defaultCatalogFile): Catalog {
     if (!parsed.success) {
       const name = (entry as { name?: unknown })?.name ?? `#${i}`;
       const issues = parsed.error.issues.map((x) => `${x.path.join('.')}: ${x.message}`).join('; ');
-      throw new Error(`provider catalog ${file}: entry ${String(name)}: ${issues}`);
+      throw new Error(`provider catalog ${file}: entry ${JSON.stringify(name)}: ${issues}`);
     }
     return Object.freeze(parsed.data);
   });

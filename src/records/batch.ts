@@ -210,7 +210,7 @@ export class EncodedBatch {
     if (this.encoding === 'arrays') {
       const ids = texts(this.idBytes);
       const hashes = texts(this.hashBytes, 'latin1');
-      for (const json of texts(this.bytes)) out.push({ id: ids.next().value!, json, hash: hashes.next().value! });
+      for (const json of texts(this.bytes)) out.push({ id: ids.next().value as string, json, hash: hashes.next().value as string });
       return out;
     }
     // Each tuple: its head, then id, JSON text, hash and last action as length-prefixed fields.

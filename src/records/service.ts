@@ -62,7 +62,7 @@ export function createRecordService(deps: { db: Db; vault: Vault; reader: Connec
       // Each record's metadata (ASCII: it replaces the closing brace of the record's stored JSON
       // object, an id at least, and is followed by the comma before the next record), and the
       // exact size of the page in UTF-8.
-      const metas: string[] = new Array(page.length);
+      const metas = new Array<string>(page.length);
       let size = head.length + tail.length;
       for (let i = 0; i < page.length; i++) {
         const r = page[i]!;

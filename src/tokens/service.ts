@@ -324,7 +324,7 @@ export function createTokenService(deps: {
     });
   }
 
-  const notFound = NotFoundError.connection;
+  const notFound = (key: string, connectionId: string) => NotFoundError.connection(key, connectionId);
 
   return {
     /** The connection's credentials, refreshed first when they expire soon or when forced. */

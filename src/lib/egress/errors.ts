@@ -80,6 +80,10 @@ export function neverSent(err: unknown): boolean {
 }
 
 /** The reason an aborted signal carries, as an Error. */
-export function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+export function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  return reason === undefined
+    ? new DOMException('This operation was aborted', 'AbortError')
+    : new Error(typeof reason === 'string' ? reason : JSON.stringify(reason));
 }
