@@ -30,7 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import autocannon, { type Options, type Result } from 'autocannon';
+import autocannon, { type Result } from 'autocannon';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { sql } from 'drizzle-orm';
 import Fastify from 'fastify';

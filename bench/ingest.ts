@@ -187,6 +187,7 @@ function commandLine(): string {
 
 async function main() {
   say(`■ ingest: ${N} records, batchSave batches of ${BATCH}`);
+  // eslint-disable-next-line prefer-const -- the guard's cleanup reads `b` before it is assigned; a const would be in its temporal dead zone there
   let b: BenchApp | undefined;
   guard(async () => b?.close(), numArg('max-seconds', 900));
   b = await startBenchApp({ db: 'postgres', workers: true });

@@ -151,7 +151,7 @@ interface Pass {
 async function page(r: Ready, cursor: string | undefined): Promise<string> {
   const q = new URLSearchParams({ model: BENCH_MODEL, limit: String(LIMIT) });
   if (cursor) q.set('cursor', cursor);
-  const res = await fetch(`${r.origin}/records?${q}`, {
+  const res = await fetch(`${r.origin}/records?${q.toString()}`, {
     headers: { authorization: `Bearer ${r.key}`, 'connection-id': r.connectionId, 'provider-config-key': PROVIDER_CONFIG_KEY },
   });
   const text = await res.text();

@@ -196,7 +196,7 @@ function procCpuMs(pid: number): number | undefined {
  */
 function postgresCpu(backends: Set<number>): Map<number, number> {
   const out = new Map<number, number>();
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
@@ -222,7 +222,7 @@ function postgresCpu(backends: Set<number>): Map<number, number> {
 function machineBusyMs(): number {
   try {
     const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-    const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number) as number[];
+    const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
     return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / clkTck;
   } catch {
     return Number.NaN;

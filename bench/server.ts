@@ -87,11 +87,13 @@ let queryCount = 0;
 
 /** Counts every query sent to the database (all connections), to check "one query per request". */
 function countQueries() {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- the original method, kept to be re-applied with the client as `this` below
   const pgQuery = pg.Client.prototype.query;
   pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
     queryCount++;
     return (pgQuery as (...a: unknown[]) => unknown).apply(this, args);
   } as typeof pgQuery;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- the original method, kept to be re-applied with the instance as `this` below
   const pgliteQuery = PGlite.prototype.query;
   PGlite.prototype.query = function (this: PGlite, ...args: unknown[]) {
     queryCount++;

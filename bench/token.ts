@@ -157,7 +157,7 @@ function postgresCpuMs(backends: Set<number>): number {
 
 function machineBusyMs(): number {
   const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-  const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number) as number[];
+  const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
   return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / clkTck;
 }
 

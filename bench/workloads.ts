@@ -256,7 +256,7 @@ export interface BenchApp {
     url: string,
     payload?: object,
     allow?: number[],
-  ): Promise<{ status: number; json: any; body: string }>;
+  ): Promise<{ status: number; json: unknown; body: string }>;
   close(): Promise<void>;
 }
 
@@ -426,7 +426,7 @@ export function postgresCpu(backends: Set<number>): Map<number, number> {
 export function machineBusyMs(): number {
   try {
     const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-    const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number) as number[];
+    const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
     return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / clkTck;
   } catch {
     return Number.NaN;
@@ -623,7 +623,7 @@ export async function startChild<R>(
  * and runs `close` once on SIGTERM/SIGINT or when stdin closes (the parent died).
  */
 export async function serveChild(
-  start: () => Promise<{ ready: object; close(): Promise<void>; commands?: Record<string, () => Promise<unknown>> }>,
+  start: () => Promise<{ ready: object; close: () => Promise<void>; commands?: Record<string, () => Promise<unknown>> }>,
 ): Promise<void> {
   const { createInterface } = await import('node:readline');
   let close: (() => Promise<void>) | undefined;

@@ -17,7 +17,7 @@ export async function obtainTokens(
   }).toString();
   const redirect = await server.authorize(url.toString());
   const code = redirect.searchParams.get('code');
-  if (!code) throw new Error(`no code in ${redirect}`);
+  if (!code) throw new Error(`no code in ${redirect.href}`);
   const res = await fetch(server.tokenUrl, {
     method: 'POST',
     headers: {

@@ -56,13 +56,13 @@ export async function enable(t: TestApp, key: string, name: string, body: Record
 export async function syncStatus(t: TestApp, key: string, connectionId: string, name: string) {
   const r = await t.call({ method: 'GET', url: `/sync/${connectionId}/${name}?provider_config_key=${key}` });
   expect(r.statusCode, r.body).toBe(200);
-  return r.json() as {
+  return r.json<{
     status: string;
     records_count: number;
     last_sync_date: string | null;
     next_sync_date: string | null;
     error: string | null;
-  };
+  }>();
 }
 
 /** Waits for a sync run that finished after `since` (the last_sync_date moves) and returns the status. */
@@ -118,7 +118,7 @@ export async function allRecords(
       `model=${model}&limit=${opts.limit ?? 1000}${cursor ? `&cursor=${cursor}` : ''}${opts.extra ?? ''}`,
     );
     expect(r.statusCode, r.body).toBe(200);
-    const body = r.json() as { records: RecordOut[]; next_cursor: string | null };
+    const body = r.json<{ records: RecordOut[]; next_cursor: string | null }>();
     out.push(...body.records);
     if (body.records.length) last = body.records.at(-1)!._nango_metadata.cursor;
     if (!body.next_cursor) return { records: out, cursor: last };

@@ -127,10 +127,12 @@ describe('sync control', () => {
 
 describe('actions', () => {
   it('triggerAction runs the action (the answer is the seed 001 ActionResponse, the output under `output`)', async () => {
-    const res = (await nango.triggerAction(KEY, CONN, 'create-issue', { owner, repo, title: 'From the SDK' })) as {
-      success: boolean;
-      output: { title: string };
-    };
+    const res = await nango.triggerAction<{ owner: string; repo: string; title: string }, { success: boolean; output: { title: string } }>(
+      KEY,
+      CONN,
+      'create-issue',
+      { owner, repo, title: 'From the SDK' },
+    );
     expect(res).toMatchObject({
       success: true,
       action_name: 'create-issue',

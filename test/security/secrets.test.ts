@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { type SQL, sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/client.js';
 import { createVault } from '../../src/lib/vault.js';
 import { verifySignature } from '../../src/webhooks/signing.js';
 import { type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
@@ -678,13 +679,10 @@ async function functionFlows() {
     'the async action',
     async () => (await t.call({ method: 'GET', url: `/action/${fn.asyncActionRun}` })).json().status === 'success',
   );
-  const rows = (
-    (await t.db.database.db.execute(
-      sql`SELECT id::text AS id FROM runs WHERE type = 'action' AND NOT async AND status = 'success'`,
-    )) as unknown as {
-      rows: { id: string }[];
-    }
-  ).rows;
+  const rows = await queryRows<{ id: string }>(
+    t.db.database.db,
+    sql`SELECT id::text AS id FROM runs WHERE type = 'action' AND NOT async AND status = 'success'`,
+  );
   fn.actionRun = rows[0]!.id;
 
   // The sync's and the async action's events, delivered to the endpoint.
@@ -704,7 +702,7 @@ interface Param {
   name: string;
   in: string;
   required?: boolean;
-  schema?: any;
+  schema?: { type?: unknown; enum?: unknown[] };
 }
 
 /** Values for path and query parameters, one set per resource of the fixture. */
@@ -783,9 +781,9 @@ describe('secrets never leave through responses, logs or the database', () => {
   });
 
   it('every GET route returns no secret, except the token handout (access token always, refresh token only on request)', async () => {
-    const doc = (await t.call({ method: 'GET', url: '/openapi.json', key: null })).json() as {
+    const doc = (await t.call({ method: 'GET', url: '/openapi.json', key: null })).json<{
       paths: Record<string, Record<string, { parameters?: Param[]; security?: Record<string, string[]>[] }>>;
-    };
+    }>();
     const problems: string[] = [];
     const succeeded = new Set<string>();
     const gets = Object.entries(doc.paths).filter(([, ops]) => ops.get);
@@ -1351,7 +1349,7 @@ describe('secrets never leave through responses, logs or the database', () => {
   });
 
   it('the database holds no secret in plaintext; environment keys only as SHA-256', async () => {
-    const rows = async <T>(query: SQL) => ((await t.db.database.db.execute(query)) as unknown as { rows: T[] }).rows;
+    const rows = <T>(query: SQL) => queryRows<T>(t.db.database.db, query);
     const tables = (
       await rows<{ name: string }>(
         sql`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`,

@@ -32,6 +32,7 @@ import type { AddressInfo } from 'node:net';
 import { type SQL, sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/client.js';
 import { type FakeGithub, startFakeGithub } from '../fixtures/providers/github.js';
 import { ADMIN_KEY, createTestApp, type TestApp, type TestEnvironment } from '../helpers/app.js';
 import { until } from '../helpers/syncs.js';
@@ -41,7 +42,23 @@ import { startWebhookReceiver, type WebhookReceiver } from './fixtures.js';
 // OpenAPI walking and request filling
 // ---------------------------------------------------------------------------------------------
 
-type Schema = any;
+/** The parts of an OpenAPI 3.1 schema (JSON Schema) the sweep reads. */
+interface Schema {
+  $ref?: string;
+  type?: string | string[];
+  format?: string;
+  properties?: Record<string, Schema>;
+  required?: string[];
+  items?: Schema;
+  minItems?: number;
+  minimum?: number;
+  anyOf?: Schema[];
+  oneOf?: Schema[];
+  allOf?: Schema[];
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+}
 interface Param {
   name: string;
   in: 'path' | 'query' | 'header' | 'cookie';
@@ -144,7 +161,7 @@ function identValue(name: string, f: Fill): string | undefined {
 }
 
 function deref(schema: Schema, doc: OpenApiDoc): Schema {
-  let s = schema;
+  let s: Schema | undefined = schema;
   for (let i = 0; i < 10 && s && typeof s.$ref === 'string'; i++) {
     s = doc.components?.schemas?.[s.$ref.replace('#/components/schemas/', '')];
   }
@@ -156,7 +173,7 @@ const isRecordSchema = (s: Schema) => typesOf(s).includes('object') && !s.proper
 
 function acceptsString(schema: Schema, doc: OpenApiDoc): boolean {
   const s = deref(schema, doc);
-  const options: Schema[] = s.anyOf ?? s.oneOf;
+  const options: Schema[] | undefined = s.anyOf ?? s.oneOf;
   if (options) return options.some((o) => acceptsString(o, doc));
   return typesOf(s).length === 0 || typesOf(s).includes('string');
 }
@@ -176,10 +193,11 @@ function fillSchema(schema: Schema, name: string | undefined, f: Fill, doc: Open
   }
   const options: Schema[] | undefined = s.anyOf ?? s.oneOf;
   if (options?.length) {
-    const pick = options.map((o) => deref(o, doc)).find((o) => !typesOf(o).includes('array') && !typesOf(o).includes('null')) ?? options[0];
+    const pick =
+      options.map((o) => deref(o, doc)).find((o) => !typesOf(o).includes('array') && !typesOf(o).includes('null')) ?? options[0]!;
     return fillSchema(pick, name, f, doc, depth);
   }
-  if (s.allOf?.length) return fillSchema(s.allOf[0], name, f, doc, depth);
+  if (s.allOf?.length) return fillSchema(s.allOf[0]!, name, f, doc, depth);
   if ('const' in s) return s.const;
   if (Array.isArray(s.enum) && s.enum.length) return s.enum[0];
   if ('default' in s) return s.default;
@@ -672,7 +690,7 @@ async function viewOfA() {
 let envTables: string[] = [];
 
 async function rows(query: SQL): Promise<Record<string, unknown>[]> {
-  return ((await t.db.database.db.execute(query)) as unknown as { rows: Record<string, unknown>[] }).rows;
+  return queryRows<Record<string, unknown>>(t.db.database.db, query);
 }
 
 /**
@@ -783,7 +801,7 @@ function installedFlags(body: unknown, out: { name: string; installed: boolean }
 interface Phase {
   name: string;
   /** B's own state during the phase (restored after every mutating call: see `restoreB`). */
-  seedB(): Promise<void>;
+  seedB: () => Promise<void>;
   /** Providers B has installed in this phase. */
   bProviders: string[];
   /** Which identifiers the made-up variant replaces (those B does not hold itself). */

@@ -1,5 +1,7 @@
+import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/client.js';
 import { defineAction, defineSync } from '../../src/functions/define.js';
 import { startWorkers } from '../../src/workers.js';
 import { createTestApp, defaultTestConfig, type TestApp, testRedis } from '../helpers/app.js';
@@ -288,10 +290,11 @@ describe('sync control', () => {
     const count = async () =>
       Number(
         (
-          (await t.services.db.execute(
-            `SELECT (SELECT count(*) FROM records r JOIN connections c ON c.id = r.connection_pk WHERE c.connection_id = 'c2') + (SELECT count(*) FROM syncs s JOIN connections c ON c.id = s.connection_pk WHERE c.connection_id = 'c2') AS n`,
-          )) as unknown as { rows: { n: string }[] }
-        ).rows[0]!.n,
+          await queryRows<{ n: string }>(
+            t.services.db,
+            sql`SELECT (SELECT count(*) FROM records r JOIN connections c ON c.id = r.connection_pk WHERE c.connection_id = 'c2') + (SELECT count(*) FROM syncs s JOIN connections c ON c.id = s.connection_pk WHERE c.connection_id = 'c2') AS n`,
+          )
+        )[0]!.n,
       );
     expect(await count()).toBeGreaterThan(30);
     const del = await t.call({ method: 'DELETE', url: `/connection/c2?provider_config_key=${KEY}` });
@@ -313,7 +316,7 @@ describe('sync control', () => {
 
 describe('housekeeping', () => {
   it('deletes finished runs (with their logs) and delivered events past the retention, nothing newer', async () => {
-    const q = async (text: string) => ((await t.services.db.execute(text)) as unknown as { rows: Record<string, string>[] }).rows;
+    const q = (text: string) => queryRows<Record<string, string>>(t.services.db, sql.raw(text));
     const [{ n: runsBefore }] = (await q(`SELECT count(*)::int AS n FROM runs`)) as [{ n: string }];
     expect(Number(runsBefore)).toBeGreaterThan(3);
     await q(

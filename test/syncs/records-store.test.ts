@@ -266,7 +266,7 @@ describe('GET /records', () => {
   const page = async (query: string) => {
     const r = await recordsPage(t, 'gh', 'acme', query);
     expect(r.statusCode, r.body).toBe(200);
-    return r.json() as { records: RecordOut[]; next_cursor: string | null };
+    return r.json<{ records: RecordOut[]; next_cursor: string | null }>();
   };
 
   it('returns each record as saved with its metadata; the cursor of any record resumes right after it', async () => {

@@ -89,7 +89,7 @@ describe('Redis loses its data while syncs are queued', () => {
     const received: string[] = [];
     const receiver = createServer((req, res) => {
       let body = '';
-      req.on('data', (c: Buffer) => (body += c));
+      req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         if (down) return res.writeHead(503).end();
         received.push(JSON.parse(body).type);
