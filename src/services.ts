@@ -167,6 +167,7 @@ export async function createServices(deps: ServiceDeps) {
     functions,
     syncs: createSyncService({
       db,
+      vault,
       reader,
       registry,
       connections: connections.lookup,

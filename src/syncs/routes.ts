@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiFamily } from '../http/families.js';
-import { errors, providerConfigKey } from '../lib/schemas.js';
+import { cursorQuery, errors, providerConfigKey } from '../lib/schemas.js';
 import type { SyncService } from './service.js';
 import { run, syncStatus, syncStatusParams, syncTriggerResponse, toRun, toSyncStatus, triggerSyncBody } from './schemas.js';
 
@@ -84,33 +84,34 @@ export const runRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = async (a
       operationId: 'getRunLogs',
       tags,
       summary: 'Get Run Log',
-      description: 'The log lines of a run in order. Page with `after` (the `next_after` of the previous page).',
+      description:
+        'The log lines of a run in order. Page with `after`: the `next_after` of the previous page, or the `id` of the last line already read.',
       params: runParams,
       querystring: z.object({
-        after: z.coerce.number().int().min(0).default(0),
+        after: cursorQuery.describe('Opaque: `next_after` of the previous page, or a line `id` of this run'),
         limit: z.coerce.number().int().min(1).max(1000).default(200),
       }),
       response: {
         200: z.object({
           logs: z.array(
             z.object({
-              id: z.number(),
+              id: z.string().describe('Opaque, stable id of the line within its run: pass it as `after` to read the lines that follow'),
               at: z.iso.datetime(),
               level: z.enum(['info', 'warn', 'error']),
               message: z.string(),
               data: z.record(z.string(), z.unknown()).nullable(),
             }),
           ),
-          next_after: z.number().nullable(),
+          next_after: z.string().nullable().describe('`after` for the next page; null on the last page'),
         }),
         ...errors(400, 401, 404),
       },
     },
     handler: async (req) => {
-      const lines = await svc.runLogs(req.environment.id, req.params.run_id, req.query.after, req.query.limit);
+      const page = await svc.runLogs(req.environment.id, req.params.run_id, req.query.after, req.query.limit);
       return {
-        logs: lines.map((l) => ({ id: l.id, at: l.at.toISOString(), level: l.level, message: l.message, data: l.data ?? null })),
-        next_after: lines.length === req.query.limit ? lines.at(-1)!.id : null,
+        logs: page.logs.map((l) => ({ id: l.id, at: l.at.toISOString(), level: l.level, message: l.message, data: l.data ?? null })),
+        next_after: page.nextAfter,
       };
     },
   });

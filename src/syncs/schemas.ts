@@ -104,7 +104,7 @@ export function toRun(r: RunRow): z.input<typeof run> {
 const upper = { running: 'RUNNING', success: 'SUCCESS', error: 'ERROR', paused: 'PAUSED' } as const;
 
 export const nangoSyncStatus = z.object({
-  id: z.string(),
+  id: z.string().describe("Opaque, stable id of this connection's sync (reveals no server-wide serial)"),
   connection_id: z.string(),
   name: z.string(),
   status: z.enum(['RUNNING', 'SUCCESS', 'ERROR', 'PAUSED']),
@@ -118,10 +118,14 @@ export const nangoSyncStatus = z.object({
   error: z.string().nullable(),
 });
 
-export function toNangoSyncStatus(v: SyncView, latest: RunRow | undefined, frequency: string): z.input<typeof nangoSyncStatus> {
+export function toNangoSyncStatus(
+  v: SyncView & { publicId: string },
+  latest: RunRow | undefined,
+  frequency: string,
+): z.input<typeof nangoSyncStatus> {
   const models = Object.keys(v.definition?.models ?? {});
   return {
-    id: String(v.sync.id),
+    id: v.publicId,
     connection_id: v.connection.connectionId,
     name: v.sync.name,
     status: upper[v.status],

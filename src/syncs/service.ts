@@ -5,7 +5,9 @@ import type { ConnectionLookup } from '../connections/service.js';
 import type { IntegrationLookup } from '../integrations/service.js';
 import type { SyncDefinition } from '../functions/define.js';
 import { type FunctionRegistry, parseFrequency } from '../functions/registry.js';
+import { positionCursors } from '../lib/cursor.js';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
+import type { Vault } from '../lib/vault.js';
 import type { RecordLookup } from '../records/service.js';
 import { findRun, findRunsById, listRunLogs, listSyncRuns, type RunRow } from '../runs/repository.js';
 import * as repo from './repository.js';
@@ -33,6 +35,8 @@ export function syncState(s: repo.SyncRow): SyncState {
 /** Sync control: trigger, pause, start, frequency, status and runs, for one tenant at a time. */
 export function createSyncService(deps: {
   db: Db;
+  /** Seals the ids this service shows (a sync's id, a log line's position) so they reveal no server-wide serial. */
+  vault: Vault;
   reader: ConnectionReader;
   registry: FunctionRegistry;
   connections: Pick<ConnectionLookup, 'findById'>;
@@ -125,10 +129,13 @@ export function createSyncService(deps: {
           )
         ).map((r) => [r.id, r]),
       );
-      const out: (SyncView & { latestRun: RunRow | undefined })[] = [];
+      const ids = positionCursors(deps.vault, `sync:${environmentId}`);
+      const out: (SyncView & { publicId: string; latestRun: RunRow | undefined })[] = [];
       for (const row of rows) {
         const conn = conns.get(row.connectionPk);
-        if (conn) out.push({ ...(await view(environmentId, conn, row)), latestRun: row.lastRunId ? latest.get(row.lastRunId) : undefined });
+        if (!conn) continue;
+        const latestRun = row.lastRunId ? latest.get(row.lastRunId) : undefined;
+        out.push({ ...(await view(environmentId, conn, row)), publicId: ids.seal(row.id), latestRun });
       }
       return out;
     },
@@ -173,10 +180,18 @@ export function createSyncService(deps: {
       return run;
     },
 
-    async runLogs(environmentId: string, runId: string, afterId: number, limit: number) {
+    /**
+     * One page of a run's log lines. Each line's `id` is its position sealed for this run (it says
+     * nothing of how many lines the server holds); `after` accepts only such an id of this run.
+     */
+    async runLogs(environmentId: string, runId: string, after: string | undefined, limit: number) {
       const run = await findRun(db, environmentId, runId);
       if (!run) throw new NotFoundError(`Run "${runId}" not found`);
-      return listRunLogs(db, runId, afterId, limit);
+      const positions = positionCursors(deps.vault, `run-logs:${environmentId}:${runId}`);
+      const afterId = after === undefined ? 0 : positions.open(after, 'after');
+      const lines = await listRunLogs(db, runId, afterId, limit);
+      const logs = lines.map((l) => ({ ...l, id: positions.seal(l.id) }));
+      return { logs, nextAfter: lines.length === limit ? (logs.at(-1)?.id ?? null) : null };
     },
   };
 }

@@ -26,7 +26,7 @@ const webhookUrl = z
 
 const delivery = z.object({
   id: z.uuid(),
-  event_id: z.string(),
+  event_id: z.string().describe('The `eventId` of the webhook body: opaque, the same for every delivery of one event'),
   type: z.enum(['auth', 'sync', 'async_action']),
   operation: z.string(),
   connection_id: z.string().nullable(),
@@ -115,7 +115,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ webhooks: WebhookService }> 
       return {
         deliveries: page.deliveries.map((d) => ({
           id: d.id,
-          event_id: String(d.eventId),
+          event_id: d.eventId,
           type: d.type,
           operation: d.operation,
           connection_id: d.connectionId,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../db/client.js';
 import type { DeliveryStatus } from '../db/schema/index.js';
-import { openCursor, sealCursor } from '../lib/cursor.js';
+import { openCursor, positionCursors, sealCursor } from '../lib/cursor.js';
 import type { EgressPolicy } from '../lib/egress.js';
 import { NotFoundError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -16,6 +16,12 @@ export type WebhookService = ReturnType<typeof createWebhookService>;
 const secretContext = (environmentId: string) => `webhook-secret:${environmentId}`;
 const newSecret = () => `whsec_${randomBytes(32).toString('base64url')}`;
 const MAX_ERROR = 500;
+/**
+ * An event's id as receivers see it (`eventId` in the body, `event_id` in the delivery log): its
+ * row id sealed for its environment, so the same event always shows the same id (every attempt and
+ * resend, every URL) and the id reveals nothing of how many events the server holds.
+ */
+const eventIds = (vault: Vault, environmentId: string) => positionCursors(vault, `event:${environmentId}`);
 
 export interface WebhookSettingsView {
   urls: string[];
@@ -94,8 +100,9 @@ export function createWebhookService(deps: {
       const rows = await repo.listDeliveries(db, environmentId, { status: q.status, limit: q.limit + 1, after });
       const page = rows.slice(0, q.limit);
       const last = page.at(-1);
+      const ids = eventIds(vault, environmentId);
       return {
-        deliveries: page,
+        deliveries: page.map((d) => ({ ...d, eventId: ids.seal(d.eventId) })),
         nextCursor: rows.length > q.limit && last ? sealCursor(vault, cursorScope, [last.createdAt.toISOString(), last.id]) : null,
       };
     },
@@ -145,7 +152,7 @@ export function createWebhookService(deps: {
         connectionId: e.connectionId,
         providerConfigKey: e.providerConfigKey,
         ...e.payload,
-        eventId: String(e.id),
+        eventId: eventIds(vault, e.environmentId).seal(e.id),
         createdAt: e.createdAt.toISOString(),
       });
       const attempt = d.delivery.attempts + 1;

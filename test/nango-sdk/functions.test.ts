@@ -17,7 +17,14 @@ let repo: string;
 const KEY = 'gh';
 const CONN = 'octo';
 
-type Status = { name: string; status: string; frequency: string; recordCount: Record<string, number>; nextScheduledSyncAt: string | null };
+type Status = {
+  id: string;
+  name: string;
+  status: string;
+  frequency: string;
+  recordCount: Record<string, number>;
+  nextScheduledSyncAt: string | null;
+};
 const statusOf = async () => ((await nango.syncStatus(KEY, ['issues'], CONN)) as { syncs: Status[] }).syncs[0]!;
 
 /** Runs `trigger` and waits for the run it caused; true when that run asked GitHub for everything (no `since`). */
@@ -89,6 +96,9 @@ describe('sync control', () => {
     expect(await statusOf()).toMatchObject({ name: 'issues', status: 'SUCCESS', frequency: '1h', recordCount: { GithubIssue: 5 } });
     const all = (await nango.syncStatus(KEY, '*')) as { syncs: Status[] };
     expect(all.syncs.map((s) => s.name)).toEqual(['issues']);
+    // Nango's id is a string; ours is opaque and stable (not the server-wide syncs row number).
+    expect(all.syncs[0]!.id).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/);
+    expect(await statusOf()).toMatchObject({ id: all.syncs[0]!.id });
   });
 
   it('triggerSync runs incrementally; a reset (opts.reset, or the legacy full-resync flag) runs a full resync', async () => {

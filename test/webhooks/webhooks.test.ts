@@ -72,6 +72,7 @@ const deliveries = async (query = '') => {
   expect(r.statusCode, r.body).toBe(200);
   return r.json().deliveries as {
     id: string;
+    event_id: string;
     type: string;
     operation: string;
     status: string;
@@ -232,6 +233,8 @@ describe('webhooks to the SaaS backend', () => {
     expect(resent.attempts).toBe(5);
     expect(rx.received.at(-1)!.headers['terapi-webhook-id']).toBe(failed.id);
     expect(rx.received.at(-1)!.headers['terapi-attempt']).toBe('5');
+    // The resend carries the event's id as the delivery log shows it (receivers deduplicate on it).
+    expect(rx.received.at(-1)!.body.eventId).toBe(failed.event_id);
     expect(
       (await t.call({ method: 'POST', url: '/environment/webhooks/deliveries/00000000-0000-4000-8000-000000000000/retry' })).statusCode,
     ).toBe(404);
