@@ -44,11 +44,16 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** PGlite data directory; `undefined` keeps the embedded database in memory (tests). */
   pgliteDir?: string;
+  /**
+   * An in-memory PGlite starts from this dump (`dumpPgliteTemplate`) instead of running initdb:
+   * about 0.6 s instead of 3-4 s, which each test file pays.
+   */
+  pgliteTemplate?: Blob;
   onError?: (err: Error) => void;
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  return opts.databaseUrl ? openPostgres(opts.databaseUrl, opts) : openPglite(opts.pgliteDir);
+  return opts.databaseUrl ? openPostgres(opts.databaseUrl, opts) : openPglite(opts.pgliteDir, opts.pgliteTemplate);
 }
 
 async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
@@ -121,9 +126,18 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
   };
 }
 
-async function openPglite(dir: string | undefined): Promise<Database> {
+/** A migrated in-memory PGlite's data directory, for `pgliteTemplate`. */
+export async function dumpPgliteTemplate(): Promise<Blob> {
+  const client = await PGlite.create();
+  await migratePglite(drizzlePglite(client), { migrationsFolder });
+  const dump = await client.dumpDataDir('none');
+  await client.close();
+  return dump;
+}
+
+async function openPglite(dir: string | undefined, template: Blob | undefined): Promise<Database> {
   if (dir) mkdirSync(path.dirname(dir), { recursive: true, mode: 0o700 });
-  const client = await PGlite.create(dir);
+  const client = await PGlite.create(dir, template ? { loadDataDir: template } : {});
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     kind: 'pglite',

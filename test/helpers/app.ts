@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -33,7 +33,10 @@ export interface TestDatabase {
 /** A fresh, migrated database for one test file: its own Postgres database, or an in-memory PGlite. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   if (!serverUrl) {
-    const database = await openDatabase({});
+    // Written by test/global-setup.ts; migrating again is a no-op unless a migration is newer than the run.
+    const templateFile = process.env.TERAPI_TEST_PGLITE_TEMPLATE;
+    const pgliteTemplate = templateFile ? new Blob([await readFile(templateFile)]) : undefined;
+    const database = await openDatabase({ pgliteTemplate });
     await database.migrate();
     return { database, drop: () => database.close() };
   }
