@@ -42,8 +42,9 @@ const pending = z
 
 const actionFailure = errorResponse
   .extend({
-    action_name: z.string(),
-    run_id: z.uuid(),
+    // Absent when the action was refused before it ran (a connection that must be re-authorized).
+    action_name: z.string().optional(),
+    run_id: z.uuid().optional(),
     upstream: z
       .object({ status: z.number().int(), body: z.string() })
       .optional()
