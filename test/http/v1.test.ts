@@ -6,28 +6,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v1Family } from '../../src/http/families.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { routerRoutes } from '../helpers/routes.js';
 
 let t: TestApp;
 beforeAll(async () => {
   t = await createTestApp();
 });
 afterAll(async () => t?.close());
-
-/** `(method, path)` pairs of Fastify's `printRoutes({ commonPrefix: false })` tree. */
-function routerRoutes(tree: string): { method: string; path: string }[] {
-  const out: { method: string; path: string }[] = [];
-  const stack: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│ ]*)(?:├── |└── )(.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!m) continue;
-    const depth = m[1]!.length / 4;
-    stack.length = depth;
-    const full = (depth > 0 ? (stack[depth - 1] ?? '') : '') + m[2]!;
-    stack[depth] = full;
-    for (const method of m[3]?.split(',').map((x) => x.trim()) ?? []) out.push({ method, path: full });
-  }
-  return out;
-}
 
 /** Where a Terapi API path lives under /v1: seed 000's plural paths, else the same path under /v1. */
 function v1Path(path: string): string {
@@ -48,7 +33,7 @@ describe('/v1', () => {
     const doc = t.app.swagger() as unknown as {
       paths: Record<string, Record<string, { operationId: string; parameters?: { name: string; in: string }[] }>>;
     };
-    const routes = routerRoutes(t.app.printRoutes({ commonPrefix: false })).filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS');
+    const routes = routerRoutes(t.app).filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS');
     const inRouter = new Set(routes.map((r) => `${r.method} ${toOpenApi(r.path)}`));
 
     const native = routes.filter((r) => {

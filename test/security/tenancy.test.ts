@@ -37,6 +37,7 @@ import { type FakeGithub, startFakeGithub } from '../fixtures/providers/github.j
 import { ADMIN_KEY, createTestApp, type TestApp, type TestEnvironment } from '../helpers/app.js';
 import { until } from '../helpers/syncs.js';
 import { startWebhookReceiver, type WebhookReceiver } from './fixtures.js';
+import { routerRoutes } from '../helpers/routes.js';
 
 // ---------------------------------------------------------------------------------------------
 // OpenAPI walking and request filling
@@ -297,22 +298,6 @@ function buildRequest(route: Route, fill: Fill, doc: OpenApiDoc, bare = false): 
   if (isPage(route) && route.method === 'POST') {
     out.payload = new URLSearchParams(PAGE_FORM).toString();
     out.headers['content-type'] = 'application/x-www-form-urlencoded';
-  }
-  return out;
-}
-
-/** `GET /a/:b` lines of the router's own table (undocumented routes included). */
-function routerRoutes(tree: string): { method: string; path: string }[] {
-  const out: { method: string; path: string }[] = [];
-  const stack: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│ ]*)(?:├── |└── )(.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
-    if (!m) continue;
-    const depth = m[1]!.length / 4;
-    stack.length = depth;
-    const full = (depth > 0 ? (stack[depth - 1] ?? '') : '') + m[2]!;
-    stack[depth] = full;
-    for (const method of m[3]?.split(',').map((x) => x.trim()) ?? []) out.push({ method, path: full });
   }
   return out;
 }
@@ -1033,7 +1018,7 @@ function appRoutes(kind: 'environment' | 'admin'): { routes: Route[]; inRouter: 
   }
   const known = new Set(routes.map((x) => `${x.method} ${canonical(x.path)}`));
   let inRouter = 0;
-  for (const x of routerRoutes(t.app.printRoutes({ commonPrefix: false }))) {
+  for (const x of routerRoutes(t.app)) {
     if (x.method === 'HEAD' || x.method === 'OPTIONS' || !wanted(x.path)) continue;
     inRouter++;
     if (known.has(`${x.method} ${canonical(x.path)}`)) continue;
