@@ -183,6 +183,7 @@ export async function createServices(deps: ServiceDeps) {
       queues,
       fetch: egressFetch,
       egressPolicy,
+      lookup: config.egress.lookup,
       log: logger,
       maxAttempts: config.webhooks.maxAttempts,
       backoffMs: config.webhooks.backoffMs,

@@ -17,6 +17,11 @@ const redirectUrl = z
   .max(2000)
   .refine((u) => secureOrLocal(new URL(u)), 'must be https (or http on localhost, 127.0.0.1 or [::1])')
   .describe('Where the Connect page sends the user after success (query gains connection_id and provider_config_key)');
+/** A DNS name, an IPv4 address or a bracketed IPv6 address (no wildcards, no empty labels). */
+const validHost = (host: string): boolean =>
+  /^\[[0-9a-f:.]+\]$/i.test(host) ||
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(host);
+
 const origin = z
   .string()
   .max(300)
@@ -36,6 +41,8 @@ const origin = z
       u.pathname !== '/' ||
       u.search ||
       u.hash ||
+      u.port === '0' ||
+      !validHost(u.hostname) ||
       /[/?#]./.test(value.replace(/^https?:\/\//i, ''))
     ) {
       ctx.addIssue({

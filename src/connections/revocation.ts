@@ -11,7 +11,8 @@ export interface Revocation {
   provider: Provider;
   integration: Pick<IntegrationRow, 'environmentId' | 'oauthClientId' | 'oauthClientSecretEnc' | 'urlOverrides'>;
   connectionConfig: Record<string, unknown>;
-  credentials: StoredCredentials;
+  /** Decrypted inside the best-effort part: a key no longer configured must not fail the delete. */
+  credentials: () => StoredCredentials;
   /** For the log line. */
   connectionId: string;
 }
@@ -33,8 +34,9 @@ export async function revokeGrant(deps: { fetch: typeof fetch; vault: Vault; log
   const log = deps.log.child({ provider: r.provider.name, connectionId: r.connectionId });
   try {
     const endpoint = revocationEndpoint(r.provider, r.integration.urlOverrides);
-    const c = r.credentials;
-    if (!endpoint || c.type !== 'OAUTH2') return;
+    if (!endpoint) return;
+    const c = r.credentials();
+    if (c.type !== 'OAUTH2') return;
     const clientId = r.integration.oauthClientId ?? undefined;
     const clientSecret = decryptClientSecret(deps.vault, r.integration);
     const basic =
@@ -70,9 +72,15 @@ export async function revokeGrant(deps: { fetch: typeof fetch; vault: Vault; log
         body: JSON.stringify({ access_token: c.access_token }),
       });
     }
-    await res.arrayBuffer().catch(() => undefined);
-    if (res.ok) log.info({ status: res.status }, 'grant revoked at the provider');
-    else log.warn({ status: res.status }, 'the provider refused to revoke the grant');
+    const body = await res.text().catch(() => '');
+    // Slack answers 200 with `{"ok": false, "error": …}` when it did not revoke.
+    const refusedInBody = res.ok && /^\s*\{/.test(body) && (JSON.parse(body) as { ok?: unknown }).ok === false;
+    if (res.ok && !refusedInBody) log.info({ status: res.status }, 'grant revoked at the provider');
+    else
+      log.warn(
+        { status: res.status, ...(refusedInBody && { error: (JSON.parse(body) as { error?: unknown }).error }) },
+        'the provider refused to revoke the grant',
+      );
   } catch (err) {
     log.warn({ err: err instanceof Error ? { name: err.name, message: err.message } : String(err) }, 'grant not revoked at the provider');
   }

@@ -274,10 +274,12 @@ export function createConnectionService(deps: {
       if (!deleted) throw notFound(key, connectionId);
       deps.hub.emitLocal('conn', deleted.id);
       if (deleted.credentialsEnc && revocationEndpoint(provider, integration.urlOverrides)) {
-        const credentials = vault.decryptJson<StoredCredentials>(
-          deleted.credentialsEnc,
-          credentialsContext({ environmentId, integrationId: integration.id, connectionId }),
-        );
+        const credentialsEnc = deleted.credentialsEnc;
+        const credentials = () =>
+          vault.decryptJson<StoredCredentials>(
+            credentialsEnc,
+            credentialsContext({ environmentId, integrationId: integration.id, connectionId }),
+          );
         const revocation = revokeGrant(
           { fetch: deps.fetch, vault, log: deps.log },
           { provider, integration, connectionConfig: deleted.connectionConfig, credentials, connectionId },

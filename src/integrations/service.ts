@@ -101,7 +101,8 @@ export function createIntegrationService(deps: {
     if (input.secrets && jsonBytes(input.secrets) > SECRETS_LIMIT)
       throw ValidationError.field('secrets', `must be at most ${SECRETS_LIMIT} bytes of JSON`);
 
-    const overrides = input.urlOverrides ?? existing?.urlOverrides ?? {};
+    // An update names the URLs it changes; the others stay as they were.
+    const overrides: UrlOverrides = { ...existing?.urlOverrides, ...input.urlOverrides };
     const generic = genericProviders.has(provider.name);
     for (const key of Object.keys(overrides) as (keyof UrlOverrides)[]) {
       const allowed = generic || deps.allowProviderUrlOverrides || provider.overridable_urls?.includes(key);
@@ -111,8 +112,9 @@ export function createIntegrationService(deps: {
     }
     if (!deps.allowInsecureOAuthUrls) {
       // The token client refuses plain http (credentials in clear), so such an integration could
-      // only fail later, in front of the end user; refuse it now.
-      for (const key of ['authorization_url', 'token_url'] as const) {
+      // only fail later, in front of the end user; refuse it now. Revocation sends the client
+      // secret and the refresh token: the same rule.
+      for (const key of ['authorization_url', 'token_url', 'revocation_url'] as const) {
         const url = input.urlOverrides?.[key];
         if (url && !url.startsWith('https://')) {
           throw ValidationError.field(key, 'must be an https URL (plain http is allowed only when TERAPI_EGRESS_ALLOW_PRIVATE is set)');
@@ -140,7 +142,7 @@ export function createIntegrationService(deps: {
     if (input.secrets !== undefined) {
       values.secretsEnc = Object.keys(input.secrets).length ? vault.encryptJson(input.secrets, secretContext(environmentId)) : null;
     }
-    if (input.urlOverrides !== undefined) values.urlOverrides = input.urlOverrides;
+    if (input.urlOverrides !== undefined) values.urlOverrides = overrides;
     return values;
   }
 

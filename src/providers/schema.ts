@@ -101,8 +101,9 @@ const oauthFields = {
    * Where a grant is revoked when its connection is deleted (best effort). `rfc7009`: POST
    * `token=<refresh token, else access token>` with the client's credentials (RFC 7009);
    * `bearer`: POST with the access token as `Authorization: Bearer` (Slack, Dropbox, Linear);
-   * `github`: DELETE `/applications/{client_id}/grant` with the client's basic auth and the access
-   * token in a JSON body (`{client_id}` in the URL is filled in).
+   * `github`: DELETE `/applications/{client_id}/token` with the client's basic auth and the access
+   * token in a JSON body (`{client_id}` in the URL is filled in): that one token only, not the
+   * user's whole authorization of the app, which other connections may share.
    */
   revocation: z
     .object({ url: templatedUrl, style: z.enum(['rfc7009', 'bearer', 'github']) })

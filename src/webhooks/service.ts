@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Db } from '../db/client.js';
 import type { DeliveryStatus } from '../db/schema/index.js';
 import { openCursor, positionCursors, sealCursor } from '../lib/cursor.js';
-import type { EgressPolicy } from '../lib/egress.js';
+import type { EgressPolicy, HostLookup } from '../lib/egress.js';
 import { NotFoundError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Vault } from '../lib/vault.js';
@@ -43,6 +43,8 @@ export function createWebhookService(deps: {
   fetch: typeof fetch;
   /** The policy `fetch` enforces: URLs it would refuse are refused when they are set. */
   egressPolicy: EgressPolicy;
+  /** The egress client's DNS resolution, so a URL is judged as deliveries would be (tests answer without the network). */
+  lookup?: HostLookup;
   log: Logger;
   maxAttempts: number;
   backoffMs: number;
@@ -69,7 +71,7 @@ export function createWebhookService(deps: {
 
     /** Sets the URLs; the first call creates the signing secret and returns it (shown once). */
     async setUrls(environmentId: string, urls: string[]): Promise<WebhookSettingsView> {
-      await assertDeliverable(deps.egressPolicy, urls);
+      await assertDeliverable(deps.egressPolicy, urls, deps.lookup);
       const secret = newSecret();
       const { inserted } = await repo.upsertUrls(db, {
         environmentId,

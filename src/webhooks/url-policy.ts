@@ -1,4 +1,4 @@
-import { EgressDeniedError, type EgressPolicy, pinnedLookup } from '../lib/egress.js';
+import { EgressDeniedError, type EgressPolicy, type HostLookup, pinnedLookup } from '../lib/egress.js';
 import { ValidationError } from '../lib/errors.js';
 
 // A resolver that does not answer in time says nothing about the policy; the URL is kept.
@@ -9,10 +9,10 @@ const LOOKUP_TIMEOUT_MS = 5_000;
  * the client's own checked lookup, so the verdict is the one every delivery would meet. A name
  * that does not resolve now is not refused: DNS may be down, or the record not published yet.
  */
-async function refusal(policy: EgressPolicy, url: string): Promise<string | null> {
+async function refusal(policy: EgressPolicy, url: string, resolve?: HostLookup): Promise<string | null> {
   if (policy.allowPrivateNetworks) return null;
   const host = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
-  const lookup = pinnedLookup(policy);
+  const lookup = pinnedLookup(policy, resolve);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(null), LOOKUP_TIMEOUT_MS);
     lookup(host, { all: true }, (err) => {
@@ -24,8 +24,8 @@ async function refusal(policy: EgressPolicy, url: string): Promise<string | null
 }
 
 /** Refuses (400, naming `urls.<i>`) the first URL deliveries could never reach under the egress policy. */
-export async function assertDeliverable(policy: EgressPolicy, urls: readonly string[]): Promise<void> {
-  const verdicts = await Promise.all(urls.map((u) => refusal(policy, u)));
+export async function assertDeliverable(policy: EgressPolicy, urls: readonly string[], resolve?: HostLookup): Promise<void> {
+  const verdicts = await Promise.all(urls.map((u) => refusal(policy, u, resolve)));
   const details = verdicts.flatMap((reason, i) =>
     reason
       ? [

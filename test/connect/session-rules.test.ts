@@ -40,6 +40,9 @@ describe('allowed_origin', () => {
       'https://user@app.example.com',
       'ftp://app.example.com',
       'app.example.com',
+      'https://app.example.com:0',
+      'https://*.example.com',
+      'https://app..example.com',
     ]) {
       const r = await createSession({ allowed_origin: origin });
       expect(r.statusCode, `${origin}: ${r.body}`).toBe(400);

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../../src/providers/catalog.js';
 import { DEFAULT_CLIENT, type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createTestApp, type TestApp, testVault } from '../helpers/app.js';
 import { createFixtureIntegration, importConnection, obtainTokens, tokenWorks } from '../helpers/oauth.js';
 
 let t: TestApp;
@@ -88,6 +88,26 @@ describe('deleting a connection', () => {
     await t.services.connections.settled();
     expect((await t.call({ method: 'GET', url: '/connection/user-3?provider_config_key=unreachable' })).statusCode).toBe(404);
     expect(logLines(before)).toContainEqual(expect.objectContaining({ msg: 'grant not revoked at the provider', connectionId: 'user-3' }));
+  });
+
+  it('still deletes when the credentials cannot be decrypted any more (their key was removed)', async () => {
+    await createFixtureIntegration(t, server, 'rotated', { revocation_url: server.revocationUrl });
+    const tokens = await obtainTokens(server);
+    await importConnection(t, 'rotated', 'user-4', tokens, inAnHour());
+    // Another process on the same database whose only encryption key is a new one.
+    const other = await createTestApp({ db: t.db, vault: testVault() });
+    try {
+      const before = other.logs.length;
+      const res = await other.call({ method: 'DELETE', url: '/connection/user-4?provider_config_key=rotated', key: t.env.key });
+      expect(res.statusCode, res.body).toBe(204);
+      await other.services.connections.settled();
+      expect((await t.call({ method: 'GET', url: '/connection/user-4?provider_config_key=rotated' })).statusCode).toBe(404);
+      expect(other.logs.slice(before).map((l) => JSON.parse(l) as { msg: string; connectionId?: string })).toContainEqual(
+        expect.objectContaining({ msg: 'grant not revoked at the provider', connectionId: 'user-4' }),
+      );
+    } finally {
+      await other.close();
+    }
   });
 
   it('knows the revocation endpoints of the providers the README lists', async () => {

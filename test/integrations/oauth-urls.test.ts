@@ -72,6 +72,42 @@ describe('OAuth endpoint URLs of an integration', () => {
     expect(patch.json().details[0].field).toBe('token_url');
   });
 
+  it('refuses a plain-http revocation_url (it would carry the client secret and the refresh token in clear)', async () => {
+    const r = await asStrict({
+      method: 'POST',
+      url: '/integration',
+      payload: generic('gen-revoke-http', {
+        authorization_url: 'https://auth.example.com/authorize',
+        token_url: 'https://auth.example.com/token',
+        revocation_url: 'http://169.254.169.254/revoke',
+      }),
+    });
+    expect(r.statusCode, r.body).toBe(400);
+    expect(r.json().details[0].field).toBe('revocation_url');
+  });
+
+  it('an update changes only the URLs it names; the others stay', async () => {
+    const created = await asStrict({
+      method: 'POST',
+      url: '/integration',
+      payload: generic('gen-partial', {
+        authorization_url: 'https://auth.example.com/authorize',
+        token_url: 'https://auth.example.com/token',
+      }),
+    });
+    expect(created.statusCode, created.body).toBe(200);
+    const patch = await asStrict({
+      method: 'PATCH',
+      url: '/integration/gen-partial',
+      payload: { revocation_url: 'https://auth.example.com/revoke' },
+    });
+    expect(patch.statusCode, patch.body).toBe(200);
+    const got = (await asStrict({ method: 'GET', url: '/integration/gen-partial' })).json();
+    expect(JSON.stringify(got)).toContain('https://auth.example.com/token');
+    expect(JSON.stringify(got)).toContain('https://auth.example.com/authorize');
+    expect(JSON.stringify(got)).toContain('https://auth.example.com/revoke');
+  });
+
   it('accepts plain http when private egress is allowed (on-prem and test OAuth servers)', async () => {
     const r = await lenient.call({
       method: 'POST',

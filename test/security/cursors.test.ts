@@ -93,9 +93,10 @@ describe('records cursors', () => {
     const [seq] = await queryRows<{ max: string }>(t.db.database.db, sql`SELECT max(cursor)::text AS max FROM records`);
     for (const cursor of [page.next_cursor, ...page.records.map((r) => r._nango_metadata.cursor)]) {
       expect(cursor).toMatch(/^old\.[A-Za-z0-9_-]{22}$/);
-      expect(Buffer.from(cursor.slice(4), 'base64url').toString('latin1')).not.toMatch(/\d{1,}[,\]]/);
+      // Not the old form (base64url of a JSON tuple of sequence values): 16 bytes that are no JSON.
+      expect(() => JSON.parse(Buffer.from(cursor.slice(4), 'base64url').toString('utf8')) as unknown).toThrow();
+      expect(cursor).not.toBe(`old.${Buffer.from(JSON.stringify([Number(seq!.max)])).toString('base64url')}`);
     }
-    expect(page.next_cursor).not.toContain(String(seq!.max));
 
     const second = await records(A, `model=Item&limit=2&cursor=${page.next_cursor}`);
     expect(second.statusCode).toBe(200);
