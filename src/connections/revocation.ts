@@ -17,12 +17,16 @@ export interface Revocation {
   connectionId: string;
 }
 
-/** Where and how this provider revokes grants: the integration's override (generic providers), else the catalog. */
+/**
+ * Where and how this provider revokes grants: the catalog's endpoint, or the integration's
+ * `revocation_url` (the generic providers, a self-hosted GitHub Enterprise) in the catalog's style,
+ * RFC 7009 where the catalog has none.
+ */
 export function revocationEndpoint(
   provider: Provider,
   overrides: IntegrationRow['urlOverrides'],
 ): NonNullable<Provider['revocation']> | undefined {
-  if (overrides.revocation_url) return { url: overrides.revocation_url, style: 'rfc7009' };
+  if (overrides.revocation_url) return { url: overrides.revocation_url, style: provider.revocation?.style ?? 'rfc7009' };
   return provider.revocation;
 }
 

@@ -7,6 +7,7 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../../src/providers/catalog.js';
+import { startFakeGithub } from '../fixtures/providers/github.js';
 import { DEFAULT_CLIENT, type OAuthServer, startOAuthServer } from '../fixtures/oauth-server.js';
 import { createTestApp, type TestApp, testVault } from '../helpers/app.js';
 import { createFixtureIntegration, importConnection, obtainTokens, tokenWorks } from '../helpers/oauth.js';
@@ -110,6 +111,44 @@ describe('deleting a connection', () => {
     }
   });
 
+  it("revokes a GitHub connection's token only, with the OAuth app's credentials", async () => {
+    const gh = await startFakeGithub();
+    const app = await createTestApp({ db: t.db, vault: t.vault, config: { allowProviderUrlOverrides: true } });
+    try {
+      const integration = await app.call({
+        method: 'POST',
+        url: '/integration',
+        key: t.env.key,
+        payload: {
+          provider_config_key: 'gh-revoking',
+          provider: 'github',
+          oauth_client_id: 'Iv1.app',
+          oauth_client_secret: 'app-secret',
+          api_base_url: gh.url,
+          revocation_url: `${gh.url}/applications/{client_id}/token`,
+        },
+      });
+      expect(integration.statusCode, integration.body).toBe(200);
+      const token = gh.token;
+      const imported = await app.call({
+        method: 'POST',
+        url: '/connection',
+        key: t.env.key,
+        payload: { connection_id: 'gh-user', provider_config_key: 'gh-revoking', credentials: { type: 'OAUTH2', access_token: token } },
+      });
+      expect(imported.statusCode, imported.body).toBe(200);
+      const res = await app.call({ method: 'DELETE', url: '/connection/gh-user?provider_config_key=gh-revoking', key: t.env.key });
+      expect(res.statusCode, res.body).toBe(204);
+      await app.services.connections.settled();
+      expect(gh.revokedTokens).toEqual([token]);
+      const revoke = gh.state.requests.find((r) => r.method === 'DELETE');
+      expect(revoke?.path).toBe('/applications/Iv1.app/token');
+    } finally {
+      await app.close();
+      await gh.close();
+    }
+  });
+
   it('knows the revocation endpoints of the providers the README lists', async () => {
     const catalog = loadCatalog();
     const revoking = catalog
@@ -130,5 +169,7 @@ describe('deleting a connection', () => {
         'slack:bearer',
       ].sort(),
     );
+    // One token, not the user's whole authorization of the app (`/grant`), which other connections may share.
+    expect(catalog.get('github')?.revocation?.url).toBe('https://api.github.com/applications/{client_id}/token');
   });
 });
