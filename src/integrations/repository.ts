@@ -14,6 +14,7 @@ export async function insertIntegration(db: DbOrTx, values: NewIntegration): Pro
   return row!;
 }
 
+/** The integrations of an environment with how many connections each has (the listing shows it). */
 export async function listIntegrations(db: DbOrTx, environmentId: string): Promise<IntegrationWithCount[]> {
   return db
     .select({ ...getTableColumns(integrations), connectionCount })
@@ -22,7 +23,33 @@ export async function listIntegrations(db: DbOrTx, environmentId: string): Promi
     .orderBy(asc(integrations.createdAt), asc(integrations.id));
 }
 
-export async function findIntegration(db: DbOrTx, environmentId: string, uniqueKey: string): Promise<IntegrationWithCount | undefined> {
+/** The same without counting connections: what other domains read (the Connect page, flows). */
+export async function listIntegrationRows(db: DbOrTx, environmentId: string): Promise<IntegrationRow[]> {
+  return db
+    .select()
+    .from(integrations)
+    .where(eq(integrations.environmentId, environmentId))
+    .orderBy(asc(integrations.createdAt), asc(integrations.id));
+}
+
+/**
+ * One integration by key, without its connection count: every connection write, token refresh and
+ * OAuth callback reads it, and counting an integration's connections costs a scan of them.
+ */
+export async function findIntegration(db: DbOrTx, environmentId: string, uniqueKey: string): Promise<IntegrationRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(integrations)
+    .where(and(eq(integrations.environmentId, environmentId), eq(integrations.uniqueKey, uniqueKey)));
+  return row;
+}
+
+/** One integration with its connection count, for the views that show it. */
+export async function findIntegrationWithCount(
+  db: DbOrTx,
+  environmentId: string,
+  uniqueKey: string,
+): Promise<IntegrationWithCount | undefined> {
   const [row] = await db
     .select({ ...getTableColumns(integrations), connectionCount })
     .from(integrations)

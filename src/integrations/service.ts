@@ -186,7 +186,7 @@ export function createIntegrationService(deps: {
     lookup: {
       find: (environmentId: string, uniqueKey: string) => repo.findIntegration(db, environmentId, uniqueKey),
       findById: (environmentId: string, id: number) => repo.findIntegrationById(db, environmentId, id),
-      list: (environmentId: string) => repo.listIntegrations(db, environmentId),
+      list: (environmentId: string) => repo.listIntegrationRows(db, environmentId),
     },
 
     /** Providers this environment has at least one integration of. */
@@ -198,13 +198,13 @@ export function createIntegrationService(deps: {
     },
 
     async get(environmentId: string, uniqueKey: string): Promise<IntegrationView> {
-      const row = await repo.findIntegration(db, environmentId, uniqueKey);
+      const row = await repo.findIntegrationWithCount(db, environmentId, uniqueKey);
       if (!row) throw notFound(uniqueKey);
       return toView(environmentId, row, row.connectionCount);
     },
 
     async update(environmentId: string, uniqueKey: string, patch: IntegrationPatch): Promise<IntegrationView> {
-      const existing = await repo.findIntegration(db, environmentId, uniqueKey);
+      const existing = await repo.findIntegrationWithCount(db, environmentId, uniqueKey);
       if (!existing) throw notFound(uniqueKey);
       const values = validateAndEncode(environmentId, requireProvider(existing.provider), patch, existing);
       if (patch.uniqueKey !== undefined) values.uniqueKey = patch.uniqueKey;
