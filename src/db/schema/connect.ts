@@ -38,7 +38,13 @@ export const connectSessions = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex('connect_sessions_token_hash_key').on(t.tokenHash), index('connect_sessions_expires_idx').on(t.expiresAt)],
+  (t) => [
+    uniqueIndex('connect_sessions_token_hash_key').on(t.tokenHash),
+    index('connect_sessions_expires_idx').on(t.expiresAt),
+    // Foreign keys that cascade: deleting an environment or a connection finds its sessions by index.
+    index('connect_sessions_environment_idx').on(t.environmentId),
+    index('connect_sessions_reconnect_connection_idx').on(t.reconnectConnectionId),
+  ],
 );
 
 /** One authorization-code flow in progress: usable once, for ten minutes. */
@@ -62,5 +68,11 @@ export const oauthSessions = pgTable(
     consumedAt: timestamp('consumed_at', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex('oauth_sessions_state_hash_key').on(t.stateHash), index('oauth_sessions_expires_idx').on(t.expiresAt)],
+  (t) => [
+    uniqueIndex('oauth_sessions_state_hash_key').on(t.stateHash),
+    index('oauth_sessions_expires_idx').on(t.expiresAt),
+    index('oauth_sessions_environment_idx').on(t.environmentId),
+    index('oauth_sessions_integration_idx').on(t.integrationId),
+    index('oauth_sessions_connect_session_idx').on(t.connectSessionId),
+  ],
 );

@@ -21,7 +21,10 @@ export const functionConfigs = pgTable(
     autoStart: boolean('auto_start').notNull().default(true),
     ...timestamps,
   },
-  (t) => [uniqueIndex('function_configs_integration_name_key').on(t.integrationId, t.name)],
+  (t) => [
+    uniqueIndex('function_configs_integration_name_key').on(t.integrationId, t.name),
+    index('function_configs_environment_idx').on(t.environmentId),
+  ],
 );
 
 export type SyncCheckpoint = Record<string, string | number | boolean | null>;
@@ -69,6 +72,7 @@ export const syncs = pgTable(
       .on(t.nextRunAt)
       .where(sql`NOT ${t.paused}`),
     index('syncs_function_config_idx').on(t.functionConfigId),
+    index('syncs_environment_idx').on(t.environmentId),
   ],
 );
 
