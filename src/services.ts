@@ -209,6 +209,7 @@ export async function createServices(deps: ServiceDeps) {
     }),
     async close() {
       await connections.settled();
+      await connections.flushFetchStamps();
       await queues.close();
       await hub.close();
     },

@@ -187,7 +187,7 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
           force: req.query.force_refresh ?? false,
         },
       );
-      return toNango(await svc.markFetched(connection), nangoCredentials(credentials, req.query.refresh_token ?? false));
+      return toNango(svc.markFetched(connection), nangoCredentials(credentials, req.query.refresh_token ?? false));
     },
   });
 

@@ -175,11 +175,13 @@ export async function writeMetadata(
     .returning({ id: connections.id, connectionId: connections.connectionId, metadata: connections.metadata });
 }
 
-export async function touchLastFetched(db: DbOrTx, id: number): Promise<Date | null> {
-  const [row] = await db
-    .update(connections)
-    .set({ lastFetchedAt: sql`now()` })
-    .where(eq(connections.id, id))
-    .returning({ lastFetchedAt: connections.lastFetchedAt });
-  return row?.lastFetchedAt ?? null;
+/** Stamps `last_fetched_at` of several connections in one statement; a stamp never moves back. */
+export async function stampLastFetched(db: DbOrTx, stamps: readonly { id: number; at: Date }[]): Promise<void> {
+  if (!stamps.length) return;
+  const ids = stamps.map((s) => s.id);
+  const ats = stamps.map((s) => s.at.toISOString());
+  await db.execute(sql`
+    UPDATE connections c SET last_fetched_at = GREATEST(c.last_fetched_at, v.at)
+      FROM (SELECT unnest(${sql.param(ids)}::bigint[]) AS id, unnest(${sql.param(ats)}::timestamptz[]) AS at) v
+     WHERE c.id = v.id`);
 }

@@ -45,6 +45,8 @@ export type ConnectionService = ReturnType<typeof createConnectionService>;
 export type ConnectionLookup = ConnectionService['lookup'];
 
 const CONFIG_LIMIT = 16 * 1024;
+/** How long `last_fetched_at` stamps wait to be written together. */
+const FETCH_STAMP_DELAY_MS = 1000;
 
 export function createConnectionService(deps: {
   db: Db;
@@ -63,6 +65,23 @@ export function createConnectionService(deps: {
   const pendingRevocations = new Set<Promise<void>>();
 
   const notFound = (key: string, connectionId: string) => NotFoundError.connection(key, connectionId);
+
+  const fetchStamps = new Map<number, Date>();
+  let stampTimer: NodeJS.Timeout | undefined;
+  let stampWrite: Promise<void> = Promise.resolve();
+  /** Writes the stamps gathered so far, after any write already under way (stamps never move back). */
+  function flushFetchStamps(): Promise<void> {
+    if (stampTimer) clearTimeout(stampTimer);
+    stampTimer = undefined;
+    const stamps = [...fetchStamps].map(([id, at]) => ({ id, at }));
+    fetchStamps.clear();
+    stampWrite = stampWrite.then(() =>
+      repo
+        .stampLastFetched(db, stamps)
+        .catch((err: unknown) => deps.log.warn({ err, count: stamps.length }, 'could not stamp last_fetched_at')),
+    );
+    return stampWrite;
+  }
 
   /** The one write of a connection's row: a new one gets its integration's syncs in the same transaction. */
   async function store(tx: DbOrTx, values: Parameters<typeof repo.upsertConnection>[1]) {
@@ -239,10 +258,23 @@ export function createConnectionService(deps: {
       return { connection: await requireConnection(p.environmentId, p.providerConfigKey, p.connectionId), created: created.inserted };
     },
 
-    /** Stamps `last_fetched_at` (Nango's connection GET reports when credentials were last read). */
-    async markFetched(connection: ConnectionView): Promise<ConnectionView> {
-      return { ...connection, lastFetchedAt: await repo.touchLastFetched(db, connection.id) };
+    /**
+     * Stamps `last_fetched_at` (Nango's connection GET reports when credentials were last read).
+     * Written behind the read: stamps are coalesced per connection and written together within a
+     * second, so a busy token reader costs no write per request.
+     */
+    markFetched(connection: ConnectionView): ConnectionView {
+      const at = new Date();
+      fetchStamps.set(connection.id, at);
+      if (!stampTimer) {
+        stampTimer = setTimeout(() => void flushFetchStamps(), FETCH_STAMP_DELAY_MS);
+        stampTimer.unref();
+      }
+      return { ...connection, lastFetchedAt: at };
     },
+
+    /** Writes the pending `last_fetched_at` stamps now (shutdown, tests). */
+    flushFetchStamps,
 
     async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {
       // Bound to the tenant and the filters: a cursor of another listing is refused.

@@ -377,3 +377,35 @@ describe('Nango-compatible /connections', () => {
     expect((await t.call({ method: 'GET', url: '/connections/nango-1?provider_config_key=github' })).statusCode).toBe(404);
   });
 });
+
+describe('last_fetched_at', () => {
+  it('is stamped behind the read: every GET answers its own time, and the row gets the latest within a moment', async () => {
+    const created = await t.call({
+      method: 'POST',
+      url: '/connections',
+      payload: { provider_config_key: 'github', connection_id: 'fetched-1', credentials: { type: 'OAUTH2', access_token: 'gho_fetched' } },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const stamped = async () =>
+      (
+        await queryRows<{ at: string | null }>(
+          t.db.database.db,
+          sql`SELECT last_fetched_at::text AS at FROM connections WHERE connection_id = 'fetched-1'`,
+        )
+      )[0]!.at;
+    expect(await stamped()).toBeNull();
+
+    const times: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const got = await t.call({ method: 'GET', url: '/connections/fetched-1?provider_config_key=github' });
+      expect(got.statusCode, got.body).toBe(200);
+      times.push(got.json().last_fetched_at);
+    }
+    expect([...times].sort()).toEqual(times);
+    // Written together, once the stamps are flushed (within a second on their own; at once here).
+    await t.services.connections.flushFetchStamps();
+    const at = await stamped();
+    expect(at).not.toBeNull();
+    expect(new Date(at!).toISOString()).toBe(times[2]);
+  });
+});

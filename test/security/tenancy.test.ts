@@ -691,6 +691,9 @@ const OTHER_TABLES: Record<string, (a: TestEnvironment) => SQL> = {
 
 /** Every row of an environment, byte for byte (as JSON text), in one query. */
 async function snapshotOf(env: TestEnvironment): Promise<string> {
+  // `last_fetched_at` is written behind the reads that stamp it: write what is pending first, so a
+  // stamp of an earlier call does not land between two snapshots.
+  await t.services.connections.flushFetchStamps();
   const tables: [string, SQL][] = [
     ...envTables.map((table): [string, SQL] => [table, sql`x.environment_id = ${env.id}`]),
     ...Object.entries(OTHER_TABLES).map(([table, where]): [string, SQL] => [table, where(env)]),
