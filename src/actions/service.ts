@@ -7,7 +7,7 @@ import type { FunctionLookup } from '../functions/service.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Queues } from '../queue/queues.js';
 import { findRun, insertRun, type RunRow } from '../runs/repository.js';
-import { needsReauthorization } from '../tokens/service.js';
+import { needsReauthorization } from '../tokens/failures.js';
 
 export interface ActionTrigger {
   providerConfigKey: string;

@@ -89,3 +89,18 @@ export async function revokeGrant(deps: { fetch: typeof fetch; vault: Vault; log
     log.warn({ err: err instanceof Error ? { name: err.name, message: err.message } : String(err) }, 'grant not revoked at the provider');
   }
 }
+
+/** Revocations run in the background after their delete; `settled` waits for those started (shutdown, tests). */
+export function createRevoker(deps: { fetch: typeof fetch; vault: Vault; log: Logger }) {
+  const pending = new Set<Promise<void>>();
+  return {
+    start: (r: Revocation): void => {
+      const revocation = revokeGrant(deps, r);
+      pending.add(revocation);
+      void revocation.finally(() => pending.delete(revocation));
+    },
+    settled: async (): Promise<void> => {
+      await Promise.all([...pending]);
+    },
+  };
+}

@@ -15,7 +15,8 @@ import { credentialsContext, normalizeCredentials, type StoredCredentials, valid
 import { recordEvent } from '../events/repository.js';
 import type { ConnectionReader } from './reader.js';
 import * as repo from './repository.js';
-import { revocationEndpoint, revokeGrant } from './revocation.js';
+import { createFetchStamps } from './fetch-stamps.js';
+import { createRevoker, revocationEndpoint } from './revocation.js';
 
 export interface ConnectionInput {
   providerConfigKey: string;
@@ -62,31 +63,39 @@ export function createConnectionService(deps: {
   schedules: Pick<FunctionSchedules, 'createForConnection'>;
 }) {
   const { db, vault, catalog, metadataLimitBytes } = deps;
-  const pendingRevocations = new Set<Promise<void>>();
 
   const notFound = (key: string, connectionId: string) => NotFoundError.connection(key, connectionId);
 
-  const fetchStamps = new Map<number, Date>();
-  let stampTimer: NodeJS.Timeout | undefined;
-  let stampWrite: Promise<void> = Promise.resolve();
-  /** Writes the stamps gathered so far, after any write already under way (stamps never move back). */
-  function flushFetchStamps(): Promise<void> {
-    if (stampTimer) clearTimeout(stampTimer);
-    stampTimer = undefined;
-    const stamps = [...fetchStamps].map(([id, at]) => ({ id, at }));
-    fetchStamps.clear();
-    stampWrite = stampWrite.then(() =>
-      repo
-        .stampLastFetched(db, stamps)
-        .catch((err: unknown) => deps.log.warn({ err, count: stamps.length }, 'could not stamp last_fetched_at')),
-    );
-    return stampWrite;
-  }
+  const fetchStamps = createFetchStamps({ db, log: deps.log, delayMs: FETCH_STAMP_DELAY_MS });
+  const revoker = createRevoker({ fetch: deps.fetch, vault, log: deps.log });
 
-  /** The one write of a connection's row: a new one gets its integration's syncs in the same transaction. */
-  async function store(tx: DbOrTx, values: Parameters<typeof repo.upsertConnection>[1]) {
-    const row = await repo.upsertConnection(tx, values);
-    if (row.inserted) await deps.schedules.createForConnection(tx, row.id);
+  /**
+   * The one write of a connection's row, in one transaction: a new connection gets its
+   * integration's syncs; new credentials (`auth`) are an `auth` webhook (creation or override), as
+   * when the end user authorizes through Connect; every process's caches drop the row once it commits.
+   */
+  async function store(
+    values: Parameters<typeof repo.upsertConnection>[1],
+    auth?: { providerConfigKey: string; provider: string; endUser: EndUser | null; tags: Record<string, string> },
+  ) {
+    const row = await db.transaction(async (tx) => {
+      const upserted = await repo.upsertConnection(tx, values);
+      if (upserted.inserted) await deps.schedules.createForConnection(tx, upserted.id);
+      if (auth) {
+        await recordEvent(tx, {
+          environmentId: values.environmentId,
+          type: 'auth',
+          operation: upserted.inserted ? 'creation' : 'override',
+          success: true,
+          providerConfigKey: auth.providerConfigKey,
+          connectionId: values.connectionId,
+          payload: { provider: auth.provider, authMode: values.credentialsType, endUser: auth.endUser, tags: auth.tags },
+        });
+      }
+      await notifyChange(tx, 'conn', upserted.id);
+      return upserted;
+    });
+    deps.hub.emitLocal('conn', row.id);
     return row;
   }
 
@@ -164,10 +173,11 @@ export function createConnectionService(deps: {
       const ids = { environmentId, integrationId: integration.id, connectionId };
       // Encrypt before the write: if encryption is unavailable, nothing is stored.
       const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
-      const row = await db.transaction(async (tx) => {
-        const upserted = await store(tx, {
+      const credentialsType = normalized?.stored.type ?? existing!.credentialsType;
+      const row = await store(
+        {
           ...ids,
-          credentialsType: normalized?.stored.type ?? existing!.credentialsType,
+          credentialsType,
           credentialsEnc,
           credentialsExpiresAt: normalized ? normalized.expiresAt : undefined,
           refreshable: normalized?.refreshable,
@@ -176,30 +186,18 @@ export function createConnectionService(deps: {
           tags: input.tags,
           endUser: input.endUser,
           endUserId: input.endUser?.id,
-        });
-        // New credentials are an `auth` webhook, as when the end user authorizes through Connect;
-        // a metadata-only update is not.
-        if (upserted.inserted || normalized) {
-          await recordEvent(tx, {
-            environmentId,
-            type: 'auth',
-            operation: upserted.inserted ? 'creation' : 'override',
-            success: true,
-            providerConfigKey: input.providerConfigKey,
-            connectionId,
-            payload: {
+        },
+        // New credentials are an `auth` event; a metadata-only update of an existing connection is not
+        // (a new connection always has credentials, if only empty OAUTH2_CC ones).
+        normalized
+          ? {
+              providerConfigKey: input.providerConfigKey,
               provider: provider.name,
-              authMode: normalized?.stored.type ?? existing!.credentialsType,
               endUser: input.endUser ?? existing?.endUser ?? null,
               tags: input.tags ?? existing?.tags ?? {},
-            },
-          });
-        }
-        // Token caches of every process drop this connection once the new credentials commit.
-        await notifyChange(tx, 'conn', upserted.id);
-        return upserted;
-      });
-      deps.hub.emitLocal('conn', row.id);
+            }
+          : undefined,
+      );
       return { connection: await requireConnection(environmentId, input.providerConfigKey, connectionId), created: row.inserted };
     },
 
@@ -230,8 +228,8 @@ export function createConnectionService(deps: {
     }): Promise<{ connection: ConnectionView; created: boolean }> {
       const ids = { environmentId: p.environmentId, integrationId: p.integrationId, connectionId: p.connectionId };
       const credentialsEnc = vault.encryptJson(p.stored, credentialsContext(ids));
-      const created = await db.transaction(async (tx) => {
-        const row = await store(tx, {
+      const created = await store(
+        {
           ...ids,
           credentialsType: p.stored.type,
           credentialsEnc,
@@ -241,20 +239,9 @@ export function createConnectionService(deps: {
           endUser: p.endUser,
           endUserId: p.endUser.id,
           tags: p.tags,
-        });
-        await recordEvent(tx, {
-          environmentId: p.environmentId,
-          type: 'auth',
-          operation: row.inserted ? 'creation' : 'override',
-          success: true,
-          providerConfigKey: p.providerConfigKey,
-          connectionId: p.connectionId,
-          payload: { provider: p.provider, authMode: p.stored.type, endUser: p.endUser, tags: p.tags },
-        });
-        await notifyChange(tx, 'conn', row.id);
-        return row;
-      });
-      deps.hub.emitLocal('conn', created.id);
+        },
+        { providerConfigKey: p.providerConfigKey, provider: p.provider, endUser: p.endUser, tags: p.tags },
+      );
       return { connection: await requireConnection(p.environmentId, p.providerConfigKey, p.connectionId), created: created.inserted };
     },
 
@@ -264,17 +251,11 @@ export function createConnectionService(deps: {
      * second, so a busy token reader costs no write per request.
      */
     markFetched(connection: ConnectionView): ConnectionView {
-      const at = new Date();
-      fetchStamps.set(connection.id, at);
-      if (!stampTimer) {
-        stampTimer = setTimeout(() => void flushFetchStamps(), FETCH_STAMP_DELAY_MS);
-        stampTimer.unref();
-      }
-      return { ...connection, lastFetchedAt: at };
+      return { ...connection, lastFetchedAt: fetchStamps.mark(connection.id) };
     },
 
     /** Writes the pending `last_fetched_at` stamps now (shutdown, tests). */
-    flushFetchStamps,
+    flushFetchStamps: fetchStamps.flush,
 
     async list(environmentId: string, q: ListQuery): Promise<{ items: ConnectionView[]; nextCursor: string | null }> {
       // Bound to the tenant and the filters: a cursor of another listing is refused.
@@ -312,19 +293,12 @@ export function createConnectionService(deps: {
             credentialsEnc,
             credentialsContext({ environmentId, integrationId: integration.id, connectionId }),
           );
-        const revocation = revokeGrant(
-          { fetch: deps.fetch, vault, log: deps.log },
-          { provider, integration, connectionConfig: deleted.connectionConfig, credentials, connectionId },
-        );
-        pendingRevocations.add(revocation);
-        void revocation.finally(() => pendingRevocations.delete(revocation));
+        revoker.start({ provider, integration, connectionConfig: deleted.connectionConfig, credentials, connectionId });
       }
     },
 
     /** Resolves when the revocations started so far have finished (shutdown, tests). */
-    async settled(): Promise<void> {
-      await Promise.all([...pendingRevocations]);
-    },
+    settled: revoker.settled,
 
     /**
      * Replaces or merges metadata on one or more connections of an integration, all or nothing:

@@ -16,6 +16,17 @@ import { integrationOAuthContext, type OAuthClient, type OAuthContext, OAuthErro
 import { credentialsFromTokens } from '../oauth/token-response.js';
 import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
+import {
+  asOAuthError,
+  blockedBy,
+  MAX_BACKOFF_MS,
+  MISCONFIGURED,
+  MISCONFIGURED_RETRY_MS,
+  misconfigured,
+  needsReauth,
+  unexpired,
+  unusable,
+} from './failures.js';
 import * as repo from './repository.js';
 
 export interface TokenResult {
@@ -28,29 +39,6 @@ export type TokenService = ReturnType<typeof createTokenService>;
 // Longer than the worst case of one token request with its retries (see oauth/client.ts).
 const LEASE_MS = 60_000;
 const POLL_MS = 250;
-const MAX_BACKOFF_MS = 60 * 60_000;
-/** The connection error code of a refresh the configuration forbids (see `blocked`). */
-const MISCONFIGURED = 'refresh_misconfigured';
-/**
- * A misconfigured refresh is tried again on the first read after the integration changed, or
- * after this long: the operator may have changed the egress settings and restarted. Such a
- * refusal is local (no request leaves), so a retry costs nothing at the provider.
- */
-const MISCONFIGURED_RETRY_MS = 60 * 60_000;
-
-/**
- * Whether a connection's error asks its end user to authorize again. A refresh the configuration
- * forbids does not: the operator fixes the integration, and the current token serves meanwhile.
- */
-export const needsReauthorization = (error: ConnectionError | null | undefined): error is ConnectionError =>
-  error?.type === 'auth' && error.code !== MISCONFIGURED;
-
-/** Whatever a refresh threw, as an OAuthError; our own typed refusals (no client id, a missing connection_config value) are configuration errors. */
-function asOAuthError(err: unknown): OAuthError {
-  if (err instanceof OAuthError) return err;
-  if (err instanceof AppError) return new OAuthError('misconfigured', err.message);
-  return new OAuthError('transient', err instanceof Error ? err.message : String(err));
-}
 
 /**
  * Hands out always-fresh credentials. Refreshes happen at most once at a time per connection
@@ -81,28 +69,6 @@ export function createTokenService(deps: {
     if (!p) throw new Error(`provider ${c.provider} is not in the catalog`);
     return p;
   };
-
-  const needsReauth = (c: { connectionId: string; providerConfigKey: string }, error: ConnectionError) =>
-    new FailedDependencyError(
-      'connection_needs_reauthorization',
-      `Connection "${c.connectionId}" of "${c.providerConfigKey}" must be re-authorized by its user: ${error.message}`,
-    );
-
-  const misconfigured = (c: { connectionId: string; providerConfigKey: string }, error: ConnectionError) =>
-    new FailedDependencyError(
-      MISCONFIGURED,
-      `The token of connection "${c.connectionId}" cannot be refreshed until integration "${c.providerConfigKey}" or the server's settings change: ${error.message}`,
-    );
-
-  /** The error a read gets for a connection whose last refresh recorded `error`. */
-  const blockedBy = (c: { connectionId: string; providerConfigKey: string }, error: ConnectionError) =>
-    error.code === MISCONFIGURED ? misconfigured(c, error) : needsReauth(c, error);
-
-  /** True while the access token itself still works (its expiry, if any, is ahead). */
-  const unexpired = (creds: StoredCredentials): boolean =>
-    'access_token' in creds &&
-    Boolean(creds.access_token) &&
-    (!('expires_at' in creds) || !creds.expires_at || Date.parse(creds.expires_at) > Date.now());
 
   /**
    * The instant (ms) from which the credentials must be refreshed: the margin before expiry, never
@@ -218,16 +184,6 @@ export function createTokenService(deps: {
         await new Promise((r) => setTimeout(r, 100 * attempt));
       }
     }
-  }
-
-  /** After a transient failure: the current token if it still works, else 503 with a retry time. */
-  function unusable(c: ConnectionWithIntegration, current: StoredCredentials, retryAt: Date): StoredCredentials {
-    const expires = 'expires_at' in current && current.expires_at ? Date.parse(current.expires_at) : Infinity;
-    if ('access_token' in current && current.access_token && expires > Date.now()) return current;
-    throw new ServiceUnavailableError(
-      'refresh_unavailable',
-      `The provider could not refresh the token of connection "${c.connectionId}" right now; retry after ${retryAt.toISOString()}`,
-    );
   }
 
   async function refreshAcrossProcesses(c: ConnectionWithIntegration, seen: string | null, force: boolean): Promise<StoredCredentials> {
