@@ -55,6 +55,11 @@ describe('terapi serve (embedded)', () => {
       body: JSON.stringify({ provider_config_key: 'gh', provider: 'github' }),
     });
     expect(created.status).toBe(200);
+    // initdb runs in a child process: its WASM memory (~630 MB, never given back) is not this process's.
+    const status = await readFile(`/proc/${first.child.pid}/status`, 'utf8');
+    const rssMb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
+    expect(rssMb).toBeGreaterThan(0);
+    expect(rssMb, 'resident memory after the first start').toBeLessThan(520);
     expect(await stop(first.child, first.exited)).toBe(0);
     await expect(fetch(`${url}/health`)).rejects.toThrow();
 
