@@ -60,6 +60,9 @@ export interface ServiceDeps {
 
 export type Services = Awaited<ReturnType<typeof createServices>>;
 
+/** Syncs due now whose jobs are added at once; beyond it the scheduler's tick wakes them. */
+const MAX_SYNCS_WOKEN_AT_ONCE = 100;
+
 /**
  * The service layer every door shares (HTTP routes, the worker's background jobs), wired once per
  * process with its caches and its one LISTEN session for cross-process invalidation.
@@ -86,8 +89,16 @@ export async function createServices(deps: ServiceDeps) {
   const reader = createConnectionReader({ db, hub, ttlMs: config.keyCacheTtlMs });
   const queues = createQueues({ target: deps.redis, prefix: config.queues.prefix, log: logger });
   const registry = createFunctionRegistry(deps.extraFunctions);
+  // Wakes workers now for a few syncs (a trigger, a start for one connection). Every sync passed here
+  // is already due in Postgres, so a larger set (a sync enabled on a big integration) is left to the
+  // scheduler's next tick, which adds its jobs in bounded bulks.
   const enqueueSyncs = async (ids: readonly number[]) => {
-    for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
+    if (ids.length > MAX_SYNCS_WOKEN_AT_ONCE) return;
+    const at = Date.now();
+    await queues.addBulk(
+      'syncs',
+      ids.map((id) => ({ data: { syncId: id }, opts: { jobId: `sync-${id}-${at}` } })),
+    );
   };
 
   // Each service receives what it reads of other domains (narrowed lookups), never their repositories.

@@ -107,6 +107,9 @@ export function createFunctionService(deps: {
         if (definition?.type === 'sync') {
           await tx.execute(sql`DELETE FROM records WHERE model = ANY(${sql.param(Object.keys(definition.models as Record<string, unknown>))}::text[])
                                  AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
+          // The live-record counters of those feeds go with their records.
+          await tx.execute(sql`DELETE FROM record_counts WHERE model = ANY(${sql.param(Object.keys(definition.models as Record<string, unknown>))}::text[])
+                                 AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
         }
       });
     },

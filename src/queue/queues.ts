@@ -72,6 +72,12 @@ export function createQueues(opts: QueueOptions & { log: Logger }) {
       const payload = queueDefinitions[name].payload.parse(data);
       return queue(name).add(name, payload, jobOptions);
     },
+    /** Adds many jobs of one queue in one round trip (each payload validated first; a job whose id exists is not added again). */
+    async addBulk<Q extends QueueName>(name: Q, jobs: readonly { data: Payload<Q>; opts?: JobsOptions }[]) {
+      if (!jobs.length) return [];
+      const payload = queueDefinitions[name].payload;
+      return queue(name).addBulk(jobs.map((j) => ({ name, data: payload.parse(j.data), opts: j.opts })));
+    },
     queue,
     /** Completion events of action jobs (the API waits on them for synchronous actions). */
     async actionEvents(): Promise<QueueEvents> {

@@ -16,6 +16,20 @@ async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promis
   await tx.execute(sql`SELECT ${feedLock(connectionPk, model)}`);
 }
 
+/**
+ * The statement that moves a feed's live-record count by `delta`, for the transaction of the write
+ * that changed it (after the feed's lock, which every writer of the feed holds: the counter row is
+ * never contended by anything but its own feed).
+ */
+export function liveCountUpdate(connectionPk: number, model: string, delta: number): SQL {
+  return sql`INSERT INTO record_counts AS c (connection_pk, model, live) VALUES (${connectionPk}, ${model}, ${delta})
+             ON CONFLICT (connection_pk, model) DO UPDATE SET live = c.live + excluded.live`;
+}
+
+async function addLive(tx: DbOrTx, connectionPk: number, model: string, delta: number): Promise<void> {
+  if (delta) await tx.execute(liveCountUpdate(connectionPk, model, delta));
+}
+
 /** Whether the feed holds any record (deleted ones included). */
 export async function feedHasRecords(db: DbOrTx, connectionPk: number, model: string): Promise<boolean> {
   const rows = await queryRows<{ found: boolean }>(
@@ -81,6 +95,8 @@ export async function upsertRecords(
     )
     .execute()) as { rows: { added: number; updated: number }[] };
   const row = result.rows[0];
+  // Added includes records that come back after a deletion: each one is live again.
+  await addLive(tx, connectionPk, model, row?.added ?? 0);
   return { added: row?.added ?? 0, updated: row?.updated ?? 0, deleted: 0 };
 }
 
@@ -97,7 +113,9 @@ export async function deleteRecords(tx: DbOrTx, connectionPk: number, model: str
           RETURNING 1)
         SELECT count(*)::int AS n FROM gone`,
   );
-  return rows[0]?.n ?? 0;
+  const n = rows[0]?.n ?? 0;
+  await addLive(tx, connectionPk, model, -n);
+  return n;
 }
 
 /** End of a successful full sync: every live record of the model that the run did not see is deleted. */
@@ -113,7 +131,9 @@ export async function deleteRecordsNotSeen(tx: DbOrTx, connectionPk: number, mod
           RETURNING 1)
         SELECT count(*)::int AS n FROM gone`,
   );
-  return rows[0]?.n ?? 0;
+  const n = rows[0]?.n ?? 0;
+  await addLive(tx, connectionPk, model, -n);
+  return n;
 }
 
 export interface RecordRow {
@@ -153,16 +173,22 @@ export async function readRecords(db: DbOrTx, q: RecordQuery): Promise<RecordRow
   );
 }
 
-/** Live (not deleted) records per model of one connection. */
-export async function countRecords(db: DbOrTx, connectionPk: number, models: readonly string[]): Promise<Record<string, number>> {
-  const out: Record<string, number> = Object.fromEntries(models.map((m) => [m, 0]));
-  if (!models.length) return out;
-  const rows = await queryRows<{ model: string; n: number }>(
+/**
+ * Live (not deleted) records per model of each connection, from the kept counters (one indexed
+ * read for a whole page of syncs): `result.get(connectionPk)[model]`, 0 for a model without records.
+ */
+export async function countRecords(
+  db: DbOrTx,
+  connectionPks: readonly number[],
+  models: readonly string[],
+): Promise<Map<number, Record<string, number>>> {
+  const out = new Map<number, Record<string, number>>(connectionPks.map((pk) => [pk, Object.fromEntries(models.map((m) => [m, 0]))]));
+  if (!connectionPks.length || !models.length) return out;
+  const rows = await queryRows<{ connection_pk: string; model: string; live: string }>(
     db,
-    sql`SELECT model, count(*)::int AS n FROM records
-         WHERE connection_pk = ${connectionPk} AND model = ANY(${sql.param([...models])}::text[]) AND deleted_at IS NULL
-         GROUP BY model`,
+    sql`SELECT connection_pk, model, live FROM record_counts
+         WHERE connection_pk = ANY(${sql.param([...new Set(connectionPks)])}::bigint[]) AND model = ANY(${sql.param([...new Set(models)])}::text[])`,
   );
-  for (const r of rows) out[r.model] = r.n;
+  for (const r of rows) out.get(Number(r.connection_pk))![r.model] = Number(r.live);
   return out;
 }

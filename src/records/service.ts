@@ -31,8 +31,8 @@ export type RecordLookup = ReturnType<typeof createRecordService>['lookup'];
 export function createRecordService(deps: { db: Db; vault: Vault; reader: ConnectionReader; registry: FunctionRegistry }) {
   return {
     lookup: {
-      /** Live records per model of one connection. */
-      count: (connectionPk: number, models: readonly string[]) => repo.countRecords(deps.db, connectionPk, models),
+      /** Live records per model of each connection (`get(connectionPk)[model]`). */
+      count: (connectionPks: readonly number[], models: readonly string[]) => repo.countRecords(deps.db, connectionPks, models),
     },
 
     /**

@@ -6,7 +6,15 @@ import type { Db } from '../db/client.js';
 import { records as recordsTable } from '../db/schema/index.js';
 import { COPY_COLUMNS, EncodedBatch, lastOfEachId } from './batch.js';
 import { PipelinedCopy } from './copy.js';
-import { deleteRecords, deleteRecordsNotSeen, feedHasRecords, feedLock, upsertRecords, type WriteCounts } from './repository.js';
+import {
+  deleteRecords,
+  deleteRecordsNotSeen,
+  feedHasRecords,
+  feedLock,
+  liveCountUpdate,
+  upsertRecords,
+  type WriteCounts,
+} from './repository.js';
 import { errorCode } from '../lib/errors.js';
 
 /** Records (and encoded bytes) waiting for their write, beyond which `save` waits; one batch is always accepted. */
@@ -93,6 +101,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
       sql`BEGIN`,
       sql`SELECT ${feedLock(connectionPk, group[0]!.model)}`,
       sql`COPY ${recordsTable} (${COPY_COLUMN_LIST}) FROM STDIN (FORMAT binary)`,
+      liveCountUpdate(connectionPk, group[0]!.model, count),
       opts.onCounts(c),
       sql`COMMIT`,
     ];

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { formatFrequency } from '../functions/registry.js';
-import { connectionIdSchema, errors, providerConfigKey } from '../lib/schemas.js';
+import { connectionIdSchema, cursorQuery, errors, limitQuery, providerConfigKey } from '../lib/schemas.js';
 import { functionName } from '../functions/schemas.js';
 import { nangoSyncStatus, toNangoSyncStatus } from './schemas.js';
 import type { SyncService } from './service.js';
@@ -38,14 +38,34 @@ export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = as
       operationId: 'nangoSyncStatus',
       tags,
       summary: 'Sync Status (Nango)',
-      description: 'Status of syncs of an integration, for one connection or all of them.',
-      querystring: z.object({ provider_config_key: providerConfigKey, syncs: syncNames, connection_id: connectionIdSchema.optional() }),
-      response: { 200: z.object({ syncs: z.array(nangoSyncStatus) }), ...errors(400, 401, 404) },
+      description:
+        'Status of syncs of an integration, for one connection or all of them, in pages: `limit` syncs at most (Nango returns all at once; ' +
+        'an integration with more than `limit` syncs answers with `next_cursor`, to pass as `cursor` for the next page).',
+      querystring: z.object({
+        provider_config_key: providerConfigKey,
+        syncs: syncNames,
+        connection_id: connectionIdSchema.optional(),
+        limit: limitQuery(1000, 1000),
+        cursor: cursorQuery.describe('Opaque: `next_cursor` of the previous page (same query)'),
+      }),
+      response: {
+        200: z.object({
+          syncs: z.array(nangoSyncStatus),
+          next_cursor: z.string().nullable().describe('Not in Nango: pass as `cursor` for the next page; null on the last page'),
+        }),
+        ...errors(400, 401, 404),
+      },
     },
     handler: async (req) => {
       const q = req.query;
-      const views = await svc.statuses(req.environment.id, q.provider_config_key, q.syncs, q.connection_id);
-      return { syncs: views.map((v) => toNangoSyncStatus(v, v.latestRun, formatFrequency(v.frequencySeconds))) };
+      const page = await svc.statuses(req.environment.id, q.provider_config_key, q.syncs, q.connection_id, {
+        cursor: q.cursor,
+        limit: q.limit,
+      });
+      return {
+        syncs: page.syncs.map((v) => toNangoSyncStatus(v, v.latestRun, formatFrequency(v.frequencySeconds))),
+        next_cursor: page.nextCursor,
+      };
     },
   });
 
@@ -59,8 +79,8 @@ export const nangoSyncRoutes: FastifyPluginAsyncZod<{ syncs: SyncService }> = as
         tags,
         summary: paused ? 'Pause Syncs (Nango)' : 'Start Syncs (Nango)',
         description: paused
-          ? 'Pauses the syncs: no run starts until they are started again (a run in progress finishes).'
-          : 'Starts (or resumes) the syncs: each runs now if it was never run or its time has come, then on its schedule.',
+          ? 'Pauses the syncs, of one connection or of every connection of the integration (all of them, however many): no run starts until they are started again (a run in progress finishes). `count` is how many syncs matched.'
+          : 'Starts (or resumes) the syncs, of one connection or of every connection of the integration (all of them, however many): each runs now if it was never run or its time has come (for every connection: at the next scheduler tick), then on its schedule. `count` is how many syncs matched.',
         body: startPauseBody,
         response: { 200: z.object({ success: z.boolean(), count: z.number().int() }), ...errors(400, 401, 404) },
       },

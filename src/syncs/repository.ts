@@ -1,4 +1,4 @@
-import { and, eq, getTableColumns, inArray, sql } from 'drizzle-orm';
+import { and, eq, getTableColumns, gt, gte, inArray, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../db/client.js';
 import { type RunTrigger, type SyncCheckpoint, functionConfigs, syncs } from '../db/schema/index.js';
 
@@ -8,21 +8,12 @@ export type SyncWithConfig = SyncRow & { defaultFrequencySeconds: number };
 
 const columns = { ...getTableColumns(syncs), defaultFrequencySeconds: sql<number>`${functionConfigs.frequencySeconds}`.mapWith(Number) };
 
-/** The syncs of one connection (optionally only some names), scoped by tenant. */
+/** The syncs of one connection (optionally only some names), scoped by tenant: a few rows, one per enabled sync. */
 export async function listConnectionSyncs(
   db: DbOrTx,
   environmentId: string,
   connectionPk: number,
   names?: readonly string[],
-): Promise<SyncWithConfig[]> {
-  return listSyncs(db, environmentId, { connectionPk, names });
-}
-
-/** Syncs of one tenant by integration and/or connection, optionally only some names (at most `limit`). */
-export async function listSyncs(
-  db: DbOrTx,
-  environmentId: string,
-  f: { integrationId?: number; connectionPk?: number; names?: readonly string[]; limit?: number },
 ): Promise<SyncWithConfig[]> {
   return db
     .select(columns)
@@ -31,13 +22,96 @@ export async function listSyncs(
     .where(
       and(
         eq(syncs.environmentId, environmentId),
-        f.integrationId === undefined ? undefined : eq(functionConfigs.integrationId, f.integrationId),
-        f.connectionPk === undefined ? undefined : eq(syncs.connectionPk, f.connectionPk),
-        f.names ? inArray(syncs.name, [...f.names]) : undefined,
+        eq(syncs.connectionPk, connectionPk),
+        names ? inArray(syncs.name, [...names]) : undefined,
       ),
     )
-    .orderBy(syncs.connectionPk, syncs.name)
-    .limit(f.limit ?? 10_000);
+    .orderBy(syncs.functionConfigId, syncs.id);
+}
+
+/** Where a page of syncs starts: after this sync of this function config (the listing's order). */
+export type SyncPosition = readonly [functionConfigId: number, syncId: number];
+
+/** Which syncs an integration-wide operation acts on: an integration's, optionally only some names and one connection. */
+export interface SyncScope {
+  integrationId: number;
+  names?: readonly string[];
+  connectionPk?: number;
+}
+
+/**
+ * One page of a scope's syncs in (function config, id) order, after `after`. Integration-wide, the
+ * page is read one function config at a time from its index, so a page costs its own rows
+ * whatever the integration holds; for one connection it is that connection's few syncs.
+ */
+export async function pageSyncs(
+  db: DbOrTx,
+  environmentId: string,
+  scope: SyncScope,
+  after: SyncPosition | undefined,
+  limit: number,
+): Promise<SyncWithConfig[]> {
+  const past = (r: SyncWithConfig) => !after || r.functionConfigId > after[0] || (r.functionConfigId === after[0] && r.id > after[1]);
+  if (scope.connectionPk !== undefined) {
+    const rows = await listConnectionSyncs(db, environmentId, scope.connectionPk, scope.names);
+    return rows.filter(past).slice(0, limit);
+  }
+  const configs = await db
+    .select({ id: functionConfigs.id })
+    .from(functionConfigs)
+    .where(
+      and(
+        eq(functionConfigs.environmentId, environmentId),
+        eq(functionConfigs.integrationId, scope.integrationId),
+        eq(functionConfigs.type, 'sync'),
+        scope.names ? inArray(functionConfigs.name, [...scope.names]) : undefined,
+        after ? gte(functionConfigs.id, after[0]) : undefined,
+      ),
+    )
+    .orderBy(functionConfigs.id);
+  const out: SyncWithConfig[] = [];
+  for (const { id } of configs) {
+    if (out.length >= limit) break;
+    const rows = await db
+      .select(columns)
+      .from(syncs)
+      .innerJoin(functionConfigs, eq(functionConfigs.id, syncs.functionConfigId))
+      .where(
+        and(
+          eq(syncs.environmentId, environmentId),
+          eq(syncs.functionConfigId, id),
+          after && id === after[0] ? gt(syncs.id, after[1]) : undefined,
+        ),
+      )
+      .orderBy(syncs.id)
+      .limit(limit - out.length);
+    out.push(...rows);
+  }
+  return out;
+}
+
+/**
+ * Pauses or starts every sync of a scope in one statement, however many there are (an
+ * integration's syncs across all its connections); returns how many matched. A start schedules
+ * a never-scheduled sync now: the scheduler's next tick runs what is due.
+ */
+export async function setPausedInScope(db: DbOrTx, environmentId: string, scope: SyncScope, paused: boolean): Promise<number> {
+  const rows = await queryRows<{ n: number }>(
+    db,
+    sql`WITH changed AS (
+          UPDATE syncs s
+             SET paused = ${paused},
+                 next_run_at = ${paused ? sql`s.next_run_at` : sql`coalesce(s.next_run_at, now())`},
+                 updated_at = now()
+            FROM function_configs f
+           WHERE f.id = s.function_config_id AND f.environment_id = ${environmentId} AND f.integration_id = ${scope.integrationId}
+             AND s.environment_id = ${environmentId}
+             ${scope.names ? sql`AND f.name = ANY(${sql.param([...scope.names])}::text[])` : sql``}
+             ${scope.connectionPk === undefined ? sql`` : sql`AND s.connection_pk = ${scope.connectionPk}`}
+          RETURNING 1)
+        SELECT count(*)::int AS n FROM changed`,
+  );
+  return rows[0]?.n ?? 0;
 }
 
 export async function findSyncById(db: DbOrTx, id: number): Promise<SyncWithConfig | undefined> {
@@ -92,14 +166,22 @@ export async function setFrequency(db: DbOrTx, id: number, seconds: number | nul
       FROM function_configs f WHERE f.id = s.function_config_id AND s.id = ${id}`);
 }
 
-/** Syncs that should run now: due and free, or holding a lease that expired (their worker died). */
+/**
+ * Syncs that should run now: due and free (oldest first), and those holding a lease that expired
+ * (their worker died). Two range scans of partial indexes, each stopping at `limit`: the tick's
+ * cost follows what is due, not how many syncs exist.
+ */
+export function runnableSyncsQuery(limit: number): SQL {
+  return sql`(SELECT id FROM syncs WHERE NOT paused AND running_run_id IS NULL AND next_run_at <= now()
+               ORDER BY next_run_at LIMIT ${limit})
+             UNION ALL
+             (SELECT id FROM syncs WHERE NOT paused AND running_run_id IS NOT NULL AND lease_expires_at < now()
+               ORDER BY lease_expires_at LIMIT ${limit})`;
+}
+
+/** Up to `limit` due syncs and up to `limit` expired leases (see runnableSyncsQuery). */
 export async function listRunnableSyncIds(db: DbOrTx, limit: number): Promise<number[]> {
-  const rows = await queryRows<{ id: string }>(
-    db,
-    sql`SELECT id FROM syncs
-         WHERE NOT paused AND ((running_run_id IS NULL AND next_run_at <= now()) OR (running_run_id IS NOT NULL AND lease_expires_at < now()))
-         ORDER BY next_run_at NULLS FIRST LIMIT ${limit}`,
-  );
+  const rows = await queryRows<{ id: string }>(db, runnableSyncsQuery(limit));
   return rows.map((r) => Number(r.id));
 }
 

@@ -5,7 +5,7 @@ import type { ConnectionLookup } from '../connections/service.js';
 import type { IntegrationLookup } from '../integrations/service.js';
 import type { SyncDefinition } from '../functions/define.js';
 import { type FunctionRegistry, parseFrequency } from '../functions/registry.js';
-import { positionCursors } from '../lib/cursor.js';
+import { openCursor, positionCursors, sealCursor } from '../lib/cursor.js';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Vault } from '../lib/vault.js';
 import type { RecordLookup } from '../records/service.js';
@@ -69,27 +69,41 @@ export function createSyncService(deps: {
     return rows;
   }
 
-  /** The syncs an integration-wide call (Nango style) acts on: of one connection, or of all of them. */
-  async function scopedSyncs(environmentId: string, key: string, names: readonly string[] | undefined, connectionId?: string) {
+  /** What an integration-wide call (Nango style) acts on: an integration's syncs, of one connection or of all of them. */
+  async function scope(environmentId: string, key: string, names: readonly string[] | undefined, connectionId?: string) {
     if (connectionId) {
       const conn = await connection(environmentId, key, connectionId);
-      return repo.listSyncs(db, environmentId, { connectionPk: conn.id, names });
+      return { integrationId: conn.integrationId, names, connectionPk: conn.id };
     }
     const integration = await deps.integrations.find(environmentId, key);
     if (!integration) throw NotFoundError.integration(key);
-    return repo.listSyncs(db, environmentId, { integrationId: integration.id, names });
+    return { integrationId: integration.id, names };
   }
 
-  async function view(environmentId: string, conn: ConnectionWithIntegration, sync: repo.SyncWithConfig): Promise<SyncView> {
-    const definition = registry.sync(conn.provider, sync.name);
-    return {
-      sync,
-      connection: conn,
-      definition,
-      status: syncState(sync),
-      frequencySeconds: sync.frequencySeconds ?? sync.defaultFrequencySeconds,
-      recordCounts: await deps.records.count(conn.id, Object.keys(definition?.models ?? {})),
-    };
+  /** Views of syncs whose connections are known: their record counts in one read for all of them. */
+  async function views(rows: readonly { sync: repo.SyncWithConfig; conn: ConnectionWithIntegration }[]): Promise<SyncView[]> {
+    const models = new Set<string>();
+    const defs = rows.map(({ sync, conn }) => {
+      const definition = registry.sync(conn.provider, sync.name);
+      for (const m of Object.keys(definition?.models ?? {})) models.add(m);
+      return definition;
+    });
+    const counts = await deps.records.count(
+      rows.map((r) => r.conn.id),
+      [...models],
+    );
+    return rows.map(({ sync, conn }, i) => {
+      const definition = defs[i];
+      const all = counts.get(conn.id) ?? {};
+      return {
+        sync,
+        connection: conn,
+        definition,
+        status: syncState(sync),
+        frequencySeconds: sync.frequencySeconds ?? sync.defaultFrequencySeconds,
+        recordCounts: Object.fromEntries(Object.keys(definition?.models ?? {}).map((m) => [m, all[m] ?? 0])),
+      };
+    });
   }
 
   return {
@@ -114,12 +128,29 @@ export function createSyncService(deps: {
     async status(environmentId: string, key: string, connectionId: string, name: string): Promise<SyncView> {
       const conn = await connection(environmentId, key, connectionId);
       const [row] = await named(environmentId, conn, [name], 'sync_name');
-      return view(environmentId, conn, row!);
+      const [view] = await views([{ sync: row!, conn }]);
+      return view!;
     },
 
-    /** Status of syncs across an integration's connections (or one), `*` for all of them; with each one's latest run. */
-    async statuses(environmentId: string, key: string, names: readonly string[] | '*', connectionId?: string) {
-      const rows = await scopedSyncs(environmentId, key, names === '*' ? undefined : names, connectionId);
+    /**
+     * One page of the status of syncs across an integration's connections (or one), `*` for all of
+     * them, with each one's latest run. `cursor` is the `nextCursor` of the page before, bound to
+     * this tenant and query.
+     */
+    async statuses(
+      environmentId: string,
+      key: string,
+      names: readonly string[] | '*',
+      connectionId: string | undefined,
+      page: { cursor?: string; limit: number },
+    ) {
+      const cursorScope = `sync-status:${environmentId}:${key}:${connectionId ?? ''}:${names === '*' ? '*' : [...names].sort().join(',')}`;
+      const after = page.cursor ? openCursor(deps.vault, cursorScope, page.cursor, ['number', 'number'] as const) : undefined;
+      const where = await scope(environmentId, key, names === '*' ? undefined : names, connectionId);
+      // One row more than asked tells whether another page follows.
+      const rows = await repo.pageSyncs(db, environmentId, where, after, page.limit + 1);
+      const more = rows.length > page.limit;
+      if (more) rows.length = page.limit;
       const conns = new Map((await deps.connections.findById([...new Set(rows.map((r) => r.connectionPk))])).map((c) => [c.id, c]));
       const latest = new Map(
         (
@@ -130,22 +161,29 @@ export function createSyncService(deps: {
         ).map((r) => [r.id, r]),
       );
       const ids = positionCursors(deps.vault, `sync:${environmentId}`);
-      const out: (SyncView & { publicId: string; latestRun: RunRow | undefined })[] = [];
-      for (const row of rows) {
-        const conn = conns.get(row.connectionPk);
-        if (!conn) continue;
-        const latestRun = row.lastRunId ? latest.get(row.lastRunId) : undefined;
-        out.push({ ...(await view(environmentId, conn, row)), publicId: ids.seal(row.id), latestRun });
-      }
-      return out;
+      // A connection deleted since the page was read drops out of it.
+      const known = rows.flatMap((sync) => {
+        const conn = conns.get(sync.connectionPk);
+        return conn ? [{ sync, conn }] : [];
+      });
+      const out = (await views(known)).map((v) => ({
+        ...v,
+        publicId: ids.seal(v.sync.id),
+        latestRun: v.sync.lastRunId ? latest.get(v.sync.lastRunId) : undefined,
+      }));
+      const last = rows.at(-1);
+      return { syncs: out, nextCursor: more && last ? sealCursor(deps.vault, cursorScope, [last.functionConfigId, last.id]) : null };
     },
 
-    /** Nango `POST /sync/start` and `/sync/pause`: for one connection or all of an integration's. */
+    /**
+     * Nango `POST /sync/start` and `/sync/pause`: for one connection or all of an integration's.
+     * Integration-wide it is one UPDATE however many syncs match; started syncs run at the
+     * scheduler's next tick. For one connection, its started syncs are woken at once.
+     */
     async setPaused(environmentId: string, key: string, names: readonly string[], paused: boolean, connectionId?: string): Promise<number> {
+      if (!connectionId) return repo.setPausedInScope(db, environmentId, await scope(environmentId, key, names), paused);
       // For one connection, an unknown or disabled name is an error (as for a trigger).
-      const rows = connectionId
-        ? await named(environmentId, await connection(environmentId, key, connectionId), names, 'syncs')
-        : await scopedSyncs(environmentId, key, names);
+      const rows = await named(environmentId, await connection(environmentId, key, connectionId), names, 'syncs');
       const ids = await repo.setPaused(
         db,
         rows.map((r) => r.id),

@@ -686,6 +686,7 @@ const OTHER_TABLES: Record<string, (a: TestEnvironment) => SQL> = {
   accounts: (a) => sql`x.id = ${a.accountId}`,
   environments: (a) => sql`x.id = ${a.id}`,
   records: (a) => sql`x.connection_pk IN (SELECT id FROM connections WHERE environment_id = ${a.id})`,
+  record_counts: (a) => sql`x.connection_pk IN (SELECT id FROM connections WHERE environment_id = ${a.id})`,
   run_logs: (a) => sql`x.run_id IN (SELECT id FROM runs WHERE environment_id = ${a.id})`,
 };
 

@@ -68,10 +68,16 @@ export const syncs = pgTable(
   },
   (t) => [
     uniqueIndex('syncs_connection_name_key').on(t.connectionPk, t.name),
+    // The scheduler's two questions, each answered by a range scan that stops at its limit: which
+    // free syncs are due (oldest first), and which leases expired (their worker died).
     index('syncs_due_idx')
       .on(t.nextRunAt)
-      .where(sql`NOT ${t.paused}`),
-    index('syncs_function_config_idx').on(t.functionConfigId),
+      .where(sql`NOT ${t.paused} AND ${t.runningRunId} IS NULL`),
+    index('syncs_lease_idx')
+      .on(t.leaseExpiresAt)
+      .where(sql`NOT ${t.paused} AND ${t.runningRunId} IS NOT NULL`),
+    // Integration-wide listings page one function config at a time, in id order.
+    index('syncs_function_config_idx').on(t.functionConfigId, t.id),
     index('syncs_environment_idx').on(t.environmentId),
   ],
 );

@@ -39,3 +39,21 @@ export const records = pgTable(
     index('records_feed_idx').on(t.connectionPk, t.model, t.cursor),
   ],
 );
+
+/**
+ * Live (not deleted) records per (connection, model), what sync status shows. Kept by every write
+ * to the feed in the write's own transaction, under the feed's lock (so the counter is never
+ * contended beyond the feed itself): per feed rather than per sync because records belong to the
+ * feed, and two syncs of a connection may write one model. No row means none.
+ */
+export const recordCounts = pgTable(
+  'record_counts',
+  {
+    connectionPk: bigint('connection_pk', { mode: 'number' })
+      .notNull()
+      .references(() => connections.id, { onDelete: 'cascade' }),
+    model: text('model').notNull(),
+    live: bigint('live', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.connectionPk, t.model] })],
+);
