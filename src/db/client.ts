@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import { type SQL, sql } from 'drizzle-orm';
+import { type Logger, type SQL, sql } from 'drizzle-orm';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -53,17 +53,19 @@ export interface DatabaseOptions {
    */
   pgliteTemplate?: Blob;
   onError?: (err: Error) => void;
+  /** Sees every statement sent through drizzle, with its parameters (tests check their query plans). */
+  onQuery?: (query: string, params: unknown[]) => void;
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  return opts.databaseUrl ? openPostgres(opts.databaseUrl, opts) : openPglite(opts.pgliteDir, opts.pgliteTemplate);
+  return opts.databaseUrl ? openPostgres(opts.databaseUrl, opts) : openPglite(opts.pgliteDir, opts);
 }
 
 async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 20, idleTimeoutMillis: 30_000 });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', (err) => opts.onError?.(err));
-  const db = drizzlePg(pool, { schema }) as unknown as Db;
+  const db = drizzlePg(pool, { schema, logger: queryLogger(opts) }) as unknown as Db;
   const listeners: pg.Client[] = [];
   return {
     kind: 'postgres',
@@ -163,7 +165,8 @@ async function initPgliteDir(dir: string): Promise<void> {
   }
 }
 
-async function openPglite(dir: string | undefined, template: Blob | undefined): Promise<Database> {
+async function openPglite(dir: string | undefined, opts: DatabaseOptions): Promise<Database> {
+  const template = opts.pgliteTemplate;
   if (dir) {
     mkdirSync(path.dirname(dir), { recursive: true, mode: 0o700 });
     await initPgliteDir(dir);
@@ -172,7 +175,7 @@ async function openPglite(dir: string | undefined, template: Blob | undefined): 
     ...(template && { loadDataDir: template }),
     postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`],
   });
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  const db = drizzlePglite(client, { schema, logger: queryLogger(opts) }) as unknown as Db;
   return {
     kind: 'pglite',
     db,
@@ -190,6 +193,11 @@ async function openPglite(dir: string | undefined, template: Blob | undefined): 
       await client.close();
     },
   };
+}
+
+function queryLogger(opts: DatabaseOptions): Logger | undefined {
+  const onQuery = opts.onQuery;
+  return onQuery && { logQuery: (query, params) => onQuery(query, params) };
 }
 
 /** Rows of a raw SQL query; both drivers return `{ rows }`. */

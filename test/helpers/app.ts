@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { type AppConfig, buildApp } from '../../src/app.js';
-import { type Database, openDatabase } from '../../src/db/client.js';
+import { type Database, type DatabaseOptions, openDatabase } from '../../src/db/client.js';
 import { createKeyCache } from '../../src/environments/key-cache.js';
 import { findEnvironmentByKeyHash } from '../../src/environments/repository.js';
 import { createEnvironmentService, type EnvironmentService } from '../../src/environments/service.js';
@@ -31,12 +31,12 @@ export interface TestDatabase {
 }
 
 /** A fresh, migrated database for one test file: its own Postgres database, or an in-memory PGlite. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(opts: Pick<DatabaseOptions, 'onQuery'> = {}): Promise<TestDatabase> {
   if (!serverUrl) {
     // Written by test/global-setup.ts; migrating again is a no-op unless a migration is newer than the run.
     const templateFile = process.env.TERAPI_TEST_PGLITE_TEMPLATE;
     const pgliteTemplate = templateFile ? new Blob([await readFile(templateFile)]) : undefined;
-    const database = await openDatabase({ pgliteTemplate });
+    const database = await openDatabase({ pgliteTemplate, ...opts });
     await database.migrate();
     return { database, drop: () => database.close() };
   }
@@ -47,7 +47,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await admin.end();
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  const database = await openDatabase({ databaseUrl: url.toString(), poolSize: 10 });
+  const database = await openDatabase({ databaseUrl: url.toString(), poolSize: 10, ...opts });
   await database.migrate();
   return {
     database,
