@@ -24,6 +24,7 @@ import { createFunctionRuntime } from './functions/runtime.js';
 import { createFunctionService } from './functions/service.js';
 import { createQueues } from './queue/queues.js';
 import type { RedisTarget } from './queue/redis.js';
+import { createRecordPurger } from './records/purges.js';
 import { createRecordService } from './records/service.js';
 import { createSyncRunner } from './syncs/runner.js';
 import { createSyncService } from './syncs/service.js';
@@ -90,6 +91,8 @@ export async function createServices(deps: ServiceDeps) {
     for (const id of ids) await queues.add('syncs', { syncId: id }, { jobId: `sync-${id}-${Date.now()}` });
   };
 
+  const purges = createRecordPurger({ db, queues, log: logger });
+
   // Each service receives what it reads of other domains (narrowed lookups), never their repositories.
   const integrations = createIntegrationService({
     db,
@@ -98,8 +101,9 @@ export async function createServices(deps: ServiceDeps) {
     allowProviderUrlOverrides: config.allowProviderUrlOverrides,
     allowInsecureOAuthUrls: config.egress.allowPrivateNetworks,
     hub,
+    purges,
   });
-  const functions = createFunctionService({ db, registry, onSyncsDue: enqueueSyncs, integrations: integrations.lookup });
+  const functions = createFunctionService({ db, registry, onSyncsDue: enqueueSyncs, integrations: integrations.lookup, purges });
   const connections = createConnectionService({
     db,
     vault,
@@ -111,6 +115,7 @@ export async function createServices(deps: ServiceDeps) {
     log: logger,
     integrations: integrations.lookup,
     schedules: functions.schedules,
+    purges,
   });
   const tokens = createTokenService({
     db,
@@ -177,6 +182,7 @@ export async function createServices(deps: ServiceDeps) {
     }),
     actions: createActionService({ db, reader, registry, functions: functions.lookup, queues, waitMs: config.runs.actionWaitMs }),
     records,
+    purges,
     webhooks: createWebhookService({
       db,
       vault,

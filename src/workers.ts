@@ -75,6 +75,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       const lost = config.runs.schedulerIntervalMs * 6;
       await webhooks.requeuePending(lost);
       await services.actions.requeueQueued(lost);
+      await services.purges.wake();
       const stale = await failStaleActionRuns(db, new Date(Date.now() - config.runs.actionTimeoutMs - 120_000));
       if (stale.length) log.warn({ runs: stale.map((r) => r.id) }, 'action runs lost with their worker were marked failed');
     }
@@ -94,6 +95,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) =>
       webhooks.deliver(deliveryId, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
     ),
+    createWorker('purges', { ...base, concurrency: 1 }, async ({ purgeId }) => services.purges.run(purgeId, stopping.signal)),
     createWorker('scheduler', { ...base, concurrency: 1 }, async () => tick()),
   ];
   // Runs record their webhook events in Postgres; dispatch them right away instead of at the next tick.
