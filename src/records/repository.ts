@@ -100,16 +100,57 @@ export async function deleteRecords(tx: DbOrTx, connectionPk: number, model: str
   return rows[0]?.n ?? 0;
 }
 
-/** End of a successful full sync: every live record of the model that the run did not see is deleted. */
-export async function deleteRecordsNotSeen(tx: DbOrTx, connectionPk: number, model: string, seen: readonly string[]): Promise<number> {
+/**
+ * Stages the ids a full sync's run saw, in the transaction that writes them (node-postgres: the
+ * upsert's binary `text[]` parameter as it is; PGlite: the ids). A repeated id changes nothing.
+ */
+export async function stageSeenIds(tx: DbOrTx, runId: string, model: string, ids: Buffer | string[]): Promise<void> {
+  await tx.execute(sql`INSERT INTO sync_seen_ids (run_id, model, external_id)
+    SELECT ${runId}, ${model}, unnest(${sql.param(ids)}::text[]) ON CONFLICT DO NOTHING`);
+}
+
+/**
+ * The start of a full sync's attempt: what an earlier attempt of the run staged is dropped (the
+ * attempt fetches everything again), and the returned cursor marks where this attempt's writes
+ * begin: a record whose cursor is above it was written (so seen) by this attempt, staged or not.
+ */
+export async function startSeenIds(db: DbOrTx, runId: string): Promise<number> {
+  await clearSeenIds(db, runId);
+  const [row] = await queryRows<{ at: string }>(db, sql`SELECT nextval('records_cursor_seq') AS at`);
+  return Number(row!.at);
+}
+
+/** Drops a run's staged ids, a batch per statement. */
+export async function clearSeenIds(db: DbOrTx, runId: string, batch = 10_000): Promise<void> {
+  for (let n = batch; n === batch;) {
+    const rows = await queryRows<{ n: number }>(
+      db,
+      sql`WITH gone AS (DELETE FROM sync_seen_ids WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM sync_seen_ids WHERE run_id = ${runId} LIMIT ${batch})) RETURNING 1)
+          SELECT count(*)::int AS n FROM gone`,
+    );
+    n = rows[0]?.n ?? 0;
+  }
+}
+
+/**
+ * End of a successful full sync: every live record of the model that the run did not see is
+ * deleted, in one anti-join. Seen means written by this attempt (cursor above `since`, e.g. by
+ * COPY, which stages nothing) or staged by its upserts.
+ */
+export async function deleteRecordsNotSeen(
+  tx: DbOrTx,
+  connectionPk: number,
+  model: string,
+  seen: { runId: string; since: number },
+): Promise<number> {
   await lockFeed(tx, connectionPk, model);
   const rows = await queryRows<{ n: number }>(
     tx,
-    sql`WITH seen AS (SELECT unnest(${sql.param([...seen])}::text[]) AS external_id),
-        gone AS (
+    sql`WITH gone AS (
           UPDATE records r SET deleted_at = now(), modified_at = now(), last_action = 'deleted', cursor = nextval('records_cursor_seq')
-           WHERE r.connection_pk = ${connectionPk} AND r.model = ${model} AND r.deleted_at IS NULL
-             AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.external_id = r.external_id)
+           WHERE r.connection_pk = ${connectionPk} AND r.model = ${model} AND r.deleted_at IS NULL AND r.cursor <= ${seen.since}
+             AND NOT EXISTS (SELECT 1 FROM sync_seen_ids s WHERE s.run_id = ${seen.runId} AND s.model = ${model} AND s.external_id = r.external_id)
           RETURNING 1)
         SELECT count(*)::int AS n FROM gone`,
   );
