@@ -12,6 +12,16 @@ export function feedLock(connectionPk: number, model: string): SQL {
   return sql`pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`;
 }
 
+/**
+ * For each write's transaction: records have no foreign key to their connection, so the write takes
+ * the key-share lock the key would have taken (a delete of the connection waits for the write, and
+ * its purge then finds the rows), and fails (division by zero) when the connection is already gone,
+ * instead of leaving rows that no purge would delete.
+ */
+export function connectionAlive(connectionPk: number): SQL {
+  return sql`SELECT 1 / count(*) FROM (SELECT 1 FROM connections WHERE id = ${connectionPk} FOR KEY SHARE) AS alive`;
+}
+
 async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
   await tx.execute(sql`SELECT ${feedLock(connectionPk, model)}`);
 }
@@ -60,6 +70,7 @@ export async function upsertRecords(
       : { count: records.length, ids: records.map((r) => r.id), hashes: records.map((r) => r.hash), data: records.map((r) => r.json) };
   if (!count) return { added: 0, updated: 0, deleted: 0 };
   await lockFeed(tx, connectionPk, model);
+  await tx.execute(connectionAlive(connectionPk));
   // Each JSON text is cast to `json` once, which only validates it: `json` keeps the text exactly as written.
   const result = (await tx
     .execute(

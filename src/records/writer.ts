@@ -8,6 +8,7 @@ import { COPY_COLUMNS, EncodedBatch, lastOfEachId } from './batch.js';
 import { PipelinedCopy } from './copy.js';
 import {
   clearSeenIds,
+  connectionAlive,
   deleteRecords,
   deleteRecordsNotSeen,
   feedHasRecords,
@@ -107,6 +108,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
     const statements = [
       sql`BEGIN`,
       sql`SELECT ${feedLock(connectionPk, group[0]!.model)}`,
+      connectionAlive(connectionPk),
       sql`COPY ${recordsTable} (${COPY_COLUMN_LIST}) FROM STDIN (FORMAT binary)`,
       opts.onCounts(c),
       sql`COMMIT`,
