@@ -39,7 +39,9 @@ try {
   await db.execute(sql`INSERT INTO accounts (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 'bench')`);
   await db.execute(sql`INSERT INTO environments (id, account_id, name, secret_key_hash, secret_key_hint)
     VALUES ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001', 'bench', 'h', 'k')`);
-  await db.execute(sql`INSERT INTO integrations (environment_id, unique_key, provider) VALUES ('00000000-0000-4000-8000-000000000002', 'gh', 'github')`);
+  await db.execute(
+    sql`INSERT INTO integrations (environment_id, unique_key, provider) VALUES ('00000000-0000-4000-8000-000000000002', 'gh', 'github')`,
+  );
   await db.execute(sql`INSERT INTO connections (environment_id, integration_id, connection_id, credentials_type)
     SELECT '00000000-0000-4000-8000-000000000002', (SELECT id FROM integrations), 'c' || g, 'OAUTH2' FROM generate_series(1, 1000) g`);
   await db.execute(sql`INSERT INTO runs (environment_id, connection_pk, type, function_name, trigger, status, created_at)
@@ -56,7 +58,8 @@ try {
   await db.execute(sql`VACUUM ANALYZE runs`);
   await db.execute(sql`VACUUM ANALYZE run_logs`);
   const seeded = Date.now() - t0;
-  const count = async (table: string) => Number(((await db.execute(sql.raw(`SELECT count(*)::int AS n FROM ${table}`))) as { rows: { n: number }[] }).rows[0]!.n);
+  const count = async (table: string) =>
+    Number(((await db.execute(sql.raw(`SELECT count(*)::int AS n FROM ${table}`))) as { rows: { n: number }[] }).rows[0]!.n);
   const logs = await count('run_logs');
   console.log(`seeded ${RUNS} expired runs, ${FRESH} unexpired, ${logs} log lines in ${(seeded / 1000).toFixed(1)} s`);
 
@@ -89,7 +92,11 @@ try {
         runsSeeded: RUNS,
         unexpiredRuns: FRESH,
         logLines: logs,
-        baseline: { statement: 'LIMIT 5000, no created_at index', runsPerSecond: Math.round(baseRate), msPerBatch: Math.round(baseMs / BASE_BATCHES) },
+        baseline: {
+          statement: 'LIMIT 5000, no created_at index',
+          runsPerSecond: Math.round(baseRate),
+          msPerBatch: Math.round(baseMs / BASE_BATCHES),
+        },
         current: { seconds: +(ms / 1000).toFixed(1), runsDeleted: removed.runs, done: removed.done, runsPerSecond: Math.round(rate) },
         ratio: +(rate / baseRate).toFixed(1),
         runsPerDayAtThisRate: Math.round(rate * 86_400),
