@@ -24,6 +24,7 @@ import { createFunctionRuntime } from './functions/runtime.js';
 import { createFunctionService } from './functions/service.js';
 import { createQueues } from './queue/queues.js';
 import type { RedisTarget } from './queue/redis.js';
+import { createRecordPurger } from './records/purges.js';
 import { createRecordService } from './records/service.js';
 import { createSyncRunner } from './syncs/runner.js';
 import { createSyncService } from './syncs/service.js';
@@ -101,6 +102,8 @@ export async function createServices(deps: ServiceDeps) {
     );
   };
 
+  const purges = createRecordPurger({ db, queues, log: logger });
+
   // Each service receives what it reads of other domains (narrowed lookups), never their repositories.
   const integrations = createIntegrationService({
     db,
@@ -109,8 +112,9 @@ export async function createServices(deps: ServiceDeps) {
     allowProviderUrlOverrides: config.allowProviderUrlOverrides,
     allowInsecureOAuthUrls: config.egress.allowPrivateNetworks,
     hub,
+    purges,
   });
-  const functions = createFunctionService({ db, registry, onSyncsDue: enqueueSyncs, integrations: integrations.lookup });
+  const functions = createFunctionService({ db, registry, onSyncsDue: enqueueSyncs, integrations: integrations.lookup, purges });
   const connections = createConnectionService({
     db,
     vault,
@@ -122,6 +126,7 @@ export async function createServices(deps: ServiceDeps) {
     log: logger,
     integrations: integrations.lookup,
     schedules: functions.schedules,
+    purges,
   });
   const tokens = createTokenService({
     db,
@@ -188,6 +193,7 @@ export async function createServices(deps: ServiceDeps) {
     }),
     actions: createActionService({ db, reader, registry, functions: functions.lookup, queues, waitMs: config.runs.actionWaitMs }),
     records,
+    purges,
     webhooks: createWebhookService({
       db,
       vault,

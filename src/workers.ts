@@ -14,11 +14,14 @@ export interface Workers {
   stop(): Promise<void>;
   /** One scheduler pass now (also runs every TERAPI_SCHEDULER_INTERVAL_SECONDS). */
   tick(): Promise<void>;
-  /** Deletes runs and events past the retention (also every 120 ticks). */
+  /** Deletes runs and events past the retention (also in the background, every minute or at once while a backlog remains). */
   housekeeping(): Promise<{ runs: number; events: number }>;
 }
 
 const TICK_ID = 'terapi-scheduler-tick';
+/** How often retention runs, and how long one pass may delete (each batch a statement of its own). */
+const HOUSEKEEPING_EVERY_MS = 60_000;
+const HOUSEKEEPING_BUDGET_MS = 30_000;
 
 /**
  * The BullMQ workers of one process: syncs, actions, webhook deliveries and the scheduler tick.
@@ -31,11 +34,33 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
   const base = { target: deps.redis, prefix: config.queues.prefix };
   const stopping = new AbortController();
   let ticks = 0;
+  let housekeepingPass: Promise<{ runs: number; events: number }> | undefined;
+  let lastHousekeeping = 0;
 
-  async function housekeeping() {
-    const removed = await deleteExpired(db, config.runs.retentionDays);
-    if (removed.runs || removed.events) log.info({ ...removed, retentionDays: config.runs.retentionDays }, 'old runs and events deleted');
-    return removed;
+  /** One retention pass (one at a time in this process); a pass cut by its budget makes the next tick start another. */
+  function startHousekeeping(): Promise<{ runs: number; events: number }> {
+    housekeepingPass ??= (async () => {
+      lastHousekeeping = Date.now();
+      try {
+        const { done, ...removed } = await deleteExpired(db, config.runs.retentionDays, {
+          budgetMs: HOUSEKEEPING_BUDGET_MS,
+          signal: stopping.signal,
+        });
+        if (!done) lastHousekeeping = 0;
+        if (removed.runs || removed.events)
+          log.info({ ...removed, done, retentionDays: config.runs.retentionDays }, 'old runs and events deleted');
+        return removed;
+      } finally {
+        housekeepingPass = undefined;
+      }
+    })();
+    return housekeepingPass;
+  }
+
+  /** A pass of its own, after the one in progress (whose cutoff may be older than the caller's changes). */
+  async function housekeeping(): Promise<{ runs: number; events: number }> {
+    await housekeepingPass?.catch(() => undefined);
+    return startHousekeeping();
   }
 
   async function tick(): Promise<void> {
@@ -52,10 +77,13 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       const lost = config.runs.schedulerIntervalMs * 6;
       await webhooks.requeuePending(lost);
       await services.actions.requeueQueued(lost);
+      await services.purges.wake();
       const stale = await failStaleActionRuns(db, new Date(Date.now() - config.runs.actionTimeoutMs - 120_000));
       if (stale.length) log.warn({ runs: stale.map((r) => r.id) }, 'action runs lost with their worker were marked failed');
     }
-    if (ticks % 120 === 1) await housekeeping();
+    // In the background: a retention pass takes up to its budget, and the tick must not wait for it.
+    if (!housekeepingPass && Date.now() - lastHousekeeping >= HOUSEKEEPING_EVERY_MS)
+      startHousekeeping().catch((err: unknown) => log.warn({ err }, 'retention pass failed'));
   }
 
   const workers: Worker[] = [
@@ -69,6 +97,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) =>
       webhooks.deliver(deliveryId, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
     ),
+    createWorker('purges', { ...base, concurrency: 1 }, async ({ purgeId }) => services.purges.run(purgeId, stopping.signal)),
     createWorker('scheduler', { ...base, concurrency: 1 }, async () => tick()),
   ];
   // Runs record their webhook events in Postgres; dispatch them right away instead of at the next tick.
@@ -109,6 +138,7 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
       stopping.abort();
       syncRunner.abortAll('the worker is shutting down; the run will be resumed');
       await Promise.all(workers.map((w) => w.close()));
+      await housekeepingPass?.catch(() => undefined);
     },
   };
 }

@@ -11,6 +11,7 @@ import type { Logger } from '../lib/logger.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
+import type { RecordPurges } from '../records/purges.js';
 import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
 import { recordEvent } from '../events/repository.js';
 import type { ConnectionReader } from './reader.js';
@@ -61,6 +62,8 @@ export function createConnectionService(deps: {
   integrations: Pick<IntegrationLookup, 'find'>;
   /** A new connection gets the syncs enabled on its integration, in the transaction that creates it. */
   schedules: Pick<FunctionSchedules, 'createForConnection'>;
+  /** A deleted connection's records are purged on the worker (the deleting transaction records the purge). */
+  purges: Pick<RecordPurges, 'wake'>;
 }) {
   const { db, vault, catalog, metadataLimitBytes } = deps;
 
@@ -276,7 +279,10 @@ export function createConnectionService(deps: {
       return { items, nextCursor: rows.length > q.limit ? cursors.seal(items[items.length - 1]!.id) : null };
     },
 
-    /** Deletes a connection, then revokes its grant at the provider where the catalog knows how (in the background, best effort). */
+    /**
+     * Deletes a connection, then revokes its grant at the provider where the catalog knows how (in
+     * the background, best effort). Its records are unreachable at once and purged on the worker.
+     */
     async delete(environmentId: string, key: string, connectionId: string): Promise<void> {
       const { integration, provider } = await requireIntegration(environmentId, key, false);
       const deleted = await db.transaction(async (tx) => {
@@ -286,6 +292,7 @@ export function createConnectionService(deps: {
       });
       if (!deleted) throw notFound(key, connectionId);
       deps.hub.emitLocal('conn', deleted.id);
+      await deps.purges.wake();
       if (deleted.credentialsEnc && revocationEndpoint(provider, integration.urlOverrides)) {
         const credentialsEnc = deleted.credentialsEnc;
         const credentials = () =>

@@ -1,7 +1,7 @@
-import { sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../db/client.js';
 import type { IntegrationLookup } from '../integrations/service.js';
 import { ValidationError, NotFoundError } from '../lib/errors.js';
+import type { RecordPurges } from '../records/purges.js';
 import type { FunctionDefinition } from './define.js';
 import { type FunctionRegistry, parseFrequency } from './registry.js';
 import * as repo from './repository.js';
@@ -30,6 +30,8 @@ export function createFunctionService(deps: {
   registry: FunctionRegistry;
   onSyncsDue(ids: number[]): Promise<void>;
   integrations: Pick<IntegrationLookup, 'find'>;
+  /** A disabled sync's records are purged on the worker; enabling it again finishes that purge first. */
+  purges: Pick<RecordPurges, 'wake' | 'forModels' | 'finishForModels'>;
 }) {
   const { db, registry } = deps;
 
@@ -89,6 +91,10 @@ export function createFunctionService(deps: {
           frequencySeconds,
           autoStart: definition.type === 'sync' ? (input.autoStart ?? existing?.autoStart ?? definition.autoStart) : false,
         });
+        // Records of this sync still waiting for the purge of an earlier disabling would otherwise
+        // be purged after the new syncs wrote them again (an unchanged record is not rewritten).
+        if (definition.type === 'sync')
+          await deps.purges.finishForModels(tx, row.id, Object.keys(definition.models as Record<string, unknown>));
         const due = definition.type === 'sync' ? await repo.createSyncsForConfig(tx, config) : [];
         return { config, created: inserted, due: config.autoStart ? due : [] };
       });
@@ -96,7 +102,7 @@ export function createFunctionService(deps: {
       return { definition, config, created };
     },
 
-    /** Disables a function: its schedules stop and the records of its models are removed. */
+    /** Disables a function: its schedules stop and the records of its models are removed (purged on the worker). */
     async disable(environmentId: string, key: string, name: string): Promise<void> {
       const row = await integration(environmentId, key);
       const definition = registry.find(row.provider, name);
@@ -105,13 +111,14 @@ export function createFunctionService(deps: {
           throw new NotFoundError(`Function "${name}" is not enabled on integration "${key}"`);
         }
         if (definition?.type === 'sync') {
-          await tx.execute(sql`DELETE FROM records WHERE model = ANY(${sql.param(Object.keys(definition.models as Record<string, unknown>))}::text[])
-                                 AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
-          // The live-record counters of those feeds go with their records.
-          await tx.execute(sql`DELETE FROM record_counts WHERE model = ANY(${sql.param(Object.keys(definition.models as Record<string, unknown>))}::text[])
+          const models = Object.keys(definition.models as Record<string, unknown>);
+          await deps.purges.forModels(tx, row.id, models);
+          // The live-record counters of those feeds go now; the records follow on the purge worker.
+          await tx.execute(sql`DELETE FROM record_counts WHERE model = ANY(${sql.param(models)}::text[])
                                  AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
         }
       });
+      if (definition?.type === 'sync') await deps.purges.wake();
     },
   };
 }

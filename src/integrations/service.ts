@@ -6,6 +6,7 @@ import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import { type Catalog, genericProviders } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
+import type { RecordPurges } from '../records/purges.js';
 import * as repo from './repository.js';
 
 export interface IntegrationInput {
@@ -69,6 +70,8 @@ export function createIntegrationService(deps: {
   /** The egress policy's `allowPrivateNetworks`: test and on-prem setups may use plain-http OAuth servers. */
   allowInsecureOAuthUrls?: boolean;
   hub: NotificationHub;
+  /** The records of a deleted integration's connections are purged on the worker. */
+  purges: Pick<RecordPurges, 'wake'>;
 }) {
   const { db, vault, catalog } = deps;
 
@@ -232,6 +235,7 @@ export function createIntegrationService(deps: {
       });
       if (deletedId === undefined) throw notFound(uniqueKey);
       deps.hub.emitLocal('integration', deletedId);
+      await deps.purges.wake();
     },
   };
 }

@@ -23,6 +23,19 @@ export const queueDefinitions = {
     payload: z.object({ deliveryId: z.uuid() }),
     options: { removeOnComplete: true, removeOnFail: { age: 7 * 86_400 } } satisfies JobsOptions,
   },
+  /**
+   * Carry out one purge of records (a `purges` row; Postgres holds the work and how far it got).
+   * Failed jobs are dropped: the tick queues every purge still waiting again.
+   */
+  purges: {
+    payload: z.object({ purgeId: z.number().int().positive() }),
+    options: {
+      removeOnComplete: true,
+      removeOnFail: true,
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 5000 },
+    } satisfies JobsOptions,
+  },
   /** The periodic tick that derives due sync jobs and undelivered webhooks from Postgres. */
   scheduler: {
     payload: z.object({}),

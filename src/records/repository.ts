@@ -12,6 +12,16 @@ export function feedLock(connectionPk: number, model: string): SQL {
   return sql`pg_advisory_xact_lock(hashtextextended(${`${connectionPk}:${model}`}, 7))`;
 }
 
+/**
+ * For each write's transaction: records have no foreign key to their connection, so the write takes
+ * the key-share lock the key would have taken (a delete of the connection waits for the write, and
+ * its purge then finds the rows), and fails (division by zero) when the connection is already gone,
+ * instead of leaving rows that no purge would delete.
+ */
+export function connectionAlive(connectionPk: number): SQL {
+  return sql`SELECT 1 / count(*) FROM (SELECT 1 FROM connections WHERE id = ${connectionPk} FOR KEY SHARE) AS alive`;
+}
+
 async function lockFeed(tx: DbOrTx, connectionPk: number, model: string): Promise<void> {
   await tx.execute(sql`SELECT ${feedLock(connectionPk, model)}`);
 }
@@ -74,6 +84,7 @@ export async function upsertRecords(
       : { count: records.length, ids: records.map((r) => r.id), hashes: records.map((r) => r.hash), data: records.map((r) => r.json) };
   if (!count) return { added: 0, updated: 0, deleted: 0 };
   await lockFeed(tx, connectionPk, model);
+  await tx.execute(connectionAlive(connectionPk));
   // Each JSON text is cast to `json` once, which only validates it: `json` keeps the text exactly as written.
   const result = (await tx
     .execute(
@@ -118,16 +129,57 @@ export async function deleteRecords(tx: DbOrTx, connectionPk: number, model: str
   return n;
 }
 
-/** End of a successful full sync: every live record of the model that the run did not see is deleted. */
-export async function deleteRecordsNotSeen(tx: DbOrTx, connectionPk: number, model: string, seen: readonly string[]): Promise<number> {
+/**
+ * Stages the ids a full sync's run saw, in the transaction that writes them (node-postgres: the
+ * upsert's binary `text[]` parameter as it is; PGlite: the ids). A repeated id changes nothing.
+ */
+export async function stageSeenIds(tx: DbOrTx, runId: string, model: string, ids: Buffer | string[]): Promise<void> {
+  await tx.execute(sql`INSERT INTO sync_seen_ids (run_id, model, external_id)
+    SELECT ${runId}, ${model}, unnest(${sql.param(ids)}::text[]) ON CONFLICT DO NOTHING`);
+}
+
+/**
+ * The start of a full sync's attempt: what an earlier attempt of the run staged is dropped (the
+ * attempt fetches everything again), and the returned cursor marks where this attempt's writes
+ * begin: a record whose cursor is above it was written (so seen) by this attempt, staged or not.
+ */
+export async function startSeenIds(db: DbOrTx, runId: string): Promise<number> {
+  await clearSeenIds(db, runId);
+  const [row] = await queryRows<{ at: string }>(db, sql`SELECT nextval('records_cursor_seq') AS at`);
+  return Number(row!.at);
+}
+
+/** Drops a run's staged ids, a batch per statement. */
+export async function clearSeenIds(db: DbOrTx, runId: string, batch = 10_000): Promise<void> {
+  for (let n = batch; n === batch;) {
+    const rows = await queryRows<{ n: number }>(
+      db,
+      sql`WITH gone AS (DELETE FROM sync_seen_ids WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM sync_seen_ids WHERE run_id = ${runId} LIMIT ${batch})) RETURNING 1)
+          SELECT count(*)::int AS n FROM gone`,
+    );
+    n = rows[0]?.n ?? 0;
+  }
+}
+
+/**
+ * End of a successful full sync: every live record of the model that the run did not see is
+ * deleted, in one anti-join. Seen means written by this attempt (cursor above `since`, e.g. by
+ * COPY, which stages nothing) or staged by its upserts.
+ */
+export async function deleteRecordsNotSeen(
+  tx: DbOrTx,
+  connectionPk: number,
+  model: string,
+  seen: { runId: string; since: number },
+): Promise<number> {
   await lockFeed(tx, connectionPk, model);
   const rows = await queryRows<{ n: number }>(
     tx,
-    sql`WITH seen AS (SELECT unnest(${sql.param([...seen])}::text[]) AS external_id),
-        gone AS (
+    sql`WITH gone AS (
           UPDATE records r SET deleted_at = now(), modified_at = now(), last_action = 'deleted', cursor = nextval('records_cursor_seq')
-           WHERE r.connection_pk = ${connectionPk} AND r.model = ${model} AND r.deleted_at IS NULL
-             AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.external_id = r.external_id)
+           WHERE r.connection_pk = ${connectionPk} AND r.model = ${model} AND r.deleted_at IS NULL AND r.cursor <= ${seen.since}
+             AND NOT EXISTS (SELECT 1 FROM sync_seen_ids s WHERE s.run_id = ${seen.runId} AND s.model = ${model} AND s.external_id = r.external_id)
           RETURNING 1)
         SELECT count(*)::int AS n FROM gone`,
   );
@@ -191,4 +243,80 @@ export async function countRecords(
   );
   for (const r of rows) out.get(Number(r.connection_pk))![r.model] = Number(r.live);
   return out;
+}
+
+/** Records deleted per purge statement: each batch is a short transaction of its own. */
+export const PURGE_BATCH = 5000;
+
+/**
+ * Deletes up to `limit` records of one connection (of these models, or all); returns how many. The
+ * rows are found by the primary key's prefix and deleted by their physical address.
+ */
+export async function purgeRecordsBatch(
+  db: DbOrTx,
+  connectionPk: number,
+  models: readonly string[] | null,
+  limit = PURGE_BATCH,
+): Promise<number> {
+  const rows = await queryRows<{ n: number }>(
+    db,
+    sql`WITH gone AS (
+          DELETE FROM records WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM records WHERE connection_pk = ${connectionPk}
+              ${models ? sql`AND model = ANY(${sql.param([...models])}::text[])` : sql``}
+             LIMIT ${limit}))
+          RETURNING 1)
+        SELECT count(*)::int AS n FROM gone`,
+  );
+  return rows[0]?.n ?? 0;
+}
+
+export interface PurgeRow {
+  id: number;
+  connectionPks: number[];
+  models: string[] | null;
+  position: number;
+}
+
+/** Purges waiting (oldest first). */
+export async function listPurgeIds(db: DbOrTx, limit: number): Promise<number[]> {
+  const rows = await queryRows<{ id: string }>(db, sql`SELECT id FROM purges ORDER BY id LIMIT ${limit}`);
+  return rows.map((r) => Number(r.id));
+}
+
+export async function findPurge(db: DbOrTx, id: number): Promise<PurgeRow | undefined> {
+  const [row] = await queryRows<{ id: string; connection_pks: (string | number)[]; models: string[] | null; position: string }>(
+    db,
+    sql`SELECT id, connection_pks, models, position FROM purges WHERE id = ${id}`,
+  );
+  return row && { id: Number(row.id), connectionPks: row.connection_pks.map(Number), models: row.models, position: Number(row.position) };
+}
+
+/** Records that the purge is done up to this connection; false when the purge is gone (finished elsewhere). */
+export async function advancePurge(db: DbOrTx, id: number, position: number): Promise<boolean> {
+  const rows = await queryRows(db, sql`UPDATE purges SET position = ${position} WHERE id = ${id} RETURNING id`);
+  return rows.length > 0;
+}
+
+export async function deletePurge(db: DbOrTx, id: number): Promise<void> {
+  await db.execute(sql`DELETE FROM purges WHERE id = ${id}`);
+}
+
+/** A purge of these models' records on every connection the integration has now (a disabled sync). */
+export async function insertModelPurge(db: DbOrTx, integrationId: number, models: readonly string[]): Promise<void> {
+  await db.execute(sql`INSERT INTO purges (connection_pks, integration_id, models)
+    SELECT coalesce(array_agg(id ORDER BY id), '{}'), ${integrationId}, ${sql.param([...models])}::text[]
+      FROM connections WHERE integration_id = ${integrationId}`);
+}
+
+/**
+ * Finishes now, in the caller's transaction, the pending purges of these models on the
+ * integration (a sync enabled again must not have its new records purged after it wrote them).
+ */
+export async function finishModelPurges(db: DbOrTx, integrationId: number, models: readonly string[]): Promise<void> {
+  await db.execute(sql`WITH p AS (
+      DELETE FROM purges WHERE integration_id = ${integrationId} AND models && ${sql.param([...models])}::text[]
+      RETURNING connection_pks, models)
+    DELETE FROM records r USING p, unnest(p.connection_pks) AS c(pk), unnest(p.models) AS m(model)
+     WHERE r.connection_pk = c.pk AND r.model = m.model`);
 }

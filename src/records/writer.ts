@@ -7,11 +7,15 @@ import { records as recordsTable } from '../db/schema/index.js';
 import { COPY_COLUMNS, EncodedBatch, lastOfEachId } from './batch.js';
 import { PipelinedCopy } from './copy.js';
 import {
+  clearSeenIds,
+  connectionAlive,
   deleteRecords,
   deleteRecordsNotSeen,
   feedHasRecords,
   feedLock,
   liveCountUpdate,
+  stageSeenIds,
+  startSeenIds,
   upsertRecords,
   type WriteCounts,
 } from './repository.js';
@@ -41,6 +45,11 @@ export interface RecordWriterOptions {
   connectionPk: number;
   /** A statement for each write's transaction, given its counts (the run's totals). */
   onCounts(counts: WriteCounts): SQL;
+  /**
+   * A full sync's run, whose upserts stage the ids they write (for `deleteUnseenRecords`). COPY
+   * stages nothing: its records are new, and their cursors show this attempt wrote them.
+   */
+  stageSeenFor?(): string | undefined;
 }
 
 export type RecordWriter = ReturnType<typeof createRecordWriter>;
@@ -100,6 +109,7 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
     const statements = [
       sql`BEGIN`,
       sql`SELECT ${feedLock(connectionPk, group[0]!.model)}`,
+      connectionAlive(connectionPk),
       sql`COPY ${recordsTable} (${COPY_COLUMN_LIST}) FROM STDIN (FORMAT binary)`,
       liveCountUpdate(connectionPk, group[0]!.model, count),
       opts.onCounts(c),
@@ -134,9 +144,11 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
           group.map((b) => (b.encoding === 'arrays' ? b : EncodedBatch.of('arrays', connectionPk, b.model, b.records()))),
         )
       : group.flatMap((b) => b.records());
+    const stageFor = opts.stageSeenFor?.();
     return db.transaction(async (tx) => {
       const c = await upsertRecords(tx, connectionPk, group[0]!.model, rows);
       if (c.added || c.updated) await tx.execute(opts.onCounts(c));
+      if (stageFor) await stageSeenIds(tx, stageFor, group[0]!.model, Array.isArray(rows) ? rows.map((r) => r.id) : rows.ids);
       return c;
     });
   }
@@ -282,3 +294,9 @@ export function createRecordWriter(db: Db, opts: RecordWriterOptions) {
  * the run did not see is marked deleted. Returns how many were.
  */
 export const deleteUnseenRecords = deleteRecordsNotSeen;
+
+/** The start of a full sync's attempt: returns the cursor after which its writes count as seen. */
+export const startSeen = startSeenIds;
+
+/** After a full sync's run ended: its staged ids are dropped. */
+export const clearSeen = clearSeenIds;

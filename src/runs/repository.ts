@@ -105,20 +105,63 @@ export async function listRunLogs(db: DbOrTx, runId: string, afterId: number, li
     .limit(limit);
 }
 
+export interface ExpiredDeletion {
+  runs: number;
+  events: number;
+  /** False when the time budget ended the pass before everything past the cutoff was deleted. */
+  done: boolean;
+}
+
+/** Rows per DELETE: each is its own short statement (and transaction), so no lock is held for long. */
+const EXPIRED_BATCH = 2000;
+
+/** One batch of retention: finished runs created before `cutoff`, oldest first (their logs go by cascade). */
+export const expiredRunsBatch = (cutoff: string, batch: number): SQL =>
+  sql`DELETE FROM runs WHERE id IN (
+        SELECT id FROM runs WHERE status IN ('success', 'error') AND created_at < ${cutoff}::timestamptz
+         ORDER BY created_at LIMIT ${batch} FOR UPDATE SKIP LOCKED)`;
+
+/** One batch of retention: dispatched events created before `cutoff` with no delivery still pending. */
+export const expiredEventsBatch = (cutoff: string, batch: number): SQL =>
+  sql`DELETE FROM events WHERE id IN (
+        SELECT id FROM events WHERE delivered_at IS NOT NULL AND created_at < ${cutoff}::timestamptz
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending')
+         ORDER BY created_at LIMIT ${batch} FOR UPDATE SKIP LOCKED)`;
+
+const affected = (x: unknown) =>
+  Number((x as { rowCount?: number; affectedRows?: number }).rowCount ?? (x as { affectedRows?: number }).affectedRows ?? 0);
+
 /**
  * Housekeeping: deletes finished runs (their logs go with them) and dispatched events (with their
- * deliveries) older than the retention, in bounded batches so one pass never holds locks for long.
+ * deliveries) older than the retention, batch after batch until none is left or `budgetMs` has
+ * passed or `signal` aborts (the next pass goes on). Each batch is a range scan of a partial index on `created_at`,
+ * oldest first; SKIP LOCKED lets several workers delete at once without waiting on each other.
  */
-export async function deleteExpired(db: DbOrTx, retentionDays: number): Promise<{ runs: number; events: number }> {
-  const cutoff = sql`now() - make_interval(days => ${retentionDays})`;
-  const r = await db.execute(sql`DELETE FROM runs WHERE id IN (
-      SELECT id FROM runs WHERE created_at < ${cutoff} AND status IN ('success', 'error') LIMIT 5000)`);
-  const e = await db.execute(sql`DELETE FROM events WHERE id IN (
-      SELECT id FROM events WHERE created_at < ${cutoff} AND delivered_at IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.status = 'pending') LIMIT 5000)`);
-  const count = (x: unknown) =>
-    Number((x as { rowCount?: number; affectedRows?: number }).rowCount ?? (x as { affectedRows?: number }).affectedRows ?? 0);
-  return { runs: count(r), events: count(e) };
+export async function deleteExpired(
+  db: DbOrTx,
+  retentionDays: number,
+  opts: { budgetMs?: number; batchSize?: number; signal?: AbortSignal } = {},
+): Promise<ExpiredDeletion> {
+  const batch = opts.batchSize ?? EXPIRED_BATCH;
+  const deadline = Date.now() + (opts.budgetMs ?? Infinity);
+  // One cutoff for the whole pass: rows that expire meanwhile wait for the next one.
+  const cutoff = new Date(Date.now() - retentionDays * 86_400_000).toISOString();
+  const total = { runs: 0, events: 0 };
+  let runsLeft = true;
+  let eventsLeft = true;
+  while ((runsLeft || eventsLeft) && Date.now() < deadline && !opts.signal?.aborted) {
+    if (runsLeft) {
+      const n = affected(await db.execute(expiredRunsBatch(cutoff, batch)));
+      total.runs += n;
+      runsLeft = n === batch;
+    }
+    if (eventsLeft) {
+      const n = affected(await db.execute(expiredEventsBatch(cutoff, batch)));
+      total.events += n;
+      eventsLeft = n === batch;
+    }
+  }
+  return { ...total, done: !runsLeft && !eventsLeft };
 }
 
 /** Action runs stuck in `queued`/`running` longer than `olderThan` (their worker died). */

@@ -10,7 +10,7 @@ import { ProviderError, type SyncContext, type SyncDefinition } from '../functio
 import type { FunctionRegistry } from '../functions/registry.js';
 import { createRunLog, type FunctionRuntime } from '../functions/runtime.js';
 import type { Logger } from '../lib/logger.js';
-import { createRecordWriter, deleteUnseenRecords } from '../records/writer.js';
+import { clearSeen, createRecordWriter, deleteUnseenRecords, startSeen } from '../records/writer.js';
 import { addRunCounts, finishRun, findRunById, insertRun, runCountsUpdate, startRun } from '../runs/repository.js';
 import * as repo from './repository.js';
 import { errorMessage } from '../lib/errors.js';
@@ -131,8 +131,13 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       Math.max(500, deps.leaseMs / 3),
     );
 
-    const writer = createRecordWriter(db, { connectionPk: sync.connectionPk, onCounts: (c) => runCountsUpdate(db, runId, c) });
-    const seen = new Map<string, Set<string>>();
+    /** Full syncs: where this attempt's writes start (what it saw is staged in the database, not held here). */
+    let seenSince: number | undefined;
+    const writer = createRecordWriter(db, {
+      connectionPk: sync.connectionPk,
+      onCounts: (c) => runCountsUpdate(db, runId, c),
+      stageSeenFor: () => (seenSince === undefined ? undefined : runId),
+    });
     let outcome: { status: 'success' | 'error'; error?: RunError } = { status: 'success' };
     let def: SyncDefinition | undefined;
     // The first attempt's start: records modified after it are what this run changed.
@@ -145,6 +150,8 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       const definition = def;
       const full = definition.syncType === 'full' || claim.fullResync;
       runLog.info(`${full ? 'full' : 'incremental'} sync "${sync.name}" started`, { attempt: claim.attempt });
+      // An attempt of a full sync fetches everything again: what an earlier one staged is dropped.
+      if (full) seenSince = await startSeen(db, runId);
 
       /**
        * Validates items with the model's schema, serializes them and queues them for writing. The
@@ -157,8 +164,6 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         controller.signal.throwIfAborted();
         const schema = validator(definition, model);
         const batch = await writer.batch(model);
-        let ids = full ? seen.get(model) : undefined;
-        if (full && !ids) seen.set(model, (ids = new Set<string>()));
         for (let i = 0; i < items.length; i++) {
           if (++sinceYield >= PREPARE_SLICE) {
             sinceYield = 0;
@@ -173,7 +178,6 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
           if (problem) throw new Error(`record ${i} of ${model} ${problem}`);
           const id = String((parsed.data as { id: string | number }).id);
           batch.add({ id, json: JSON.stringify(parsed.data) });
-          ids?.add(id);
         }
         await writer.save(batch);
       };
@@ -233,9 +237,9 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
 
     const full = def ? def.syncType === 'full' || claim.fullResync : false;
     const finished = await db.transaction(async (tx) => {
-      if (outcome.status === 'success' && full && def) {
+      if (outcome.status === 'success' && full && def && seenSince !== undefined) {
         for (const model of Object.keys(def.models)) {
-          const deleted = await deleteUnseenRecords(tx, sync.connectionPk, model, [...(seen.get(model) ?? [])]);
+          const deleted = await deleteUnseenRecords(tx, sync.connectionPk, model, { runId, since: seenSince });
           if (deleted) {
             await addRunCounts(tx, runId, { added: 0, updated: 0, deleted });
             const c = counts.get(model) ?? { added: 0, updated: 0, deleted: 0 };
@@ -278,6 +282,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       }
       return released;
     });
+    if (seenSince !== undefined) await clearSeen(db, runId).catch((err: unknown) => log.warn({ err, runId }, 'could not clear seen ids'));
     const total = [...counts.values()].reduce(
       (a, c) => ({ added: a.added + c.added, updated: a.updated + c.updated, deleted: a.deleted + c.deleted }),
       { added: 0, updated: 0, deleted: 0 },

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import { type Db, type DbOrTx, queryRows } from '../db/client.js';
 import { type DeliveryStatus, events, webhookDeliveries, webhookSettings } from '../db/schema/index.js';
 
@@ -123,13 +123,21 @@ export async function createDeliveriesForDueEvents(db: Db, limit: number): Promi
   });
 }
 
-/** Ids of deliveries still pending that were last touched before `before` (at most 1,000). */
-export async function listStalePending(db: DbOrTx, before: Date): Promise<string[]> {
-  const rows = await db
+/** The query of `listStalePending` (its plan is checked by a test). */
+export const stalePendingQuery = (db: DbOrTx, before: Date) =>
+  db
     .select({ id: webhookDeliveries.id })
     .from(webhookDeliveries)
     .where(and(eq(webhookDeliveries.status, 'pending'), lt(webhookDeliveries.updatedAt, before)))
+    .orderBy(asc(webhookDeliveries.updatedAt))
     .limit(1000);
+
+/**
+ * Ids of deliveries still pending that were last touched before `before` (at most 1,000, oldest
+ * first): a range scan of the partial index of pending deliveries, whatever the delivery log holds.
+ */
+export async function listStalePending(db: DbOrTx, before: Date): Promise<string[]> {
+  const rows = await stalePendingQuery(db, before);
   return rows.map((r) => r.id);
 }
 

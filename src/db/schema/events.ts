@@ -28,5 +28,9 @@ export const events = pgTable(
     index('events_undelivered_idx')
       .on(t.id)
       .where(sql`${t.deliveredAt} IS NULL`),
+    // Retention walks dispatched events oldest first.
+    index('events_dispatched_created_idx')
+      .on(t.createdAt)
+      .where(sql`${t.deliveredAt} IS NOT NULL`),
   ],
 );

@@ -130,6 +130,10 @@ export const runs = pgTable(
     index('runs_queued_idx')
       .on(t.createdAt)
       .where(sql`${t.status} IN ('queued', 'running')`),
+    // Retention walks finished runs oldest first: each batch is a range scan from the index's start.
+    index('runs_finished_created_idx')
+      .on(t.createdAt)
+      .where(sql`${t.status} IN ('success', 'error')`),
   ],
 );
 

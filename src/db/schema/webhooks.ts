@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, integer, jsonb, pgTable, text, timestamp, uuid, index, uniqueIndex } from 'drizzle-orm/pg-core';
 import { environmentRef, environments, timestamps } from './environments.js';
 import { events } from './events.js';
@@ -41,5 +42,9 @@ export const webhookDeliveries = pgTable(
   (t) => [
     index('webhook_deliveries_environment_idx').on(t.environmentId, t.createdAt),
     uniqueIndex('webhook_deliveries_event_url_key').on(t.eventId, t.url),
+    // The sweep for deliveries whose job was lost reads only pending ones, the oldest first.
+    index('webhook_deliveries_pending_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} = 'pending'`),
   ],
 );
