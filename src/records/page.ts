@@ -35,7 +35,6 @@ export function renderRecordsPage(copy: Buffer, limit: number, cursors: Position
 }
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-const ACTIONS: Record<string, string> = { added: 'ADDED', updated: 'UPDATED', deleted: 'DELETED' };
 /** 2000-01-01T00:00:00Z, PostgreSQL's epoch for timestamps, in Unix milliseconds. */
 const PG_EPOCH_MS = 946_684_800_000;
 
@@ -91,8 +90,7 @@ function readRows(buf: Buffer): Rows {
     rows.dataEnd[i] = at;
     // last_action
     len = buf.readInt32BE(at);
-    const action = ACTIONS[buf.toString('latin1', at + 4, at + 4 + len)];
-    if (!action) throw new Error('records page: unknown last_action');
+    const action = buf[at + 4] === 0x61 ? 'ADDED' : buf[at + 4] === 0x75 ? 'UPDATED' : 'DELETED';
     rows.action.push(action);
     at += 4 + len;
     // first_seen_at, modified_at (never null), deleted_at: 8 bytes each
