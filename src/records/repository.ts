@@ -145,6 +145,18 @@ function integer(value: number): string {
   return String(value);
 }
 
+/** The query of a feed page: the records after `after` in cursor order, values as literals. */
+export function recordsPageQuery(q: RecordQuery): string {
+  const filters = [`connection_pk = ${integer(q.connectionPk)}`, `model = ${literal(q.model)}`, `cursor > ${integer(q.after)}`];
+  if (q.modifiedAfter) filters.push(`modified_at > ${literal(q.modifiedAfter.toISOString())}::timestamptz`);
+  if (q.actions?.length) filters.push(`last_action IN (${q.actions.map(literal).join(', ')})`);
+  if (q.ids?.length) {
+    const ids = q.ids.filter((id) => !id.includes('\0'));
+    filters.push(ids.length ? `external_id IN (${ids.map(literal).join(', ')})` : 'false');
+  }
+  return `SELECT ${PAGE_COLUMNS.join(', ')} FROM records WHERE ${filters.join(' AND ')} ORDER BY cursor LIMIT ${integer(q.limit)}`;
+}
+
 /**
  * One page of a model's change feed, in cursor order: the rows (`PAGE_COLUMNS`) in PostgreSQL's
  * binary COPY format. Read by `COPY (SELECT …) TO STDOUT`, the page arrives as the bytes the server
@@ -153,14 +165,7 @@ function integer(value: number): string {
  * values are written into the query as literals (integers checked, strings escaped).
  */
 export async function readRecords(db: Db, q: RecordQuery): Promise<Buffer> {
-  const filters = [`connection_pk = ${integer(q.connectionPk)}`, `model = ${literal(q.model)}`, `cursor > ${integer(q.after)}`];
-  if (q.modifiedAfter) filters.push(`modified_at > ${literal(q.modifiedAfter.toISOString())}::timestamptz`);
-  if (q.actions?.length) filters.push(`last_action IN (${q.actions.map(literal).join(', ')})`);
-  if (q.ids?.length) {
-    const ids = q.ids.filter((id) => !id.includes('\0'));
-    filters.push(ids.length ? `external_id IN (${ids.map(literal).join(', ')})` : 'false');
-  }
-  const select = `SELECT ${PAGE_COLUMNS.join(', ')} FROM records WHERE ${filters.join(' AND ')} ORDER BY cursor LIMIT ${integer(q.limit)}`;
+  const select = recordsPageQuery(q);
   const client = (db as unknown as { $client?: unknown }).$client;
   if (is(db, NodePgDatabase) && client instanceof pg.Pool) {
     const conn = await client.connect();
