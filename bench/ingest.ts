@@ -5,6 +5,8 @@
  *
  *   npx tsx bench/ingest.ts                     # 100,000 records, batchSave batches of 1,000
  *   npx tsx bench/ingest.ts --batch=100         # one batchSave per 100 records (a GitHub page)
+ *   npx tsx bench/ingest.ts --drop-index=records_modified_idx --out=ingest-no-modified-idx.json
+ *                                               # the same without an index (its cost on ingest)
  *   node --max-semi-space-size=64 --import tsx bench/ingest.ts --out=ingest-docker-flags.json
  *                                               # with the Docker image's NODE_OPTIONS (a 64 MB young generation)
  *
@@ -202,6 +204,12 @@ async function main() {
   const copyClient = new pg.Client({ connectionString: bench.db.url });
   await copyClient.connect();
   const admin = async (q: string) => void (await copyClient.query(q));
+  // --drop-index=<name>: the same run without one of the table's indexes (what that index costs ingest).
+  const dropIndex = arg('drop-index', '');
+  if (dropIndex) {
+    await admin(`DROP INDEX ${pg.escapeIdentifier(dropIndex)}`);
+    say(`  without index ${dropIndex}`);
+  }
   const count = async () => Number((await copyClient.query<{ n: string }>('SELECT count(*) AS n FROM records')).rows[0]!.n);
   const settle = async () => {
     // Same starting point for every measured phase: dirty pages written, then a quiet machine.

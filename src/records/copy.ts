@@ -60,3 +60,52 @@ export class PipelinedCopy implements pg.Submittable {
   handlePortalSuspended(): void {}
   handleCopyData(): void {}
 }
+
+/**
+ * One simple Query running a `COPY … TO STDOUT`; resolves with the copy data as one Buffer. The
+ * data reaches this process as the bytes the server sent: nothing is decoded into JavaScript
+ * strings or row objects (node-postgres decodes every value of a SELECT into a string).
+ */
+export class CopyOut implements pg.Submittable {
+  readonly done: Promise<Buffer>;
+  private data = Buffer.allocUnsafe(64 * 1024);
+  private size = 0;
+  private failed = false;
+  private resolve!: (data: Buffer) => void;
+  private reject!: (err: Error) => void;
+
+  constructor(private readonly text: string) {
+    this.done = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  submit(connection: pg.Connection): void {
+    (connection as unknown as PgConnection).query(this.text);
+  }
+
+  handleCopyData(msg: { chunk: Buffer }): void {
+    // Copied now: the chunk is a view of the driver's read buffer, which it reuses.
+    const { chunk } = msg;
+    if (this.size + chunk.length > this.data.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.size + chunk.length));
+      this.data.copy(grown, 0, 0, this.size);
+      this.data = grown;
+    }
+    this.size += chunk.copy(this.data, this.size);
+  }
+  handleReadyForQuery(): void {
+    if (!this.failed) this.resolve(this.data.subarray(0, this.size));
+  }
+  handleError(err: Error): void {
+    this.failed = true;
+    this.reject(err);
+  }
+  handleCommandComplete(): void {}
+  handleCopyInResponse(): void {}
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+}

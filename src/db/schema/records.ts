@@ -40,6 +40,9 @@ export const records = pgTable(
   (t) => [
     primaryKey({ columns: [t.connectionPk, t.model, t.externalId] }),
     index('records_feed_idx').on(t.connectionPk, t.model, t.cursor),
+    // `modified_after` on a feed: the records changed since then are found without walking the
+    // feed from its start (PostgreSQL picks this index when few of the feed's records qualify).
+    index('records_modified_idx').on(t.connectionPk, t.model, t.modifiedAt),
   ],
 );
 
