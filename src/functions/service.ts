@@ -110,13 +110,7 @@ export function createFunctionService(deps: {
         if (!(await repo.deleteFunctionConfig(tx, environmentId, row.id, name))) {
           throw new NotFoundError(`Function "${name}" is not enabled on integration "${key}"`);
         }
-        if (definition?.type === 'sync') {
-          const models = Object.keys(definition.models as Record<string, unknown>);
-          await deps.purges.forModels(tx, row.id, models);
-          // The live-record counters of those feeds go now; the records follow on the purge worker.
-          await tx.execute(sql`DELETE FROM record_counts WHERE model = ANY(${sql.param(models)}::text[])
-                                 AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${row.id})`);
-        }
+        if (definition?.type === 'sync') await deps.purges.forModels(tx, row.id, Object.keys(definition.models as Record<string, unknown>));
       });
       if (definition?.type === 'sync') await deps.purges.wake();
     },

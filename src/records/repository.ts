@@ -344,6 +344,9 @@ export async function insertModelPurge(db: DbOrTx, integrationId: number, models
   await db.execute(sql`INSERT INTO purges (connection_pks, integration_id, models)
     SELECT coalesce(array_agg(id ORDER BY id), '{}'), ${integrationId}, ${sql.param([...models])}::text[]
       FROM connections WHERE integration_id = ${integrationId}`);
+  // The live-record counters of those feeds go now (status shows none); the records follow on the worker.
+  await db.execute(sql`DELETE FROM record_counts WHERE model = ANY(${sql.param([...models])}::text[])
+    AND connection_pk IN (SELECT id FROM connections WHERE integration_id = ${integrationId})`);
 }
 
 /**

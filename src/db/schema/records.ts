@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, index, json, pgSequence, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { connections } from './connections.js';
 import { runs } from './functions.js';
 
 export type RecordAction = 'added' | 'updated' | 'deleted';
@@ -63,6 +64,8 @@ export const recordCounts = pgTable(
   },
   (t) => [primaryKey({ columns: [t.connectionPk, t.model] })],
 );
+
+/**
  * The ids a full sync's run has seen, staged as its batches are written (in their transaction),
  * so the deletion of unseen records at the end is one anti-join in the database instead of every id
  * held in the worker's memory and sent as one parameter. Cleared when the run ends (or with the run).
