@@ -18,6 +18,7 @@ import { adminAuth, environmentAuth } from './http/auth.js';
 import { registerAccessLog } from './http/access-log.js';
 import { frameworkErrors, registerErrorHandling } from './http/errors.js';
 import { registerInputGuard } from './http/input-guard.js';
+import { registerProtection } from './http/protection.js';
 import { asV1Route, terapiFamily, v1Family } from './http/families.js';
 import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
@@ -35,7 +36,7 @@ import { runRoutes, syncRoutes } from './syncs/routes.js';
 import { webhookRoutes } from './webhooks/routes.js';
 import { createServices, type ServiceDeps, type Services, type ServicesConfig } from './services.js';
 
-export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey'>;
+export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey' | 'rateLimit' | 'shedding'>;
 
 export interface AppDeps extends ServiceDeps {
   config: AppConfig;
@@ -77,6 +78,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
     done();
   });
+
+  // Maintained plugins for what every route shares: load shedding and rate limits (before any route).
+  await registerProtection(app, { config, database, redis: deps.redis });
 
   const services = deps.services ?? (await createServices(deps));
   if (!deps.services) app.addHook('onClose', async () => services.close());

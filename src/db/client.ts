@@ -22,6 +22,8 @@ export interface Database {
   /** Runs pending migrations; safe to call from several processes at once. */
   migrate(): Promise<void>;
   ping(): Promise<void>;
+  /** Queries waiting for a pooled connection (Postgres); PGlite has no pool and answers 0. */
+  waitingForConnection(): number;
   /**
    * Calls `onMessage` for every NOTIFY on `channel` (cross-process cache invalidation). `onLost`
    * is called once if the session ends without being closed (its server connection dropped): the
@@ -65,6 +67,7 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
   return {
     kind: 'postgres',
     db,
+    waitingForConnection: () => pool.waitingCount,
     async migrate() {
       const client = await pool.connect();
       try {
@@ -141,6 +144,7 @@ async function openPglite(dir: string | undefined, template: Blob | undefined): 
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     kind: 'pglite',
+    waitingForConnection: () => 0,
     db,
     async migrate() {
       await migratePglite(drizzlePglite(client), { migrationsFolder });

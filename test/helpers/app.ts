@@ -89,6 +89,8 @@ export const defaultTestConfig: AppConfig = {
     retentionDays: 30,
   },
   webhooks: { maxAttempts: 5, backoffMs: 200 },
+  rateLimit: { perEnvironment: 10_000, perIp: 1000, windowMs: 1000 },
+  shedding: { maxEventLoopDelayMs: 1000, maxDatabaseWaiting: 200 },
 };
 
 let embeddedRedis: Promise<EmbeddedRedis> | undefined;
