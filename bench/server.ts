@@ -197,7 +197,9 @@ async function startTerapi(mode: Exclude<ServerMode, 'bare'>): Promise<{ app: Fa
 
   // The real config loader with its defaults (as `terapi serve` with no variables set), so new
   // AppConfig fields need no change here; only the logger level is the benchmark's.
-  const config: AppConfig = loadConfig({ LOG_LEVEL: logLevel });
+  // Rate limits and load shedding as configured in this process's environment (defaults: on).
+  const protection = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^TERAPI_(RATE_LIMIT|SHED)_/.test(k)));
+  const config: AppConfig = loadConfig({ ...protection, LOG_LEVEL: logLevel });
   const app = await buildApp({
     config,
     database,

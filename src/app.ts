@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -15,8 +15,10 @@ import { nangoConnectionRoutes } from './connections/nango-routes.js';
 import { connectionRoutes } from './connections/routes.js';
 import { healthRoutes } from './health/routes.js';
 import { adminAuth, environmentAuth } from './http/auth.js';
+import { registerAccessLog } from './http/access-log.js';
 import { frameworkErrors, registerErrorHandling } from './http/errors.js';
 import { registerInputGuard } from './http/input-guard.js';
+import { registerProtection } from './http/protection.js';
 import { asV1Route, terapiFamily, v1Family } from './http/families.js';
 import { tidyOpenApi } from './http/openapi-tidy.js';
 import { nangoIntegrationRoutes } from './integrations/nango-routes.js';
@@ -34,7 +36,7 @@ import { runRoutes, syncRoutes } from './syncs/routes.js';
 import { webhookRoutes } from './webhooks/routes.js';
 import { createServices, type ServiceDeps, type Services, type ServicesConfig } from './services.js';
 
-export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey'>;
+export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey' | 'rateLimit' | 'shedding'>;
 
 export interface AppDeps extends ServiceDeps {
   config: AppConfig;
@@ -56,6 +58,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
     frameworkErrors,
+    // One access line per request instead of Fastify's two (http/access-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -68,11 +72,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     void parseJson(req, body as string, done);
   });
   registerErrorHandling(app);
+  registerAccessLog(app, deps.logger);
   registerInputGuard(app);
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     done();
   });
+
+  // Maintained plugins for what every route shares: load shedding and rate limits (before any route).
+  await registerProtection(app, { config, database, redis: deps.redis });
 
   const services = deps.services ?? (await createServices(deps));
   if (!deps.services) app.addHook('onClose', async () => services.close());

@@ -93,6 +93,11 @@ export const configSchema = z
     TERAPI_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
     TERAPI_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(15),
     TERAPI_WEBHOOK_BACKOFF_SECONDS: z.coerce.number().min(0.05).max(3600).default(5),
+    TERAPI_RATE_LIMIT_ENVIRONMENT: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
+    TERAPI_RATE_LIMIT_IP: z.coerce.number().int().min(0).max(10_000_000).default(1000),
+    TERAPI_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(100).max(3_600_000).default(1000),
+    TERAPI_SHED_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+    TERAPI_SHED_DATABASE_WAITING: z.coerce.number().int().min(0).max(100_000).default(200),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_PRETTY: bool.default(false),
   })
@@ -140,6 +145,15 @@ export const configSchema = z
     webhooks: {
       maxAttempts: c.TERAPI_WEBHOOK_MAX_ATTEMPTS,
       backoffMs: Math.round(c.TERAPI_WEBHOOK_BACKOFF_SECONDS * 1000),
+    },
+    rateLimit: {
+      perEnvironment: c.TERAPI_RATE_LIMIT_ENVIRONMENT,
+      perIp: c.TERAPI_RATE_LIMIT_IP,
+      windowMs: c.TERAPI_RATE_LIMIT_WINDOW_MS,
+    },
+    shedding: {
+      maxEventLoopDelayMs: c.TERAPI_SHED_EVENT_LOOP_DELAY_MS,
+      maxDatabaseWaiting: c.TERAPI_SHED_DATABASE_WAITING,
     },
     logLevel: c.LOG_LEVEL,
     logPretty: c.LOG_PRETTY,

@@ -13,12 +13,13 @@ export type ConnectionReader = ReturnType<typeof createConnectionReader>;
  * must not mutate them.
  */
 export function createConnectionReader(deps: { db: Db; hub: NotificationHub; ttlMs: number }) {
-  const cache = createReadThroughCache<ConnectionWithIntegration>({ ttlMs: deps.ttlMs, maxEntries: 50_000 });
-  deps.hub.subscribe((kind, id) =>
-    cache.invalidateWhere((row) =>
-      kind === 'conn' ? String(row.id) === id : kind === 'integration' ? String(row.integrationId) === id : row.environmentId === id,
-    ),
-  );
+  // Tagged as the notifications name their rows, so `conn:<id>` drops that connection's entries only.
+  const cache = createReadThroughCache<ConnectionWithIntegration>({
+    ttlMs: deps.ttlMs,
+    maxEntries: 50_000,
+    tags: (row) => [`conn:${row.id}`, `integration:${row.integrationId}`, `env:${row.environmentId}`],
+  });
+  deps.hub.subscribe((kind, id) => cache.invalidate(`${kind}:${id}`));
   deps.hub.onResync(() => cache.clear());
 
   return {

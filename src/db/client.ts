@@ -25,6 +25,8 @@ export interface Database {
   /** Runs pending migrations; safe to call from several processes at once. */
   migrate(): Promise<void>;
   ping(): Promise<void>;
+  /** Queries waiting for a pooled connection (Postgres); PGlite has no pool and answers 0. */
+  waitingForConnection(): number;
   /**
    * Calls `onMessage` for every NOTIFY on `channel` (cross-process cache invalidation). `onLost`
    * is called once if the session ends without being closed (its server connection dropped): the
@@ -70,6 +72,7 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
   return {
     kind: 'postgres',
     db,
+    waitingForConnection: () => pool.waitingCount,
     async migrate() {
       const client = await pool.connect();
       try {
@@ -178,6 +181,7 @@ async function openPglite(dir: string | undefined, opts: DatabaseOptions): Promi
   const db = drizzlePglite(client, { schema, logger: queryLogger(opts) }) as unknown as Db;
   return {
     kind: 'pglite',
+    waitingForConnection: () => 0,
     db,
     async migrate() {
       await migratePglite(drizzlePglite(client), { migrationsFolder });

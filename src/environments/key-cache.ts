@@ -14,10 +14,10 @@ export interface KeyCache {
  * deletion invalidate it in every process (Postgres NOTIFY, see db/notifications.ts).
  */
 export function createKeyCache(opts: { ttlMs: number; load: (hash: string) => Promise<EnvironmentRef | undefined> }): KeyCache {
-  const cache = createReadThroughCache<EnvironmentRef>({ ttlMs: opts.ttlMs, maxEntries: 10_000 });
+  const cache = createReadThroughCache<EnvironmentRef>({ ttlMs: opts.ttlMs, maxEntries: 10_000, tags: (env) => [env.id] });
   return {
     resolve: (hash) => cache.get(hash, () => opts.load(hash)),
-    invalidateEnvironment: (environmentId) => cache.invalidateWhere((env) => env.id === environmentId),
+    invalidateEnvironment: (environmentId) => cache.invalidate(environmentId),
     clear: () => cache.clear(),
   };
 }

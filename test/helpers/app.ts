@@ -89,6 +89,9 @@ export const defaultTestConfig: AppConfig = {
     retentionDays: 30,
   },
   webhooks: { maxAttempts: 5, backoffMs: 200 },
+  rateLimit: { perEnvironment: 10_000, perIp: 1000, windowMs: 1000 },
+  // No event-loop shedding: a loaded test machine lags for seconds while a file starts (test/http/protection.test.ts sets it).
+  shedding: { maxEventLoopDelayMs: 0, maxDatabaseWaiting: 200 },
 };
 
 let embeddedRedis: Promise<EmbeddedRedis> | undefined;
