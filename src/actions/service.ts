@@ -6,7 +6,7 @@ import type { FunctionRegistry } from '../functions/registry.js';
 import type { FunctionLookup } from '../functions/service.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Queues } from '../queue/queues.js';
-import { findRun, insertRun, type RunRow } from '../runs/repository.js';
+import { findRun, insertActionRun, type RunRow } from '../runs/repository.js';
 import { needsReauthorization } from '../tokens/failures.js';
 
 export interface ActionTrigger {
@@ -21,6 +21,10 @@ export type ActionOutcome = { state: 'done'; run: RunRow } | { state: 'pending';
 
 export type ActionService = ReturnType<typeof createActionService>;
 
+/** Reads of the run row while waiting, in case the worker's signal was lost: after 1 s, then every 2, 4, 5, 5… s. */
+const POLL_FIRST_MS = 1000;
+const POLL_MAX_MS = 5000;
+
 /** Validates and queues action runs, and waits for them when the caller wants the result now. */
 export function createActionService(deps: {
   db: Db;
@@ -31,6 +35,40 @@ export function createActionService(deps: {
   waitMs: number;
 }) {
   const { db, registry, queues } = deps;
+  const finished = (row: RunRow | undefined): row is RunRow => row?.status === 'success' || row?.status === 'error';
+
+  /**
+   * Adds the run's job (`enqueue`) and waits until the run is finished or the wait runs out
+   * (undefined). The worker signals the end (queues.actionCompletions); whatever ends the wait,
+   * the outcome is the run row, which the worker writes before it signals. Signals can be lost,
+   * so the row is also read now and then, ever less often.
+   */
+  async function waitForRun(environmentId: string, runId: string, enqueue: () => Promise<unknown>): Promise<RunRow | undefined> {
+    const deadline = Date.now() + deps.waitMs;
+    const signal = await queues.actionCompletions.wait(runId);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await enqueue();
+      for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
+        const left = deadline - Date.now();
+        if (left <= 0) return undefined;
+        const woken = await Promise.race([
+          signal.finished.then((row) => ({ row: row as RunRow | undefined })),
+          new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(delay, left)))),
+        ]);
+        clearTimeout(timer);
+        // A row handed over by this process's own worker is the finished row: no need to read it.
+        if (woken && finished(woken.row)) return woken.row;
+        const current = await findRun(db, environmentId, runId);
+        if (finished(current)) return current;
+        // Signalled but not finished (the job failed before it could finish the run): nothing more will come.
+        if (woken) return undefined;
+      }
+    } finally {
+      clearTimeout(timer);
+      signal.cancel();
+    }
+  }
 
   return {
     async trigger(environmentId: string, t: ActionTrigger): Promise<ActionOutcome> {
@@ -56,41 +94,21 @@ export function createActionService(deps: {
         throw new ValidationError(`${details[0]!.field}: ${details[0]!.message}`, details);
       }
       // The run exists in Postgres before its job: a lost job is re-queued from the row.
-      const run = await insertRun(db, {
+      const run = await insertActionRun(db, {
         environmentId,
         connectionPk: conn.id,
-        type: 'action',
         functionName: t.actionName,
-        trigger: 'api',
-        status: 'queued',
         async: t.async,
         input: parsed.data,
       });
-      const job = await queues.add('actions', { runId: run.id }, { jobId: run.id });
-      if (t.async || deps.waitMs === 0) return { state: 'pending', run };
-      // Whether the wait ends with the job's completion, its failure or the time limit, the
-      // outcome is read from the run row, which the worker writes before its job completes.
-      // The completion event can be missed (a QueueEvents reader that started listening after the
-      // job finished), so the row is also polled, ever less often, until the deadline.
-      const deadline = Date.now() + deps.waitMs;
-      let settled = false;
-      const byEvent = queues
-        .actionEvents()
-        .then((events) => job.waitUntilFinished(events, deps.waitMs))
-        .catch(() => undefined)
-        .finally(() => (settled = true));
-      const byPolling = (async () => {
-        for (let delay = 100; !settled && Date.now() < deadline; delay = Math.min(delay * 2, 1000)) {
-          await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
-          const current = await findRun(db, environmentId, run.id);
-          if (current && (current.status === 'success' || current.status === 'error')) return;
-        }
-      })();
-      await Promise.race([byEvent, byPolling]);
-      settled = true;
-      const done = await findRun(db, environmentId, run.id);
-      if (!done || done.status === 'queued' || done.status === 'running') return { state: 'pending', run: done ?? run };
-      return { state: 'done', run: done };
+      if (t.async || deps.waitMs === 0) {
+        await queues.add('actions', { runId: run.id }, { jobId: run.id });
+        return { state: 'pending', run };
+      }
+      const done = await waitForRun(environmentId, run.id, () =>
+        queues.add('actions', { runId: run.id, replyTo: queues.actionCompletions.replyTo }, { jobId: run.id }),
+      );
+      return done ? { state: 'done', run: done } : { state: 'pending', run: (await findRun(db, environmentId, run.id)) ?? run };
     },
 
     /** Re-adds the jobs of action runs queued for `olderThanMs` (their job may have been lost with Redis); an existing job id is a no-op. */
