@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.js';
 import type { RunError } from '../db/schema/index.js';
 import type { ConnectionWithIntegration } from '../connections/repository.js';
+import type { ConnectionReader } from '../connections/reader.js';
 import type { ConnectionLookup } from '../connections/service.js';
 import { recordEvent } from '../events/repository.js';
 import type { FunctionRegistry } from '../functions/registry.js';
@@ -26,6 +27,7 @@ export function createActionRunner(deps: {
   registry: FunctionRegistry;
   runtime: FunctionRuntime;
   connections: Pick<ConnectionLookup, 'findById'>;
+  reader: Pick<ConnectionReader, 'get'>;
   log: Logger;
   timeoutMs: number;
   serverUrl: string;
@@ -44,7 +46,9 @@ export function createActionRunner(deps: {
     let result: { status: 'success'; output: unknown } | { status: 'error'; error: RunError };
     let conn: ConnectionWithIntegration | undefined;
     try {
-      [conn] = await deps.connections.findById([run.connectionPk]);
+      // The cached row (every write to the connection invalidates it) saves a query per action.
+      conn = await deps.reader.get(run.environmentId, run.providerConfigKey, run.connectionId);
+      if (conn?.id !== run.connectionPk) [conn] = await deps.connections.findById([run.connectionPk]);
       if (!conn) throw new Error('the connection was deleted');
       const def = deps.registry.action(conn.provider, run.functionName);
       if (!def) throw new Error(`action "${run.functionName}" does not exist for provider ${conn.provider}`);

@@ -1,6 +1,15 @@
-import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
-import type { DbOrTx } from '../db/client.js';
-import { type LogLevel, type RunError, type RunStatus, runLogs, runs } from '../db/schema/index.js';
+import { and, desc, eq, getTableColumns, inArray, lt, type SQL, sql } from 'drizzle-orm';
+import { type DbOrTx, queryRows } from '../db/client.js';
+import {
+  connections,
+  functionConfigs,
+  integrations,
+  type LogLevel,
+  type RunError,
+  type RunStatus,
+  runLogs,
+  runs,
+} from '../db/schema/index.js';
 
 export type RunRow = typeof runs.$inferSelect;
 export type NewRun = typeof runs.$inferInsert;
@@ -73,26 +82,18 @@ export async function finishRun(
   return row;
 }
 
-// An action costs one statement to queue, one to claim and one to finish, each built once per
-// database and prepared on the server: a no-op action is dominated by these round trips, and
-// building a drizzle query costs more CPU than the statement does in Postgres.
-const actionRunColumns = {
-  environmentId: sql.placeholder('environmentId'),
-  connectionPk: sql.placeholder('connectionPk'),
-  type: 'action',
-  functionName: sql.placeholder('functionName'),
-  trigger: 'api',
-  status: 'queued',
-  async: sql.placeholder('async'),
-  input: sql.placeholder('input'),
-} as const;
+// An action costs one statement to queue, one to claim and one to finish. The claim and the finish
+// are built once per database and prepared on the server: a no-op action is dominated by these
+// round trips, and building a drizzle query costs more CPU than the statement does in Postgres.
 const actionQueries = (db: DbOrTx) => ({
-  insert: db.insert(runs).values(actionRunColumns).returning().prepare('terapi_insert_action_run'),
+  // With the keys of its connection, so the worker can read the connection from the cache.
   claim: db
     .update(runs)
     .set({ status: 'running', startedAt: sql`now()` })
-    .where(and(eq(runs.id, sql.placeholder('id')), eq(runs.status, 'queued')))
-    .returning()
+    .from(connections)
+    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+    .where(and(eq(runs.id, sql.placeholder('id')), eq(runs.status, 'queued'), eq(connections.id, runs.connectionPk)))
+    .returning({ ...getTableColumns(runs), providerConfigKey: integrations.uniqueKey, connectionId: connections.connectionId })
     .prepare('terapi_claim_action_run'),
   finish: db
     .update(runs)
@@ -117,17 +118,33 @@ function actionQueriesOf(db: DbOrTx) {
   return q;
 }
 
-/** A new queued action run (`trigger: api`). */
-export async function insertActionRun(
+/**
+ * A new queued action run (`trigger: api`), inserted only if the action is enabled on the
+ * integration (the check and the insert are one statement); undefined when it is not enabled.
+ */
+export async function insertActionRunIfEnabled(
   db: DbOrTx,
-  values: { environmentId: string; connectionPk: number; functionName: string; async: boolean; input: unknown },
-): Promise<RunRow> {
-  const [row] = await actionQueriesOf(db).insert.execute(values);
-  return row!;
+  v: { environmentId: string; connectionPk: number; integrationId: number; functionName: string; async: boolean; input: unknown },
+): Promise<{ id: string } | undefined> {
+  const [row] = await queryRows<{ id: string }>(
+    db,
+    sql`INSERT INTO ${runs} (environment_id, connection_pk, type, function_name, trigger, status, async, input)
+        SELECT ${v.environmentId}, ${v.connectionPk}, 'action', ${v.functionName}, 'api', 'queued', ${v.async}, ${JSON.stringify(v.input)}::jsonb
+        WHERE EXISTS (SELECT 1 FROM ${functionConfigs} f
+                      WHERE f.environment_id = ${v.environmentId} AND f.integration_id = ${v.integrationId} AND f.name = ${v.functionName})
+        RETURNING id`,
+  );
+  return row;
 }
 
-/** Moves a queued action run to running and returns it; undefined when it is gone or no longer queued (someone else took it). */
-export async function claimActionRun(db: DbOrTx, id: string): Promise<RunRow | undefined> {
+/**
+ * Moves a queued action run to running and returns it with its connection's keys; undefined when
+ * it is gone or no longer queued (someone else took it).
+ */
+export async function claimActionRun(
+  db: DbOrTx,
+  id: string,
+): Promise<(RunRow & { providerConfigKey: string; connectionId: string }) | undefined> {
   const [row] = await actionQueriesOf(db).claim.execute({ id });
   return row;
 }
