@@ -1,10 +1,15 @@
 /**
  * Actions benchmark: a no-op action through `POST /action/trigger` (synchronous: the API queues
- * the run on BullMQ and waits for it with QueueEvents) at 20 concurrent callers: p50, p99 and
- * actions/s, with baselines measured in the same run.
+ * the run on BullMQ and waits until the worker signals that the run is finished) at 20 concurrent
+ * callers: p50, p99 and actions/s, with baselines measured in the same run.
  *
  *   npx tsx bench/actions.ts                          # bare-http, bare-bullmq, postgres
  *   npx tsx bench/actions.ts --targets=bare-bullmq,postgres,pglite --connections=20 --duration=10 --warmup=3 --rounds=2
+ *   npx tsx bench/actions.ts --targets=bare-bullmq,postgres-before,postgres --before=/tmp/terapi-main
+ *
+ * `--before=<dir>`: the target `postgres-before` is the `postgres` server of another checkout (its
+ * own `bench/actions.ts` and `src/`, e.g. `git archive main | tar -x -C <dir>` with a
+ * `node_modules` link), so the code before and after a change is measured in one run.
  *
  * Each target is a child process (`--serve=<target>`, this file); autocannon runs here.
  * - `postgres` (and `pglite`): the real app as `terapi serve` runs it: createServices shared by
@@ -13,9 +18,10 @@
  *   a unique queue prefix `terapi-bench-<random>` (its keys deleted on exit), on its own Postgres
  *   database (dropped on exit). The action `bench-noop` (registered with `extraFunctions` for
  *   provider github; input `{}`, output `{ ok: true }`) is enabled through the API, and one
- *   OAUTH2 connection exists. Every request: auth, connection lookup, function config lookup,
- *   input validation, run row insert, BullMQ add, wait on QueueEvents; the worker: run row
- *   read/start, connection read, context, exec, output validation, run row finish.
+ *   OAUTH2 connection exists. Every request: auth, connection lookup (cached), input validation,
+ *   run row insert (one statement that also checks the action is enabled), BullMQ add, wait for
+ *   the worker's signal; the worker: run row claim, connection (cached), context (integration
+ *   read), exec, output validation, run row finish.
  * - `bare-bullmq`: the floor of that round trip: a bare Fastify POST route that adds a job to a
  *   BullMQ queue (same Redis, same job options as Terapi's actions queue) and waits for it with
  *   QueueEvents, while a no-op BullMQ worker (concurrency 32) in the same process completes it.
@@ -272,7 +278,8 @@ async function measure(child: ChildHandle<Ready>, target: string, round_: number
       redisUsPerAction: Math.round((redisMs * 1000) / n),
     },
   };
-  if (target === 'postgres' || target === 'pglite') m.runs = await child.command<Record<string, number>>('runs', 'runs');
+  if (target === 'postgres' || target === 'postgres-before' || target === 'pglite')
+    m.runs = await child.command<Record<string, number>>('runs', 'runs');
   if (m.errors || m.timeouts || m.non2xx)
     throw new Error(
       `${target}: ${m.errors} errors, ${m.timeouts} timeouts, ${m.non2xx} non-2xx: ${JSON.stringify(result.statusCodeStats)}`,
@@ -286,13 +293,17 @@ async function measure(child: ChildHandle<Ready>, target: string, round_: number
 
 async function main() {
   const targets = arg('targets', 'bare-http,bare-bullmq,postgres').split(',');
+  if (targets.includes('postgres-before') && !arg('before', '')) throw new Error('postgres-before needs --before=<checkout dir>');
   let current: ChildHandle<Ready> | undefined;
   guard(async () => current?.stop(), numArg('max-seconds', 900));
   const runs: Measurement[] = [];
   for (let round_ = 1; round_ <= ROUNDS; round_++) {
     for (const target of targets) {
       say(`■ ${target} (round ${round_})`);
-      current = await startChild<Ready>(path.join('bench', 'actions.ts'), target);
+      current =
+        target === 'postgres-before'
+          ? await startChild<Ready>(path.join(arg('before', ''), 'bench', 'actions.ts'), 'postgres')
+          : await startChild<Ready>(path.join('bench', 'actions.ts'), target);
       try {
         await sanity(current.ready);
         runs.push(await measure(current, target, round_));

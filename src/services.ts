@@ -220,6 +220,7 @@ export async function createServices(deps: ServiceDeps) {
       registry,
       runtime,
       connections: connections.lookup,
+      reader,
       log: logger,
       timeoutMs: config.runs.actionTimeoutMs,
       serverUrl: config.serverUrl,

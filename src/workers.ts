@@ -90,10 +90,12 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
     createWorker('syncs', { ...base, concurrency: config.queues.syncConcurrency, maxStalledCount: 10 }, async ({ syncId }) =>
       syncRunner.run(syncId, stopping.signal),
     ),
-    // An action may have reached the provider before its worker died: never run it twice.
-    createWorker('actions', { ...base, concurrency: config.queues.actionConcurrency, maxStalledCount: 0 }, async ({ runId }) =>
-      actionRunner(runId),
-    ),
+    // An action may have reached the provider before its worker died: never run it twice. The job
+    // keeps only the status (the outcome is in the run row); the waiting trigger is told it is over.
+    createWorker('actions', { ...base, concurrency: config.queues.actionConcurrency, maxStalledCount: 0 }, async ({ runId, replyTo }) => {
+      const { status, event } = await queues.actionCompletions.run(replyTo, runId, () => actionRunner(runId));
+      return { status, event };
+    }),
     createWorker('webhooks', { ...base, concurrency: config.queues.webhookConcurrency }, async ({ deliveryId }, job) =>
       webhooks.deliver(deliveryId, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
     ),
@@ -111,7 +113,8 @@ export async function startWorkers(deps: { services: Services; config: WorkerCon
   // A down Redis makes every worker report every reconnect attempt: one rate-limited log for all.
   const redisErrors = createRedisErrorLog(log, { message: 'queue worker error' });
   for (const w of workers) {
-    if (w.name === 'syncs' || w.name === 'actions') w.on('completed', dispatchSoon);
+    if (w.name === 'syncs') w.on('completed', dispatchSoon);
+    if (w.name === 'actions') w.on('completed', (job) => (job.returnvalue as { event?: boolean } | undefined)?.event && dispatchSoon());
     w.on('error', (err) => redisErrors.error(err, { queue: w.name, worker: true }));
     w.on('ready', () => redisErrors.ready());
     w.on('failed', (job, err) => {

@@ -102,15 +102,16 @@ export const actionRoutes: FastifyPluginAsyncZod<{ actions: ActionService; famil
         input: req.body.input ?? {},
         async,
       });
-      const run = outcome.run;
       if (outcome.state === 'pending') {
+        const { id, status } = outcome.run;
         return reply.code(202).send({
-          id: run.id,
-          status_url: `${serverUrl}${family.paths.action}/${run.id}`,
-          statusUrl: `${family.paths.action}/${run.id}`,
-          status: run.status === 'running' ? 'running' : 'queued',
+          id,
+          status_url: `${serverUrl}${family.paths.action}/${id}`,
+          statusUrl: `${family.paths.action}/${id}`,
+          status: status === 'running' ? 'running' : 'queued',
         });
       }
+      const run = outcome.run;
       if (run.status === 'success') return { success: true, action_name: run.functionName, output: run.output, error: null };
       const code = run.error?.upstream ? 'provider_error' : run.error?.code === 'time_limit' ? 'action_timeout' : 'action_failed';
       return reply.code(failureStatus(run)).send({

@@ -1,4 +1,6 @@
 import { and, eq, lt } from 'drizzle-orm';
+import type { z } from 'zod';
+import type { ConnectionWithIntegration } from '../connections/repository.js';
 import type { Db } from '../db/client.js';
 import { runs } from '../db/schema/index.js';
 import type { ConnectionReader } from '../connections/reader.js';
@@ -6,7 +8,7 @@ import type { FunctionRegistry } from '../functions/registry.js';
 import type { FunctionLookup } from '../functions/service.js';
 import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Queues } from '../queue/queues.js';
-import { findRun, insertRun, type RunRow } from '../runs/repository.js';
+import { findRun, insertActionRunIfEnabled, type RunRow } from '../runs/repository.js';
 import { needsReauthorization } from '../tokens/failures.js';
 
 export interface ActionTrigger {
@@ -17,9 +19,34 @@ export interface ActionTrigger {
   async: boolean;
 }
 
-export type ActionOutcome = { state: 'done'; run: RunRow } | { state: 'pending'; run: RunRow };
+export type ActionOutcome = { state: 'done'; run: RunRow } | { state: 'pending'; run: Pick<RunRow, 'id' | 'status'> };
 
 export type ActionService = ReturnType<typeof createActionService>;
+
+/** Reads of the run row while waiting, in case the worker's signal was lost: after 1 s, then every 2, 4, 5, 5… s. */
+const POLL_FIRST_MS = 1000;
+const POLL_MAX_MS = 5000;
+
+/** Why a trigger is refused once the action is known (checked before anything is written), or its parsed input. */
+function refuse(
+  conn: ConnectionWithIntegration,
+  t: ActionTrigger,
+  parsed: z.ZodSafeParseResult<unknown>,
+): { error: Error; input?: undefined } | { error?: undefined; input: unknown } {
+  if (needsReauthorization(conn.error)) {
+    return {
+      error: new FailedDependencyError(
+        'connection_needs_reauthorization',
+        `Connection "${t.connectionId}" must be re-authorized by its user: ${conn.error.message}`,
+      ),
+    };
+  }
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((i) => ({ field: ['input', ...i.path.map(String)].join('.'), message: i.message }));
+    return { error: new ValidationError(`${details[0]!.field}: ${details[0]!.message}`, details) };
+  }
+  return { input: parsed.data };
+}
 
 /** Validates and queues action runs, and waits for them when the caller wants the result now. */
 export function createActionService(deps: {
@@ -31,6 +58,40 @@ export function createActionService(deps: {
   waitMs: number;
 }) {
   const { db, registry, queues } = deps;
+  const finished = (row: RunRow | undefined): row is RunRow => row?.status === 'success' || row?.status === 'error';
+
+  /**
+   * Adds the run's job (`enqueue`) and waits until the run is finished or the wait runs out
+   * (undefined). The worker signals the end (queues.actionCompletions); whatever ends the wait,
+   * the outcome is the run row, which the worker writes before it signals. Signals can be lost,
+   * so the row is also read now and then, ever less often.
+   */
+  async function waitForRun(environmentId: string, runId: string, enqueue: () => Promise<unknown>): Promise<RunRow | undefined> {
+    const deadline = Date.now() + deps.waitMs;
+    const signal = await queues.actionCompletions.wait(runId);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await enqueue();
+      for (let delay = POLL_FIRST_MS; ; delay = Math.min(delay * 2, POLL_MAX_MS)) {
+        const left = deadline - Date.now();
+        if (left <= 0) return undefined;
+        const woken = await Promise.race([
+          signal.finished.then((row) => ({ row: row as RunRow | undefined })),
+          new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.min(delay, left)))),
+        ]);
+        clearTimeout(timer);
+        // A row handed over by this process's own worker is the finished row: no need to read it.
+        if (woken && finished(woken.row)) return woken.row;
+        const current = await findRun(db, environmentId, runId);
+        if (finished(current)) return current;
+        // Signalled but not finished (the job failed before it could finish the run): nothing more will come.
+        if (woken) return undefined;
+      }
+    } finally {
+      clearTimeout(timer);
+      signal.cancel();
+    }
+  }
 
   return {
     async trigger(environmentId: string, t: ActionTrigger): Promise<ActionOutcome> {
@@ -38,59 +99,37 @@ export function createActionService(deps: {
       if (!conn) throw NotFoundError.connection(t.providerConfigKey, t.connectionId);
       const def = registry.action(conn.provider, t.actionName);
       if (!def) throw new NotFoundError(`Action "${t.actionName}" does not exist for ${conn.provider}`, 'unknown_action');
-      if (!(await deps.functions.findConfig(environmentId, conn.integrationId, t.actionName))) {
-        throw new NotFoundError(
+      const notEnabled = () =>
+        new NotFoundError(
           `Action "${t.actionName}" is not enabled on integration "${t.providerConfigKey}": enable it with POST /integration/${t.providerConfigKey}/functions`,
           'function_not_enabled',
         );
-      }
-      if (needsReauthorization(conn.error)) {
-        throw new FailedDependencyError(
-          'connection_needs_reauthorization',
-          `Connection "${t.connectionId}" must be re-authorized by its user: ${conn.error.message}`,
-        );
-      }
-      const parsed = def.input.safeParse(t.input ?? {});
-      if (!parsed.success) {
-        const details = parsed.error.issues.map((i) => ({ field: ['input', ...i.path.map(String)].join('.'), message: i.message }));
-        throw new ValidationError(`${details[0]!.field}: ${details[0]!.message}`, details);
+      const refusal = refuse(conn, t, def.input.safeParse(t.input ?? {}));
+      if (refusal.error) {
+        // A disabled action is the first thing to report, as the insert below would.
+        if (!(await deps.functions.findConfig(environmentId, conn.integrationId, t.actionName))) throw notEnabled();
+        throw refusal.error;
       }
       // The run exists in Postgres before its job: a lost job is re-queued from the row.
-      const run = await insertRun(db, {
+      const run = await insertActionRunIfEnabled(db, {
         environmentId,
         connectionPk: conn.id,
-        type: 'action',
+        integrationId: conn.integrationId,
         functionName: t.actionName,
-        trigger: 'api',
-        status: 'queued',
         async: t.async,
-        input: parsed.data,
+        input: refusal.input,
       });
-      const job = await queues.add('actions', { runId: run.id }, { jobId: run.id });
-      if (t.async || deps.waitMs === 0) return { state: 'pending', run };
-      // Whether the wait ends with the job's completion, its failure or the time limit, the
-      // outcome is read from the run row, which the worker writes before its job completes.
-      // The completion event can be missed (a QueueEvents reader that started listening after the
-      // job finished), so the row is also polled, ever less often, until the deadline.
-      const deadline = Date.now() + deps.waitMs;
-      let settled = false;
-      const byEvent = queues
-        .actionEvents()
-        .then((events) => job.waitUntilFinished(events, deps.waitMs))
-        .catch(() => undefined)
-        .finally(() => (settled = true));
-      const byPolling = (async () => {
-        for (let delay = 100; !settled && Date.now() < deadline; delay = Math.min(delay * 2, 1000)) {
-          await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
-          const current = await findRun(db, environmentId, run.id);
-          if (current && (current.status === 'success' || current.status === 'error')) return;
-        }
-      })();
-      await Promise.race([byEvent, byPolling]);
-      settled = true;
-      const done = await findRun(db, environmentId, run.id);
-      if (!done || done.status === 'queued' || done.status === 'running') return { state: 'pending', run: done ?? run };
-      return { state: 'done', run: done };
+      if (!run) throw notEnabled();
+      if (t.async || deps.waitMs === 0) {
+        await queues.add('actions', { runId: run.id }, { jobId: run.id });
+        return { state: 'pending', run: { id: run.id, status: 'queued' } };
+      }
+      const done = await waitForRun(environmentId, run.id, () =>
+        queues.add('actions', { runId: run.id, replyTo: queues.actionCompletions.replyTo }, { jobId: run.id }),
+      );
+      return done
+        ? { state: 'done', run: done }
+        : { state: 'pending', run: (await findRun(db, environmentId, run.id)) ?? { id: run.id, status: 'queued' } };
     },
 
     /** Re-adds the jobs of action runs queued for `olderThanMs` (their job may have been lost with Redis); an existing job id is a no-op. */

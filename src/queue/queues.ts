@@ -1,4 +1,6 @@
-import { type JobsOptions, Queue, QueueEvents, Worker, type Processor, type WorkerOptions } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+import { type JobsOptions, Queue, Worker, type Processor, type WorkerOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../lib/logger.js';
 import { createRedis, createRedisErrorLog, type RedisTarget } from './redis.js';
@@ -13,9 +15,12 @@ export const queueDefinitions = {
     payload: z.object({ syncId: z.number().int().positive() }),
     options: { removeOnComplete: true, removeOnFail: 1000, attempts: 1 } satisfies JobsOptions,
   },
-  /** Execute one action run (created in Postgres before the job is added). */
+  /**
+   * Execute one action run (created in Postgres before the job is added). `replyTo`: the process
+   * waiting for the outcome (a synchronous trigger), told when the run is finished.
+   */
   actions: {
-    payload: z.object({ runId: z.uuid() }),
+    payload: z.object({ runId: z.uuid(), replyTo: z.uuid().optional() }),
     options: { removeOnComplete: { age: 3600, count: 10_000 }, removeOnFail: { age: 86_400 }, attempts: 1 } satisfies JobsOptions,
   },
   /** Deliver one webhook (retried with exponential backoff; attempts from the configuration). */
@@ -56,7 +61,7 @@ const PING_TIMEOUT_MS = 3_000;
 
 export type Queues = ReturnType<typeof createQueues>;
 
-/** Producers for every queue, sharing one Redis connection; the QueueEvents stream opens on first use. */
+/** Producers for every queue, sharing one Redis connection, and the completion channel of action jobs. */
 export function createQueues(opts: QueueOptions & { log: Logger }) {
   // Lazy: a process that never enqueues (e.g. `npm run openapi`) never connects.
   const connection = createRedis(opts.target, { maxRetriesPerRequest: 3, lazyConnect: true });
@@ -65,7 +70,7 @@ export function createQueues(opts: QueueOptions & { log: Logger }) {
   connection.on('error', (err) => errors.error(err));
   connection.on('ready', () => errors.ready());
   const queues = new Map<QueueName, Queue>();
-  let actionEvents: QueueEvents | undefined;
+  const actionCompletions = createActionCompletions(opts, connection, errors);
 
   function queue(name: QueueName): Queue {
     let q = queues.get(name);
@@ -73,8 +78,6 @@ export function createQueues(opts: QueueOptions & { log: Logger }) {
       q = new Queue(name, { connection, prefix: opts.prefix, defaultJobOptions: queueDefinitions[name].options });
       // The shared connection's errors come back through every queue; the one log keeps them to a line.
       q.on('error', (err) => errors.error(err, { queue: name }));
-      // Every synchronous action waiting on its job adds a listener (BullMQ's waitUntilFinished).
-      q.setMaxListeners(0);
       queues.set(name, q);
     }
     return q;
@@ -92,18 +95,7 @@ export function createQueues(opts: QueueOptions & { log: Logger }) {
       return queue(name).addBulk(jobs.map((j) => ({ name, data: payload.parse(j.data), opts: j.opts })));
     },
     queue,
-    /** Completion events of action jobs (the API waits on them for synchronous actions). */
-    async actionEvents(): Promise<QueueEvents> {
-      if (!actionEvents) {
-        actionEvents = new QueueEvents('actions', {
-          connection: createRedis(opts.target, { maxRetriesPerRequest: null }),
-          prefix: opts.prefix,
-        });
-        actionEvents.on('error', (err) => errors.error(err, { queue: 'actions', events: true }));
-        await actionEvents.waitUntilReady();
-      }
-      return actionEvents;
-    },
+    actionCompletions,
     /** Resolves when Redis answers a PING within a few seconds. */
     async ping(): Promise<void> {
       // Mid-reconnect the PING would wait for the next attempt (up to seconds): Redis is down now.
@@ -120,8 +112,81 @@ export function createQueues(opts: QueueOptions & { log: Logger }) {
     },
     async close() {
       await Promise.all([...queues.values()].map((q) => q.close()));
-      await actionEvents?.close();
+      actionCompletions.close();
       connection.disconnect();
+    },
+  };
+}
+
+export type ActionCompletions = ReturnType<typeof createActionCompletions>;
+
+/**
+ * How a worker tells the process waiting for a synchronous action that its run is finished. The
+ * outcome itself is in Postgres (written before the signal); the signal only ends the wait. When
+ * the waiter is this process (`terapi serve`: API and worker in one), it is a function call that
+ * hands over the finished row; otherwise one PUBLISH on the waiting process's own channel, which it
+ * subscribed to before adding its first job. A signal can be lost (a subscriber reconnecting, Redis
+ * down while publishing): waiters also read the row now and then.
+ */
+function createActionCompletions(opts: QueueOptions, publisher: Redis, errors: ReturnType<typeof createRedisErrorLog>) {
+  const replyTo = randomUUID();
+  const channelOf = (id: string) => `${opts.prefix}:actions:done:${id}`;
+  const waiting = new Map<string, (finished: unknown) => void>();
+  let subscriber: Redis | undefined;
+  let subscribed: Promise<void> | undefined;
+  const report = (err: unknown) => errors.error(err, { queue: 'actions', completions: true });
+
+  function subscribe(): Promise<void> {
+    subscribed ??= (async () => {
+      subscriber = createRedis(opts.target, { maxRetriesPerRequest: 3, lazyConnect: true });
+      subscriber.on('error', report);
+      // A remote signal carries only the run id: the waiter reads the row.
+      subscriber.on('message', (_channel: string, runId: string) => waiting.get(runId)?.(undefined));
+      await subscriber.subscribe(channelOf(replyTo));
+    })().catch((err: unknown) => {
+      report(err);
+      subscriber?.disconnect();
+      subscribed = undefined;
+    });
+    return subscribed;
+  }
+
+  return {
+    /** This process's address, for the payload of a job whose outcome it waits for. */
+    replyTo,
+    /**
+     * Starts waiting for `runId`, before its job is added. `finished` resolves with the finished
+     * row when this process ran the job, `undefined` when another one did or the job failed; it
+     * never rejects, and without a signal it never resolves. Call `cancel` when giving up.
+     */
+    async wait(runId: string): Promise<{ finished: Promise<unknown>; cancel(): void }> {
+      const finished = new Promise<unknown>((resolve) => waiting.set(runId, resolve));
+      await subscribe();
+      return { finished, cancel: () => waiting.delete(runId) };
+    },
+    /**
+     * Runs an action job (`work` writes the run's outcome to Postgres) and then tells the process
+     * waiting for it, if any, whether `work` returned or threw; a local waiter gets `result.run`.
+     */
+    async run<T extends { run?: unknown }>(to: string | undefined, runId: string, work: () => Promise<T>): Promise<T> {
+      let finished: unknown;
+      try {
+        const result = await work();
+        finished = result.run;
+        return result;
+      } finally {
+        if (to === replyTo) {
+          waiting.get(runId)?.(finished);
+          waiting.delete(runId);
+        } else if (to) {
+          await publisher.publish(channelOf(to), runId).catch(report);
+        }
+      }
+    },
+    close() {
+      for (const resolve of waiting.values()) resolve(undefined);
+      waiting.clear();
+      subscriber?.disconnect();
     },
   };
 }

@@ -1,6 +1,15 @@
-import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
-import type { DbOrTx } from '../db/client.js';
-import { type LogLevel, type RunError, type RunStatus, runLogs, runs } from '../db/schema/index.js';
+import { and, desc, eq, getTableColumns, inArray, lt, type SQL, sql } from 'drizzle-orm';
+import { type DbOrTx, queryRows } from '../db/client.js';
+import {
+  connections,
+  functionConfigs,
+  integrations,
+  type LogLevel,
+  type RunError,
+  type RunStatus,
+  runLogs,
+  runs,
+} from '../db/schema/index.js';
 
 export type RunRow = typeof runs.$inferSelect;
 export type NewRun = typeof runs.$inferInsert;
@@ -70,6 +79,88 @@ export async function finishRun(
     .set({ status: result.status, output: result.output ?? null, error: result.error ?? null, endedAt: sql`now()` })
     .where(and(eq(runs.id, id), sql`${runs.status} IN ('queued', 'running')`))
     .returning();
+  return row;
+}
+
+// An action costs one statement to queue, one to claim and one to finish. The claim and the finish
+// are built once per database and prepared on the server: a no-op action is dominated by these
+// round trips, and building a drizzle query costs more CPU than the statement does in Postgres.
+const actionQueries = (db: DbOrTx) => ({
+  // With the keys of its connection, so the worker can read the connection from the cache.
+  claim: db
+    .update(runs)
+    .set({ status: 'running', startedAt: sql`now()` })
+    .from(connections)
+    .innerJoin(integrations, eq(integrations.id, connections.integrationId))
+    .where(and(eq(runs.id, sql.placeholder('id')), eq(runs.status, 'queued'), eq(connections.id, runs.connectionPk)))
+    .returning({ ...getTableColumns(runs), providerConfigKey: integrations.uniqueKey, connectionId: connections.connectionId })
+    .prepare('terapi_claim_action_run'),
+  finish: db
+    .update(runs)
+    // JSON text (or NULL) cast here: a placeholder given to a jsonb column would store `null` as JSON null.
+    .set({
+      status: sql`${sql.placeholder('status')}`,
+      output: sql`${sql.placeholder('output')}::jsonb`,
+      error: sql`${sql.placeholder('error')}::jsonb`,
+      endedAt: sql`now()`,
+    })
+    .where(and(eq(runs.id, sql.placeholder('id')), sql`${runs.status} IN ('queued', 'running')`))
+    .returning()
+    .prepare('terapi_finish_action_run'),
+});
+const preparedActionQueries = new WeakMap<object, ReturnType<typeof actionQueries>>();
+function actionQueriesOf(db: DbOrTx) {
+  let q = preparedActionQueries.get(db);
+  if (!q) {
+    q = actionQueries(db);
+    preparedActionQueries.set(db, q);
+  }
+  return q;
+}
+
+/**
+ * A new queued action run (`trigger: api`), inserted only if the action is enabled on the
+ * integration (the check and the insert are one statement); undefined when it is not enabled.
+ */
+export async function insertActionRunIfEnabled(
+  db: DbOrTx,
+  v: { environmentId: string; connectionPk: number; integrationId: number; functionName: string; async: boolean; input: unknown },
+): Promise<{ id: string } | undefined> {
+  const [row] = await queryRows<{ id: string }>(
+    db,
+    sql`INSERT INTO ${runs} (environment_id, connection_pk, type, function_name, trigger, status, async, input)
+        SELECT ${v.environmentId}, ${v.connectionPk}, 'action', ${v.functionName}, 'api', 'queued', ${v.async}, ${JSON.stringify(v.input)}::jsonb
+        WHERE EXISTS (SELECT 1 FROM ${functionConfigs} f
+                      WHERE f.environment_id = ${v.environmentId} AND f.integration_id = ${v.integrationId} AND f.name = ${v.functionName})
+        RETURNING id`,
+  );
+  return row;
+}
+
+/**
+ * Moves a queued action run to running and returns it with its connection's keys; undefined when
+ * it is gone or no longer queued (someone else took it).
+ */
+export async function claimActionRun(
+  db: DbOrTx,
+  id: string,
+): Promise<(RunRow & { providerConfigKey: string; connectionId: string }) | undefined> {
+  const [row] = await actionQueriesOf(db).claim.execute({ id });
+  return row;
+}
+
+/** Records an action run's outcome; undefined when it had already finished (e.g. failed as lost). */
+export async function finishActionRun(
+  db: DbOrTx,
+  id: string,
+  result: { status: Extract<RunStatus, 'success' | 'error'>; output?: unknown; error?: RunError },
+): Promise<RunRow | undefined> {
+  const [row] = await actionQueriesOf(db).finish.execute({
+    id,
+    status: result.status,
+    output: result.output === undefined || result.output === null ? null : JSON.stringify(result.output),
+    error: result.error ? JSON.stringify(result.error) : null,
+  });
   return row;
 }
 
