@@ -100,30 +100,69 @@ export type ConnectionUpsert = Pick<typeof connections.$inferInsert, 'environmen
     >
   >;
 
-/** Inserts or updates by (integration, connection id); fields left undefined keep their stored value. */
-export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { credentialsType: ConnectionRow['credentialsType'] }) {
-  const set: Record<string, unknown> = { updatedAt: sql`now()` };
-  for (const key of [
-    'credentialsType',
-    'credentialsEnc',
-    'credentialsExpiresAt',
-    'refreshable',
-    'connectionConfig',
-    'metadata',
-    'tags',
-    'endUser',
-    'endUserId',
-  ] as const) {
-    if (values[key] !== undefined) set[key] = values[key];
+const writable = [
+  'credentialsType',
+  'credentialsEnc',
+  'credentialsExpiresAt',
+  'refreshable',
+  'connectionConfig',
+  'metadata',
+  'tags',
+  'endUser',
+  'endUserId',
+] as const;
+
+export type ConnectionWrite = ConnectionUpsert & { credentialsType: ConnectionRow['credentialsType'] };
+
+/**
+ * Inserts or updates connections by (integration, connection id); a field left undefined keeps its
+ * stored value. Rows that define the same fields share one multi-row statement (an import usually
+ * has one shape), so a batch costs one round trip. The (integration, connection id) pairs must be
+ * distinct: one statement cannot update a row twice. Returns every row as stored, with whether it
+ * was inserted (in no particular order).
+ */
+export async function upsertConnections(db: DbOrTx, rows: readonly ConnectionWrite[]): Promise<(ConnectionRow & { inserted: boolean })[]> {
+  const shapes = new Map<string, ConnectionWrite[]>();
+  for (const row of rows) {
+    const shape = writable.filter((k) => row[k] !== undefined).join(',');
+    const group = shapes.get(shape);
+    if (group) group.push(row);
+    else shapes.set(shape, [row]);
   }
-  // New credentials clear a previous auth error: the connection works again.
-  if (values.credentialsEnc !== undefined) set.error = null;
-  const [row] = await db
-    .insert(connections)
-    .values(values)
-    .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
-    .returning({ id: connections.id, inserted: sql<boolean>`(xmax = 0)` });
-  return row!;
+  const out: (ConnectionRow & { inserted: boolean })[] = [];
+  for (const [shape, group] of shapes) {
+    const fields = shape.split(',') as (typeof writable)[number][];
+    const set: Record<string, unknown> = { updatedAt: sql`now()` };
+    for (const f of fields) set[f] = sql`excluded.${sql.identifier(connections[f].name)}`;
+    // New credentials clear a previous auth error: the connection works again.
+    if (fields.includes('credentialsEnc')) set.error = null;
+    out.push(
+      ...(await db
+        .insert(connections)
+        .values(group)
+        .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
+        .returning({ ...getTableColumns(connections), inserted: sql<boolean>`(xmax = 0)` })),
+    );
+  }
+  return out;
+}
+
+/** The existing connections among (integration, connection id) pairs of one environment, in one query. */
+export async function findConnectionsByKeys(
+  db: DbOrTx,
+  environmentId: string,
+  keys: readonly { integrationId: number; connectionId: string }[],
+): Promise<ConnectionRow[]> {
+  if (!keys.length) return [];
+  return db
+    .select()
+    .from(connections)
+    .where(
+      and(
+        eq(connections.environmentId, environmentId),
+        sql`(${connections.integrationId}, ${connections.connectionId}) IN (SELECT * FROM unnest(${sql.param(keys.map((k) => k.integrationId))}::bigint[], ${sql.param(keys.map((k) => k.connectionId))}::text[]))`,
+      ),
+    );
 }
 
 /** Deletes one connection; returns what revoking its grant afterwards needs. */
