@@ -1,5 +1,5 @@
 import { and, asc, eq, getTableColumns, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
-import type { DbOrTx } from '../db/client.js';
+import { type DbOrTx, queryRows } from '../db/client.js';
 import { connections, integrations } from '../db/schema/index.js';
 
 export type ConnectionRow = typeof connections.$inferSelect;
@@ -114,12 +114,33 @@ const writable = [
 
 export type ConnectionWrite = ConnectionUpsert & { credentialsType: ConnectionRow['credentialsType'] };
 
+const tableColumns = Object.entries(getTableColumns(connections));
+const keyed = ['environmentId', 'integrationId', 'connectionId'] as const;
+
+/** A value as the text of a Postgres literal (every column travels as `text[]` and is cast in SQL). */
+function asText(value: string | number | boolean | Date | object | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'object') return JSON.stringify(value);
+  return typeof value === 'string' ? value : `${value}`;
+}
+
+/** A row of `RETURNING *` in the shape drizzle's own queries give (column keys, driver values mapped). */
+function fromDriver(raw: Record<string, unknown>): ConnectionRow {
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of tableColumns) {
+    const value = raw[column.name];
+    row[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+  }
+  return row as ConnectionRow;
+}
+
 /**
  * Inserts or updates connections by (integration, connection id); a field left undefined keeps its
- * stored value. Rows that define the same fields share one multi-row statement (an import usually
- * has one shape), so a batch costs one round trip. The (integration, connection id) pairs must be
- * distinct: one statement cannot update a row twice. Returns every row as stored, with whether it
- * was inserted (in no particular order).
+ * stored value. Rows that define the same fields share one statement whose values travel as one
+ * array per column (`unnest`), so a batch of hundreds costs one round trip and no per-value query
+ * building. The (integration, connection id) pairs must be distinct: one statement cannot update a
+ * row twice. Returns every row as stored, with whether it was inserted (in no particular order).
  */
 export async function upsertConnections(db: DbOrTx, rows: readonly ConnectionWrite[]): Promise<(ConnectionRow & { inserted: boolean })[]> {
   const shapes = new Map<string, ConnectionWrite[]>();
@@ -132,17 +153,27 @@ export async function upsertConnections(db: DbOrTx, rows: readonly ConnectionWri
   const out: (ConnectionRow & { inserted: boolean })[] = [];
   for (const [shape, group] of shapes) {
     const fields = shape.split(',') as (typeof writable)[number][];
-    const set: Record<string, unknown> = { updatedAt: sql`now()` };
-    for (const f of fields) set[f] = sql`excluded.${sql.identifier(connections[f].name)}`;
-    // New credentials clear a previous auth error: the connection works again.
-    if (fields.includes('credentialsEnc')) set.error = null;
-    out.push(
-      ...(await db
-        .insert(connections)
-        .values(group)
-        .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
-        .returning({ ...getTableColumns(connections), inserted: sql<boolean>`(xmax = 0)` })),
+    const all = [...keyed, ...fields];
+    const names = all.map((f) => sql.identifier(connections[f].name));
+    const arrays = all.map((f) => sql`${sql.param(group.map((r) => asText(r[f])))}::text[]`);
+    const casts = all.map((f, i) => sql`${sql.identifier(`c${i}`)}::${sql.raw(connections[f].getSQLType())}`);
+    const set = [
+      sql`updated_at = now()`,
+      ...fields.map((f) => sql`${sql.identifier(connections[f].name)} = excluded.${sql.identifier(connections[f].name)}`),
+      // New credentials clear a previous auth error: the connection works again.
+      ...(fields.includes('credentialsEnc') ? [sql`error = NULL`] : []),
+    ];
+    const result = await queryRows<Record<string, unknown>>(
+      db,
+      sql`INSERT INTO ${connections} (${sql.join(names, sql`, `)})
+          SELECT ${sql.join(casts, sql`, `)} FROM unnest(${sql.join(arrays, sql`, `)}) AS u(${sql.join(
+            all.map((_, i) => sql.identifier(`c${i}`)),
+            sql`, `,
+          )})
+          ON CONFLICT (integration_id, connection_id) DO UPDATE SET ${sql.join(set, sql`, `)}
+          RETURNING *, (xmax = 0) AS terapi_inserted`,
     );
+    for (const raw of result) out.push({ ...fromDriver(raw), inserted: raw.terapi_inserted === true });
   }
   return out;
 }
