@@ -182,14 +182,15 @@ export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow
   }
 }
 
-/** A fresh migrated database: `terapi_bench_<random>` on BENCH_PG_URL (dropped by `drop`), or in-memory PGlite. */
+/** A fresh migrated database: `<BENCH_DB_PREFIX or terapi_bench>_<random>` on BENCH_PG_URL (dropped by `drop`), or in-memory PGlite. */
 export async function createBenchDatabase(kind: 'postgres' | 'pglite', poolSize = 20): Promise<BenchDatabase> {
   if (kind === 'pglite') {
     const database = await openDatabase({});
     await database.migrate();
     return { database, kind, drop: () => database.close() };
   }
-  const dbName = `terapi_bench_${randomBytes(6).toString('hex')}`;
+  const prefix = /^[a-z_][a-z0-9_]{0,40}$/.test(process.env.BENCH_DB_PREFIX ?? '') ? process.env.BENCH_DB_PREFIX : 'terapi_bench';
+  const dbName = `${prefix}_${randomBytes(6).toString('hex')}`;
   await adminQuery(`CREATE DATABASE ${dbName}`);
   const url = new URL(pgAdminUrl);
   url.pathname = `/${dbName}`;

@@ -11,6 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { adminRoutes } from './admin/routes.js';
 import type { Config } from './config.js';
+import { connectionImportRoutes } from './connections/import-routes.js';
 import { nangoConnectionRoutes } from './connections/nango-routes.js';
 import { connectionRoutes } from './connections/routes.js';
 import { healthRoutes } from './health/routes.js';
@@ -36,7 +37,7 @@ import { runRoutes, syncRoutes } from './syncs/routes.js';
 import { webhookRoutes } from './webhooks/routes.js';
 import { createServices, type ServiceDeps, type Services, type ServicesConfig } from './services.js';
 
-export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'adminKey' | 'rateLimit' | 'shedding'>;
+export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'importBodyLimitBytes' | 'adminKey' | 'rateLimit' | 'shedding'>;
 
 export interface AppDeps extends ServiceDeps {
   config: AppConfig;
@@ -158,6 +159,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await api.register(nangoSyncRoutes, { syncs: services.syncs });
     await api.register(nangoIntegrationRoutes, { integrations });
     await api.register(nangoConnectionRoutes, { connections, tokens });
+    await api.register(connectionImportRoutes, { connections, maxBytes: config.importBodyLimitBytes });
     await api.register(tokenRoutes, { tokens });
   });
 

@@ -53,6 +53,12 @@ export const configSchema = z
       .min(1024)
       .max(100 * 1024 * 1024)
       .default(1024 * 1024),
+    TERAPI_IMPORT_BODY_LIMIT_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
     TERAPI_METADATA_LIMIT_BYTES: z.coerce
       .number()
       .int()
@@ -113,6 +119,7 @@ export const configSchema = z
     serverUrl: (c.TERAPI_SERVER_URL ?? defaultServerUrl(c.HOST, c.PORT)).replace(/\/+$/, ''),
     adminKey: c.TERAPI_ADMIN_KEY,
     bodyLimitBytes: c.TERAPI_BODY_LIMIT_BYTES,
+    importBodyLimitBytes: c.TERAPI_IMPORT_BODY_LIMIT_BYTES,
     metadataLimitBytes: c.TERAPI_METADATA_LIMIT_BYTES,
     allowProviderUrlOverrides: c.TERAPI_ALLOW_PROVIDER_URL_OVERRIDES,
     shutdownTimeoutMs: c.TERAPI_SHUTDOWN_TIMEOUT_MS,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { type Database, openDatabase } from './db/client.js';
+import { importUsage, parseImportArgs, runImportCommand, UsageError } from './cli/import.js';
 import { bootstrapDefaultEnvironment } from './environments/bootstrap.js';
 import { StartupError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
@@ -28,6 +29,10 @@ Roles:
   api       the HTTP API only (run several behind a load balancer)
   worker    background workers only (run several next to the API)
   migrate   apply database migrations and exit
+
+Commands:
+  import    import connections from an NDJSON or JSON file into a running server
+            (terapi import --help)
 
 Configuration comes from environment variables; see README.md.`;
 
@@ -64,6 +69,23 @@ async function openAndMigrate(config: Config, log: Logger): Promise<Database> {
   return database;
 }
 
+/** `terapi import`: a client of a running server (its URL and key default to this configuration's). */
+async function importCommand(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${importUsage}\n`);
+    return;
+  }
+  const config = loadConfig();
+  try {
+    const args = parseImportArgs(argv, { url: config.serverUrl, key: config.secretKey });
+    process.exitCode = await runImportCommand(args, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
+  } catch (err) {
+    process.stderr.write(`terapi import: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (err instanceof UsageError) process.stderr.write(`\n${importUsage}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const arg = argv[0] ?? 'serve';
   if (arg === '--help' || arg === '-h' || arg === 'help') {
@@ -74,6 +96,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${version}\n`);
     return;
   }
+  if (arg === 'import') return importCommand(argv.slice(1));
   if (!roles.includes(arg as Role)) {
     process.stderr.write(`Unknown role "${arg}".\n\n${usage}\n`);
     process.exit(2);

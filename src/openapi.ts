@@ -17,6 +17,7 @@ export async function renderOpenApi(): Promise<string> {
   const app = await buildApp({
     config: {
       bodyLimitBytes: 1,
+      importBodyLimitBytes: 1024,
       metadataLimitBytes: 1,
       allowProviderUrlOverrides: false,
       adminKey: undefined,

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,6 +201,58 @@ describe.runIf(usingPostgres)('terapi on Postgres (DATABASE_URL)', () => {
       expect((await fetch(`${url}/providers`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     } finally {
       expect(await stop(p.child, p.exited)).toBe(0);
+    }
+  });
+});
+
+describe('terapi import', () => {
+  it('streams a file to a running server in chunks and sums up; failures go to stderr or a file', async () => {
+    const { createTestApp } = await import('./helpers/app.js');
+    const t = await createTestApp();
+    try {
+      expect(
+        (await t.call({ method: 'POST', url: '/integration', payload: { provider_config_key: 'sg', provider: 'sendgrid' } })).statusCode,
+      ).toBe(200);
+      await t.app.listen({ host: '127.0.0.1', port: 0 });
+      const url = `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}`;
+      const lines = Array.from({ length: 25 }, (_, i) =>
+        JSON.stringify({ provider_config_key: 'sg', connection_id: `cli-${i}`, credentials: { api_key: `SG.${i}` } }),
+      );
+      lines.splice(10, 0, '', JSON.stringify({ provider_config_key: 'sg', connection_id: 'cli-bad' }));
+      const file = path.join(dataDir, 'connections.ndjson');
+      await writeFile(file, `${lines.join('\n')}\n`);
+
+      const run = (args: string[]) => {
+        const p = terapi(['import', '--url', url, '--key', t.env.key, '--chunk', '10', ...args], {});
+        return p.exited.then((code) => ({ code, out: p.out(), err: p.err() }));
+      };
+      const first = await run([file]);
+      expect(first.out).toMatch(/imported 26 connections: 25 created, 0 updated, 1 failed/);
+      // Line 12 of the file (after a blank line), named with its connection id and the missing field.
+      expect(first.err).toMatch(/line 12 \(cli-bad\): invalid_request: credentials: required/);
+      expect(first.code).toBe(1);
+      const list = await t.call({ method: 'GET', url: '/connection?provider_config_key=sg&limit=100' });
+      expect(list.json<{ connections: unknown[] }>().connections).toHaveLength(25);
+
+      const failures = path.join(dataDir, 'failures.ndjson');
+      const again = await run(['--failures', failures, file]);
+      expect(again.out).toMatch(/25 updated, 1 failed \(.*\); failures in /);
+      expect(again.err).toBe('');
+      expect(
+        (await readFile(failures, 'utf8'))
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as unknown),
+      ).toEqual([{ line: 12, connection_id: 'cli-bad', error: 'invalid_request', message: expect.stringContaining('credentials') }]);
+
+      const wrongKey = await run([file, '--key', 'terapi_sk_wrong']);
+      expect(wrongKey.code).toBe(1);
+      expect(wrongKey.err).toMatch(/answered 401/);
+      const usage = await run([]);
+      expect(usage.code).toBe(2);
+      expect(usage.err).toMatch(/no file given/);
+    } finally {
+      await t.close();
     }
   });
 });

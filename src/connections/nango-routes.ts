@@ -12,7 +12,7 @@ import {
   providerConfigKey,
 } from '../lib/schemas.js';
 import type { StoredCredentials } from './credentials.js';
-import { connectionExtras, connectionParams, credentialsInput, keyQuery, toConnectionInput } from './schemas.js';
+import { connectionParams, keyQuery, nangoImportBody, toConnectionInput } from './schemas.js';
 import type { TokenService } from '../tokens/service.js';
 import type { ConnectionService, ConnectionView } from './service.js';
 
@@ -197,13 +197,7 @@ export const nangoConnectionRoutes: FastifyPluginAsyncZod<{ connections: Connect
       tags,
       summary: 'Import a connection (Nango-compatible)',
       description: 'Creates or updates a connection from credentials you already hold. A connection_id is generated when omitted.',
-      body: z.object({
-        provider_config_key: providerConfigKey,
-        connection_id: connectionIdSchema.optional(),
-        credentials: credentialsInput.optional(),
-        metadata: jsonObject.optional(),
-        ...connectionExtras,
-      }),
+      body: nangoImportBody,
       response: { 200: nangoConnection, 201: nangoConnection, ...errors(400, 401, 503) },
     },
     handler: async (req, reply) => {

@@ -1,5 +1,5 @@
 import { and, asc, eq, getTableColumns, gt, ilike, inArray, sql, type SQL } from 'drizzle-orm';
-import type { DbOrTx } from '../db/client.js';
+import { type DbOrTx, queryRows } from '../db/client.js';
 import { connections, integrations } from '../db/schema/index.js';
 
 export type ConnectionRow = typeof connections.$inferSelect;
@@ -100,30 +100,100 @@ export type ConnectionUpsert = Pick<typeof connections.$inferInsert, 'environmen
     >
   >;
 
-/** Inserts or updates by (integration, connection id); fields left undefined keep their stored value. */
-export async function upsertConnection(db: DbOrTx, values: ConnectionUpsert & { credentialsType: ConnectionRow['credentialsType'] }) {
-  const set: Record<string, unknown> = { updatedAt: sql`now()` };
-  for (const key of [
-    'credentialsType',
-    'credentialsEnc',
-    'credentialsExpiresAt',
-    'refreshable',
-    'connectionConfig',
-    'metadata',
-    'tags',
-    'endUser',
-    'endUserId',
-  ] as const) {
-    if (values[key] !== undefined) set[key] = values[key];
+const writable = [
+  'credentialsType',
+  'credentialsEnc',
+  'credentialsExpiresAt',
+  'refreshable',
+  'connectionConfig',
+  'metadata',
+  'tags',
+  'endUser',
+  'endUserId',
+] as const;
+
+export type ConnectionWrite = ConnectionUpsert & { credentialsType: ConnectionRow['credentialsType'] };
+
+const tableColumns = Object.entries(getTableColumns(connections));
+const keyed = ['environmentId', 'integrationId', 'connectionId'] as const;
+
+/** A value as the text of a Postgres literal (every column travels as `text[]` and is cast in SQL). */
+function asText(value: string | number | boolean | Date | object | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'object') return JSON.stringify(value);
+  return typeof value === 'string' ? value : `${value}`;
+}
+
+/** A row of `RETURNING *` in the shape drizzle's own queries give (column keys, driver values mapped). */
+function fromDriver(raw: Record<string, unknown>): ConnectionRow {
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of tableColumns) {
+    const value = raw[column.name];
+    row[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
   }
-  // New credentials clear a previous auth error: the connection works again.
-  if (values.credentialsEnc !== undefined) set.error = null;
-  const [row] = await db
-    .insert(connections)
-    .values(values)
-    .onConflictDoUpdate({ target: [connections.integrationId, connections.connectionId], set })
-    .returning({ id: connections.id, inserted: sql<boolean>`(xmax = 0)` });
-  return row!;
+  return row as ConnectionRow;
+}
+
+/**
+ * Inserts or updates connections by (integration, connection id); a field left undefined keeps its
+ * stored value. Rows that define the same fields share one statement whose values travel as one
+ * array per column (`unnest`), so a batch of hundreds costs one round trip and no per-value query
+ * building. The (integration, connection id) pairs must be distinct: one statement cannot update a
+ * row twice. Returns every row as stored, with whether it was inserted (in no particular order).
+ */
+export async function upsertConnections(db: DbOrTx, rows: readonly ConnectionWrite[]): Promise<(ConnectionRow & { inserted: boolean })[]> {
+  const shapes = new Map<string, ConnectionWrite[]>();
+  for (const row of rows) {
+    const shape = writable.filter((k) => row[k] !== undefined).join(',');
+    const group = shapes.get(shape);
+    if (group) group.push(row);
+    else shapes.set(shape, [row]);
+  }
+  const out: (ConnectionRow & { inserted: boolean })[] = [];
+  for (const [shape, group] of shapes) {
+    const fields = shape.split(',') as (typeof writable)[number][];
+    const all = [...keyed, ...fields];
+    const names = all.map((f) => sql.identifier(connections[f].name));
+    const arrays = all.map((f) => sql`${sql.param(group.map((r) => asText(r[f])))}::text[]`);
+    const casts = all.map((f, i) => sql`${sql.identifier(`c${i}`)}::${sql.raw(connections[f].getSQLType())}`);
+    const set = [
+      sql`updated_at = now()`,
+      ...fields.map((f) => sql`${sql.identifier(connections[f].name)} = excluded.${sql.identifier(connections[f].name)}`),
+      // New credentials clear a previous auth error: the connection works again.
+      ...(fields.includes('credentialsEnc') ? [sql`error = NULL`] : []),
+    ];
+    const result = await queryRows<Record<string, unknown>>(
+      db,
+      sql`INSERT INTO ${connections} (${sql.join(names, sql`, `)})
+          SELECT ${sql.join(casts, sql`, `)} FROM unnest(${sql.join(arrays, sql`, `)}) AS u(${sql.join(
+            all.map((_, i) => sql.identifier(`c${i}`)),
+            sql`, `,
+          )})
+          ON CONFLICT (integration_id, connection_id) DO UPDATE SET ${sql.join(set, sql`, `)}
+          RETURNING *, (xmax = 0) AS terapi_inserted`,
+    );
+    for (const raw of result) out.push({ ...fromDriver(raw), inserted: raw.terapi_inserted === true });
+  }
+  return out;
+}
+
+/** The existing connections among (integration, connection id) pairs of one environment, in one query. */
+export async function findConnectionsByKeys(
+  db: DbOrTx,
+  environmentId: string,
+  keys: readonly { integrationId: number; connectionId: string }[],
+): Promise<ConnectionRow[]> {
+  if (!keys.length) return [];
+  return db
+    .select()
+    .from(connections)
+    .where(
+      and(
+        eq(connections.environmentId, environmentId),
+        sql`(${connections.integrationId}, ${connections.connectionId}) IN (SELECT * FROM unnest(${sql.param(keys.map((k) => k.integrationId))}::bigint[], ${sql.param(keys.map((k) => k.connectionId))}::text[]))`,
+      ),
+    );
 }
 
 /** Deletes one connection; returns what revoking its grant afterwards needs. */

@@ -56,6 +56,15 @@ export const createConnectionBody = z
   .strict()
   .meta({ id: 'CreateConnectionRequest' });
 
+/** Nango's import body (`POST /connections`): the connection id is generated when omitted. */
+export const nangoImportBody = z.object({
+  provider_config_key: providerConfigKey,
+  connection_id: connectionIdSchema.optional(),
+  credentials: credentialsInput.optional(),
+  metadata: jsonObject.optional(),
+  ...connectionExtras,
+});
+
 export const connection = z
   .object({
     id: z.string().describe('Unique connection identifier (set by your application)'),

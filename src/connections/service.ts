@@ -1,19 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { verifyCredentials } from '../providers/verify.js';
 import type { Db, DbOrTx } from '../db/client.js';
-import { type NotificationHub, notifyChange } from '../db/notifications.js';
+import { type NotificationHub, notifyChange, notifyChanges } from '../db/notifications.js';
 import type { EndUser } from '../db/schema/index.js';
 import type { FunctionSchedules } from '../functions/service.js';
 import type { IntegrationLookup } from '../integrations/service.js';
 import { positionCursors } from '../lib/cursor.js';
-import { FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
+import { AppError, FailedDependencyError, NotFoundError, ValidationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { jsonBytes } from '../lib/schemas.js';
 import type { Vault } from '../lib/vault.js';
 import type { Catalog } from '../providers/catalog.js';
+import type { Provider } from '../providers/schema.js';
 import type { RecordPurges } from '../records/purges.js';
 import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
-import { recordEvent } from '../events/repository.js';
+import { type NewEvent, recordEvents } from '../events/repository.js';
 import type { ConnectionReader } from './reader.js';
 import * as repo from './repository.js';
 import { createFetchStamps } from './fetch-stamps.js';
@@ -46,6 +47,27 @@ export type ConnectionService = ReturnType<typeof createConnectionService>;
 /** What other domains read of connections; they receive a narrowed copy from services.ts. */
 export type ConnectionLookup = ConnectionService['lookup'];
 
+/** One item of a bulk import: its position in the request and the connection it describes. */
+export interface ImportEntry {
+  index: number;
+  input: ConnectionInput;
+}
+
+export type ImportOutcome =
+  | { index: number; connectionId: string; providerConfigKey: string; status: 'created' | 'updated' }
+  | { index: number; connectionId: string | null; providerConfigKey: string | null; status: 'error'; error: AppError };
+
+type IntegrationRow = NonNullable<Awaited<ReturnType<IntegrationLookup['find']>>>;
+interface Target {
+  integration: IntegrationRow;
+  provider: Provider;
+}
+/** A connection write and, for new credentials, the integration facts of its `auth` event. */
+interface StoreItem {
+  values: repo.ConnectionWrite;
+  auth?: { providerConfigKey: string; provider: string };
+}
+
 const CONFIG_LIMIT = 16 * 1024;
 /** How long `last_fetched_at` stamps wait to be written together. */
 const FETCH_STAMP_DELAY_MS = 1000;
@@ -61,7 +83,7 @@ export function createConnectionService(deps: {
   log: Logger;
   integrations: Pick<IntegrationLookup, 'find'>;
   /** A new connection gets the syncs enabled on its integration, in the transaction that creates it. */
-  schedules: Pick<FunctionSchedules, 'createForConnection'>;
+  schedules: Pick<FunctionSchedules, 'createForConnections'>;
   /** A deleted connection's records are purged on the worker (the deleting transaction records the purge). */
   purges: Pick<RecordPurges, 'wake'>;
 }) {
@@ -73,33 +95,127 @@ export function createConnectionService(deps: {
   const revoker = createRevoker({ fetch: deps.fetch, vault, log: deps.log });
 
   /**
-   * The one write of a connection's row, in one transaction: a new connection gets its
-   * integration's syncs; new credentials (`auth`) are an `auth` webhook (creation or override), as
-   * when the end user authorizes through Connect; every process's caches drop the row once it commits.
+   * The one write of connection rows, in one transaction of a few set-based statements however many
+   * rows: new connections get their integration's syncs; new credentials (`auth`) are an `auth`
+   * webhook (creation or override) unless `events` is off, as when the end user authorizes through
+   * Connect; every process's caches drop the updated rows once it commits. A new row needs no
+   * notification: no cache holds a connection that did not exist. The (integration, connection id)
+   * pairs must be distinct. Returns the stored rows in the order of `items`.
    */
-  async function store(
-    values: Parameters<typeof repo.upsertConnection>[1],
-    auth?: { providerConfigKey: string; provider: string; endUser: EndUser | null; tags: Record<string, string> },
-  ) {
-    const row = await db.transaction(async (tx) => {
-      const upserted = await repo.upsertConnection(tx, values);
-      if (upserted.inserted) await deps.schedules.createForConnection(tx, upserted.id);
-      if (auth) {
-        await recordEvent(tx, {
-          environmentId: values.environmentId,
-          type: 'auth',
-          operation: upserted.inserted ? 'creation' : 'override',
-          success: true,
-          providerConfigKey: auth.providerConfigKey,
-          connectionId: values.connectionId,
-          payload: { provider: auth.provider, authMode: values.credentialsType, endUser: auth.endUser, tags: auth.tags },
+  async function storeMany(items: readonly StoreItem[], opts: { events: boolean }) {
+    const rows = await db.transaction(async (tx) => {
+      const stored = await repo.upsertConnections(
+        tx,
+        items.map((i) => i.values),
+      );
+      const byKey = new Map(stored.map((r) => [`${r.integrationId}\u0000${r.connectionId}`, r]));
+      const ordered = items.map((i) => byKey.get(`${i.values.integrationId}\u0000${i.values.connectionId}`)!);
+      await deps.schedules.createForConnections(
+        tx,
+        ordered.filter((r) => r.inserted).map((r) => r.id),
+      );
+      if (opts.events) {
+        const events: NewEvent[] = [];
+        items.forEach(({ auth }, i) => {
+          const row = ordered[i]!;
+          if (!auth) return;
+          events.push({
+            environmentId: row.environmentId,
+            type: 'auth',
+            operation: row.inserted ? 'creation' : 'override',
+            success: true,
+            providerConfigKey: auth.providerConfigKey,
+            connectionId: row.connectionId,
+            payload: { provider: auth.provider, authMode: row.credentialsType, endUser: row.endUser ?? null, tags: row.tags },
+          });
         });
+        await recordEvents(tx, events);
       }
-      await notifyChange(tx, 'conn', upserted.id);
-      return upserted;
+      await notifyChanges(
+        tx,
+        'conn',
+        ordered.filter((r) => !r.inserted).map((r) => r.id),
+      );
+      return ordered;
     });
-    deps.hub.emitLocal('conn', row.id);
-    return row;
+    for (const r of rows) if (!r.inserted) deps.hub.emitLocal('conn', r.id);
+    return rows;
+  }
+
+  /** The stored row as readers see it (the integration facts are the caller's). */
+  const view = (row: repo.ConnectionRow & { inserted: boolean }, target: Target): ConnectionView => {
+    const { inserted: _inserted, ...rest } = row;
+    return { ...rest, providerConfigKey: target.integration.uniqueKey, provider: target.integration.provider };
+  };
+
+  function checkSizes(input: ConnectionInput) {
+    checkMetadata(input.metadata);
+    if (input.connectionConfig && jsonBytes(input.connectionConfig) > CONFIG_LIMIT) {
+      throw ValidationError.field('connection_config', `must be at most ${CONFIG_LIMIT} bytes of JSON`);
+    }
+  }
+
+  /**
+   * Whether checking an import needs the stored connection: to keep its credentials, to verify with
+   * its config, or because the config alone would not be valid for a new connection (and may be
+   * completed by the stored one). Otherwise the import is checked as a new connection, which the
+   * stored one can only pass as well, and the auth event reads the stored fields from the write.
+   */
+  function needsExisting(input: ConnectionInput, { integration, provider }: Target): boolean {
+    if (!input.credentials || input.verify) return true;
+    try {
+      validateConnectionConfig(
+        provider,
+        { ...input.connectionConfig },
+        { apiBaseUrl: integration.urlOverrides.api_base_url ?? provider.api_base_url },
+      );
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  /** Validates and encrypts one import (throws a field-naming ValidationError); `existing` is the stored row, when it was needed. */
+  function prepare(
+    environmentId: string,
+    input: ConnectionInput,
+    connectionId: string,
+    { integration, provider }: Target,
+    existing: Pick<repo.ConnectionRow, 'connectionConfig' | 'credentialsType'> | undefined,
+  ): StoreItem & { normalized: ReturnType<typeof normalizeCredentials> | undefined } {
+    if (!input.credentials && !existing && provider.auth_mode !== 'OAUTH2_CC') {
+      throw ValidationError.field('credentials', `required to create a ${provider.auth_mode} connection for "${provider.name}"`);
+    }
+    if (input.connectionConfig !== undefined || !existing) {
+      const merged = { ...existing?.connectionConfig, ...input.connectionConfig };
+      validateConnectionConfig(provider, merged, { apiBaseUrl: integration.urlOverrides.api_base_url ?? provider.api_base_url });
+    }
+    const normalized = input.credentials
+      ? normalizeCredentials(provider, input.credentials)
+      : !existing
+        ? normalizeCredentials(provider, {})
+        : undefined;
+    const ids = { environmentId, integrationId: integration.id, connectionId };
+    // Encrypt before the write: if encryption is unavailable, nothing is stored.
+    const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
+    return {
+      normalized,
+      values: {
+        ...ids,
+        credentialsType: normalized?.stored.type ?? existing!.credentialsType,
+        credentialsEnc,
+        credentialsExpiresAt: normalized ? normalized.expiresAt : undefined,
+        refreshable: normalized?.refreshable,
+        connectionConfig: input.connectionConfig,
+        metadata: input.metadata,
+        tags: input.tags,
+        endUser: input.endUser,
+        endUserId: input.endUser?.id,
+      },
+      // New credentials are an `auth` event; a metadata-only update of an existing connection is not
+      // (a new connection always has credentials, if only empty OAUTH2_CC ones).
+      auth: normalized ? { providerConfigKey: integration.uniqueKey, provider: provider.name } : undefined,
+    };
   }
 
   function checkMetadata(metadata: Record<string, unknown> | undefined) {
@@ -119,12 +235,6 @@ export function createConnectionService(deps: {
     return { integration, provider };
   }
 
-  async function requireConnection(environmentId: string, key: string, connectionId: string) {
-    const row = await repo.findConnection(db, environmentId, key, connectionId);
-    if (!row) throw notFound(key, connectionId);
-    return row;
-  }
-
   return {
     lookup: {
       find: (environmentId: string, key: string, connectionId: string) => repo.findConnection(db, environmentId, key, connectionId),
@@ -132,36 +242,28 @@ export function createConnectionService(deps: {
       findById: (ids: number[], tx: DbOrTx = db) => repo.findConnectionsById(tx, ids),
     },
 
-    /** Imports credentials for a connection; creates it or updates the existing one (as Nango does). */
+    /**
+     * Imports credentials for a connection; creates it or updates the existing one (as Nango does).
+     * Usually two statements: the integration, then one transaction writing the row, its syncs, the
+     * auth event and the cache notification; the stored row is read first only when needed.
+     */
     async upsert(environmentId: string, input: ConnectionInput): Promise<{ connection: ConnectionView; created: boolean }> {
-      checkMetadata(input.metadata);
-      if (input.connectionConfig && jsonBytes(input.connectionConfig) > CONFIG_LIMIT) {
-        throw ValidationError.field('connection_config', `must be at most ${CONFIG_LIMIT} bytes of JSON`);
-      }
-      const { integration, provider } = await requireIntegration(environmentId, input.providerConfigKey, true);
+      checkSizes(input);
+      const target = await requireIntegration(environmentId, input.providerConfigKey, true);
       const connectionId = input.connectionId ?? randomUUID();
-      const existing = input.connectionId ? await repo.findConnection(db, environmentId, input.providerConfigKey, connectionId) : undefined;
-
-      if (!input.credentials && !existing && provider.auth_mode !== 'OAUTH2_CC') {
-        throw ValidationError.field('credentials', `required to create a ${provider.auth_mode} connection for "${provider.name}"`);
-      }
-      if (input.connectionConfig !== undefined || !existing) {
-        const merged = { ...existing?.connectionConfig, ...input.connectionConfig };
-        validateConnectionConfig(provider, merged, { apiBaseUrl: integration.urlOverrides.api_base_url ?? provider.api_base_url });
-      }
-      const normalized = input.credentials
-        ? normalizeCredentials(provider, input.credentials)
-        : !existing
-          ? normalizeCredentials(provider, {})
+      const existing =
+        input.connectionId && needsExisting(input, target)
+          ? await repo.findConnection(db, environmentId, input.providerConfigKey, connectionId)
           : undefined;
-
-      if (input.verify && normalized && (provider.auth_mode === 'API_KEY' || provider.auth_mode === 'BASIC')) {
+      const item = prepare(environmentId, input, connectionId, target, existing);
+      const { provider, integration } = target;
+      if (input.verify && item.normalized && (provider.auth_mode === 'API_KEY' || provider.auth_mode === 'BASIC')) {
         const check = await verifyCredentials(
           deps.fetch,
           provider,
           integration.urlOverrides,
           { ...existing?.connectionConfig, ...input.connectionConfig },
-          normalized.stored,
+          item.normalized.stored,
         );
         if (!check.ok && check.reason === 'invalid') {
           throw ValidationError.field('credentials', `${provider.display_name} rejected these credentials (HTTP ${check.status})`);
@@ -173,35 +275,106 @@ export function createConnectionService(deps: {
           );
         }
       }
-      const ids = { environmentId, integrationId: integration.id, connectionId };
-      // Encrypt before the write: if encryption is unavailable, nothing is stored.
-      const credentialsEnc = normalized ? vault.encryptJson(normalized.stored, credentialsContext(ids)) : undefined;
-      const credentialsType = normalized?.stored.type ?? existing!.credentialsType;
-      const row = await store(
-        {
-          ...ids,
-          credentialsType,
-          credentialsEnc,
-          credentialsExpiresAt: normalized ? normalized.expiresAt : undefined,
-          refreshable: normalized?.refreshable,
-          connectionConfig: input.connectionConfig,
-          metadata: input.metadata,
-          tags: input.tags,
-          endUser: input.endUser,
-          endUserId: input.endUser?.id,
-        },
-        // New credentials are an `auth` event; a metadata-only update of an existing connection is not
-        // (a new connection always has credentials, if only empty OAUTH2_CC ones).
-        normalized
-          ? {
-              providerConfigKey: input.providerConfigKey,
-              provider: provider.name,
-              endUser: input.endUser ?? existing?.endUser ?? null,
-              tags: input.tags ?? existing?.tags ?? {},
-            }
-          : undefined,
+      const [row] = await storeMany([item], { events: true });
+      return { connection: view(row!, target), created: row!.inserted };
+    },
+
+    /**
+     * Imports a batch of connections (one bulk-import batch): each entry is checked as a single
+     * import is, and an entry's error does not stop the others; the valid ones are written in one
+     * transaction. `events` sends the `auth` webhooks a single import sends. Entries must name
+     * distinct connections (the caller starts a new batch at a repeat). `verify` is refused: a bulk
+     * import does not call the provider once per item.
+     */
+    async importBatch(environmentId: string, entries: readonly ImportEntry[], opts: { events: boolean }): Promise<ImportOutcome[]> {
+      const targets = new Map<string, Promise<Target>>();
+      const targetOf = (key: string) => {
+        let t = targets.get(key);
+        if (!t) {
+          t = requireIntegration(environmentId, key, true);
+          t.catch(() => undefined);
+          targets.set(key, t);
+        }
+        return t;
+      };
+      const outcomes: ImportOutcome[] = new Array<ImportOutcome>(entries.length);
+      const failed = (i: number, connectionId: string | null, err: unknown) => {
+        if (!(err instanceof AppError) || err.statusCode >= 500) throw err;
+        outcomes[i] = {
+          index: entries[i]!.index,
+          connectionId,
+          providerConfigKey: entries[i]!.input.providerConfigKey,
+          status: 'error',
+          error: err,
+        };
+      };
+      const checked: { i: number; connectionId: string; target: Target }[] = [];
+      for (let i = 0; i < entries.length; i++) {
+        const { input } = entries[i]!;
+        const connectionId = input.connectionId ?? randomUUID();
+        try {
+          if (input.verify)
+            throw ValidationError.field('verify', 'is not available in a bulk import; import with POST /connections to verify');
+          checkSizes(input);
+          checked.push({ i, connectionId, target: await targetOf(input.providerConfigKey) });
+        } catch (err) {
+          failed(i, connectionId, err);
+        }
+      }
+      // The stored rows, for the entries that need them, in one query.
+      const wanted = checked.filter((c) => entries[c.i]!.input.connectionId && needsExisting(entries[c.i]!.input, c.target));
+      const stored = new Map(
+        (
+          await repo.findConnectionsByKeys(
+            db,
+            environmentId,
+            wanted.map((c) => ({ integrationId: c.target.integration.id, connectionId: c.connectionId })),
+          )
+        ).map((r) => [`${r.integrationId}\u0000${r.connectionId}`, r]),
       );
-      return { connection: await requireConnection(environmentId, input.providerConfigKey, connectionId), created: row.inserted };
+      const items: { i: number; item: StoreItem; target: Target }[] = [];
+      for (const c of checked) {
+        try {
+          const existing = stored.get(`${c.target.integration.id}\u0000${c.connectionId}`);
+          items.push({ i: c.i, target: c.target, item: prepare(environmentId, entries[c.i]!.input, c.connectionId, c.target, existing) });
+        } catch (err) {
+          failed(c.i, c.connectionId, err);
+        }
+      }
+      const written = async (group: typeof items) => {
+        const rows = await storeMany(
+          group.map((g) => g.item),
+          opts,
+        );
+        group.forEach((g, k) => {
+          outcomes[g.i] = {
+            index: entries[g.i]!.index,
+            connectionId: rows[k]!.connectionId,
+            providerConfigKey: g.target.integration.uniqueKey,
+            status: rows[k]!.inserted ? 'created' : 'updated',
+          };
+        });
+      };
+      try {
+        await written(items);
+      } catch (err) {
+        // The batch failed as a whole (a row the database refused): write the items one by one, so
+        // only the refused ones fail.
+        deps.log.warn({ err, items: items.length }, 'bulk import batch failed; writing its items one by one');
+        for (const one of items) {
+          try {
+            await written([one]);
+          } catch (itemErr) {
+            deps.log.warn({ err: itemErr, index: entries[one.i]!.index }, 'bulk import item could not be stored');
+            failed(
+              one.i,
+              one.item.values.connectionId,
+              new AppError(422, 'unstorable', 'the database refused this connection (see the server log for the reason)'),
+            );
+          }
+        }
+      }
+      return outcomes;
     },
 
     /** A connection as readers see it (cached per process, invalidated by every write). */
@@ -231,21 +404,27 @@ export function createConnectionService(deps: {
     }): Promise<{ connection: ConnectionView; created: boolean }> {
       const ids = { environmentId: p.environmentId, integrationId: p.integrationId, connectionId: p.connectionId };
       const credentialsEnc = vault.encryptJson(p.stored, credentialsContext(ids));
-      const created = await store(
-        {
-          ...ids,
-          credentialsType: p.stored.type,
-          credentialsEnc,
-          credentialsExpiresAt: p.expiresAt,
-          refreshable: p.refreshable,
-          connectionConfig: p.connectionConfig,
-          endUser: p.endUser,
-          endUserId: p.endUser.id,
-          tags: p.tags,
-        },
-        { providerConfigKey: p.providerConfigKey, provider: p.provider, endUser: p.endUser, tags: p.tags },
+      const [row] = await storeMany(
+        [
+          {
+            values: {
+              ...ids,
+              credentialsType: p.stored.type,
+              credentialsEnc,
+              credentialsExpiresAt: p.expiresAt,
+              refreshable: p.refreshable,
+              connectionConfig: p.connectionConfig,
+              endUser: p.endUser,
+              endUserId: p.endUser.id,
+              tags: p.tags,
+            },
+            auth: { providerConfigKey: p.providerConfigKey, provider: p.provider },
+          },
+        ],
+        { events: true },
       );
-      return { connection: await requireConnection(p.environmentId, p.providerConfigKey, p.connectionId), created: created.inserted };
+      const { inserted, ...rest } = row!;
+      return { connection: { ...rest, providerConfigKey: p.providerConfigKey, provider: p.provider }, created: inserted };
     },
 
     /**

@@ -32,6 +32,12 @@ export async function notifyChange(db: DbOrTx, kind: ChangeKind, id: string | nu
   await db.execute(sql`SELECT pg_notify(${CHANGE_CHANNEL}, ${`${kind}:${id}`})`);
 }
 
+/** One notification per id, sent by one statement (a bulk write changes hundreds of rows per transaction). */
+export async function notifyChanges(db: DbOrTx, kind: ChangeKind, ids: readonly (string | number)[]): Promise<void> {
+  if (!ids.length) return;
+  await db.execute(sql`SELECT pg_notify(${CHANGE_CHANNEL}, ${`${kind}:`} || id) FROM unnest(${sql.param(ids.map(String))}::text[]) AS id`);
+}
+
 export interface HubOptions {
   log: Logger;
   /** First delay before listening again after the session was lost; doubles up to `maxDelayMs`. */

@@ -15,3 +15,9 @@ export interface NewEvent {
 export async function recordEvent(db: DbOrTx, event: NewEvent): Promise<void> {
   await db.insert(events).values({ ...event, payload: event.payload ?? {} });
 }
+
+/** Records several events in one statement (a bulk write reports each row it changed). */
+export async function recordEvents(db: DbOrTx, list: readonly NewEvent[]): Promise<void> {
+  if (!list.length) return;
+  await db.insert(events).values(list.map((e) => ({ ...e, payload: e.payload ?? {} })));
+}

@@ -90,14 +90,18 @@ export async function createSyncsForConfig(db: DbOrTx, config: FunctionConfigRow
   return rows.map((r) => Number(r.id));
 }
 
-/** A new connection gets every sync enabled on its integration. Returns the ids of syncs due now. */
-export async function createSyncsForConnection(db: DbOrTx, connectionPk: number): Promise<number[]> {
+/**
+ * New connections get every sync enabled on their integrations, in one statement however many
+ * connections (a bulk import writes hundreds per transaction). Returns the ids of syncs due now.
+ */
+export async function createSyncsForConnections(db: DbOrTx, connectionPks: readonly number[]): Promise<number[]> {
+  if (!connectionPks.length) return [];
   const rows = await queryRows<{ id: number; paused: boolean }>(
     db,
     sql`INSERT INTO syncs (environment_id, connection_pk, function_config_id, name, paused, next_run_at)
         SELECT f.environment_id, c.id, f.id, f.name, NOT f.auto_start, CASE WHEN f.auto_start THEN now() END
           FROM ${connections} c JOIN ${functionConfigs} f ON f.integration_id = c.integration_id AND f.type = 'sync'
-         WHERE c.id = ${connectionPk}
+         WHERE c.id = ANY(${sql.param(connectionPks.map(Number))}::bigint[])
         ON CONFLICT (connection_pk, name) DO NOTHING
         RETURNING id, paused`,
   );

@@ -48,7 +48,7 @@ export function createFunctionService(deps: {
     },
     schedules: {
       /** Inside the caller's transaction: the syncs enabled on the new connection's integration. */
-      createForConnection: (tx: DbOrTx, connectionPk: number) => repo.createSyncsForConnection(tx, connectionPk),
+      createForConnections: (tx: DbOrTx, connectionPks: readonly number[]) => repo.createSyncsForConnections(tx, connectionPks),
     },
 
     async list(environmentId: string, key: string): Promise<FunctionView[]> {

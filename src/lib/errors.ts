@@ -101,6 +101,12 @@ export class ConflictError extends AppError {
   }
 }
 
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string) {
+    super(413, 'payload_too_large', message);
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   constructor(code: string, message: string) {
     super(503, code, message);

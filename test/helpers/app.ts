@@ -68,6 +68,7 @@ export const ADMIN_KEY = `admin_${randomBytes(24).toString('hex')}`;
 
 export const defaultTestConfig: AppConfig = {
   bodyLimitBytes: 1024 * 1024,
+  importBodyLimitBytes: 64 * 1024 * 1024,
   metadataLimitBytes: 64 * 1024,
   allowProviderUrlOverrides: false,
   adminKey: ADMIN_KEY,
