@@ -123,7 +123,12 @@ describe('query plans of the hot paths at scale', () => {
         payload: {
           provider_config_key: keyOf(n),
           connection_id: 'plan-import-1',
-          credentials: { type: 'OAUTH2', access_token: 'gho_plan', refresh_token: 'ghr_plan', expires_at: new Date(Date.now() + 86_400_000) },
+          credentials: {
+            type: 'OAUTH2',
+            access_token: 'gho_plan',
+            refresh_token: 'ghr_plan',
+            expires_at: new Date(Date.now() + 86_400_000),
+          },
         },
       });
       expect(r.statusCode, r.body).toBeLessThan(300);

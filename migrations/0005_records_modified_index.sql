@@ -1,1 +1,0 @@
-CREATE INDEX "records_modified_idx" ON "records" USING btree ("connection_pk","model","modified_at");
