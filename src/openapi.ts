@@ -28,6 +28,7 @@ export async function renderOpenApi(): Promise<string> {
       queues: defaults.queues,
       runs: defaults.runs,
       webhooks: defaults.webhooks,
+      proxy: defaults.proxy,
     },
     // Never contacted: producers connect on their first job.
     redis: { url: 'redis://127.0.0.1:6379' },
