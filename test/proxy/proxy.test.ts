@@ -6,7 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { startProxyTarget, type ProxyTarget } from '../fixtures/providers/proxy-target.js';
 
@@ -45,6 +45,9 @@ beforeAll(async () => {
   await connection('serpapi', 'acct', { type: 'API_KEY', api_key: 'serp key&=' });
   await integration('aircall', 'aircall');
   await connection('aircall', 'acct', { type: 'BASIC', username: 'ada', password: 'p@ss:word' });
+});
+beforeEach(() => {
+  target.expect = null;
 });
 afterAll(async () => {
   await t?.close();
@@ -194,6 +197,58 @@ describe('bodies and headers', () => {
     expect(decoded.headers['content-encoding']).toBeUndefined();
     expect(decoded.headers['content-length']).toBeUndefined();
     expect(decoded.json()).toMatchObject({ compressed: true });
+  });
+});
+
+describe('refresh on 401', () => {
+  it('a provider 401 on a token Terapi believed valid: one forced refresh, one more attempt with the new token', async () => {
+    const i = await t.call({
+      method: 'POST',
+      url: '/integration',
+      payload: {
+        provider_config_key: 'rotating',
+        provider: 'oauth2',
+        oauth_client_id: 'client',
+        oauth_client_secret: 'secret',
+        authorization_url: `${target.url}/oauth/authorize`,
+        token_url: `${target.url}/oauth/token`,
+        api_base_url: target.url,
+      },
+    });
+    expect(i.statusCode, i.body).toBe(200);
+    const expires = new Date(Date.now() + 3600_000).toISOString();
+    await connection('rotating', 'r', { type: 'OAUTH2', access_token: 'tok-1', refresh_token: 'refresh-1', expires_at: expires });
+    const headers = { 'connection-id': 'r', 'provider-config-key': 'rotating' };
+    target.refreshes = 0;
+    // The provider revoked tok-1 early: only the token the next refresh hands out works.
+    target.expect = { header: ['authorization', 'Bearer tok-2'] };
+    const payload = '{"kept": "for the second attempt"}';
+    const r = await t.call({ method: 'POST', url: '/proxy/echo/me', headers: { ...headers, 'content-type': 'application/json' }, payload });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(echoed(r)).toMatchObject({ body: payload, headers: { authorization: 'Bearer tok-2' } });
+    expect(target.refreshes).toBe(1);
+    const again = await t.call({ method: 'GET', url: '/proxy/echo/me', headers });
+    expect(again.statusCode).toBe(200);
+    expect(target.refreshes).toBe(1);
+
+    // Still 401 after the refresh: the provider's answer comes back, with no third attempt.
+    target.expect = { header: ['authorization', 'Bearer never'] };
+    target.acceptRefreshed = false;
+    const before = target.requests.length;
+    const denied = await t.call({ method: 'GET', url: '/proxy/echo/me', headers });
+    expect(denied.statusCode).toBe(401);
+    expect(denied.json()).toEqual({ message: 'Bad credentials' });
+    expect(denied.headers['x-terapi-error']).toBeUndefined();
+    expect(target.requests.slice(before).map((q) => q.path)).toEqual(['/echo/me', '/oauth/token', '/echo/me']);
+    target.acceptRefreshed = true;
+  });
+
+  it('no refresh token: the 401 comes back as the provider sent it', async () => {
+    target.expect = { header: ['authorization', 'Bearer other'] };
+    const r = await t.call({ method: 'GET', url: '/proxy/echo', headers: gh });
+    expect(r.statusCode).toBe(401);
+    expect(r.headers['www-authenticate']).toBe('Bearer');
+    expect(r.headers['x-terapi-error']).toBeUndefined();
   });
 });
 
