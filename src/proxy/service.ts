@@ -48,7 +48,9 @@ const NO_BODY_STATUS = new Set([204, 205, 304]);
 const RETRYABLE = new Set([429, 500, 502, 503, 504]);
 
 /** Terapi's own failures reaching the provider: each names the provider's origin, never a header or body. */
-function asAppError(err: unknown, viaOverride: boolean): unknown {
+function asAppError(err: unknown, viaOverride: boolean, signal: AbortSignal): unknown {
+  // The caller hung up: nobody reads this answer, and it is no failure of Terapi's or the provider's.
+  if (signal.aborted) return new AppError(499, 'client_closed_request', 'The caller closed the connection');
   if (!(err instanceof EgressError)) return err;
   if (err instanceof EgressDeniedError)
     return viaOverride
@@ -171,7 +173,7 @@ export function createProxyService(deps: {
         signal: call.signal,
       }).catch((err: unknown) => {
         discard();
-        throw asAppError(err, Boolean(call.baseUrlOverride));
+        throw asAppError(err, Boolean(call.baseUrlOverride), call.signal);
       });
       const res = last!;
       const headers = returnedHeaders(res.rawHeaders);
