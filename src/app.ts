@@ -35,6 +35,7 @@ import { recordRoutes } from './records/routes.js';
 import { nangoSyncRoutes } from './syncs/nango-routes.js';
 import { runRoutes, syncRoutes } from './syncs/routes.js';
 import { webhookRoutes } from './webhooks/routes.js';
+import { proxyRoutes } from './proxy/routes.js';
 import { createServices, type ServiceDeps, type Services, type ServicesConfig } from './services.js';
 
 export type AppConfig = ServicesConfig & Pick<Config, 'bodyLimitBytes' | 'importBodyLimitBytes' | 'adminKey' | 'rateLimit' | 'shedding'>;
@@ -161,6 +162,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await api.register(nangoConnectionRoutes, { connections, tokens });
     await api.register(connectionImportRoutes, { connections, maxBytes: config.importBodyLimitBytes });
     await api.register(tokenRoutes, { tokens });
+    await api.register(proxyRoutes, { proxy: services.proxy });
   });
 
   await app.register(async (admin) => {

@@ -75,6 +75,13 @@ export const configSchema = z
       .regex(/^[a-zA-Z0-9.,\-\s]*$/, 'must be a comma-separated list of host names')
       .default(''),
     TERAPI_EGRESS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    TERAPI_PROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+    TERAPI_PROXY_BODY_LIMIT_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(10 * 1024 * 1024 * 1024)
+      .default(100 * 1024 * 1024),
     TERAPI_CONNECT_SESSION_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
     TERAPI_REFRESH_MARGIN_SECONDS: z.coerce.number().int().min(0).max(86_400).default(900),
     TERAPI_REFRESH_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
@@ -131,6 +138,7 @@ export const configSchema = z
         .filter(Boolean),
       timeoutMs: c.TERAPI_EGRESS_TIMEOUT_MS,
     },
+    proxy: { timeoutMs: c.TERAPI_PROXY_TIMEOUT_MS, bodyLimitBytes: c.TERAPI_PROXY_BODY_LIMIT_BYTES },
     connectSessionTtlSeconds: c.TERAPI_CONNECT_SESSION_TTL_SECONDS,
     refreshMarginSeconds: c.TERAPI_REFRESH_MARGIN_SECONDS,
     refreshIntervalSeconds: c.TERAPI_REFRESH_INTERVAL_SECONDS,

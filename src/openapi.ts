@@ -32,6 +32,7 @@ export async function renderOpenApi(): Promise<string> {
       // Off: nothing here serves requests (and the limits' Redis client is never opened).
       rateLimit: { perEnvironment: 0, perIp: 0, windowMs: defaults.rateLimit.windowMs },
       shedding: { maxEventLoopDelayMs: 0, maxDatabaseWaiting: 0 },
+      proxy: defaults.proxy,
     },
     // Never contacted: producers connect on their first job.
     redis: { url: 'redis://127.0.0.1:6379' },

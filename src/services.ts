@@ -9,6 +9,7 @@ import { findEnvironmentByKeyHash } from './environments/repository.js';
 import { createEnvironmentService } from './environments/service.js';
 import { createIntegrationService } from './integrations/service.js';
 import { createEgressFetch, type HostLookup } from './lib/egress.js';
+import { createEgressStream } from './lib/egress/stream.js';
 import type { Logger } from './lib/logger.js';
 import type { Vault } from './lib/vault.js';
 import { createOAuthClient } from './oauth/client.js';
@@ -29,6 +30,7 @@ import { createRecordService } from './records/service.js';
 import { createSyncRunner } from './syncs/runner.js';
 import { createSyncService } from './syncs/service.js';
 import { createWebhookService } from './webhooks/service.js';
+import { createProxyService } from './proxy/service.js';
 
 export type ServicesConfig = Pick<
   Config,
@@ -42,6 +44,7 @@ export type ServicesConfig = Pick<
   | 'queues'
   | 'runs'
   | 'webhooks'
+  | 'proxy'
 > & {
   /** `lookup`: DNS resolution for the egress client (tests answer without the network); the system resolver otherwise. */
   egress: { lookup?: HostLookup };
@@ -194,6 +197,16 @@ export async function createServices(deps: ServiceDeps) {
     actions: createActionService({ db, reader, registry, functions: functions.lookup, queues, waitMs: config.runs.actionWaitMs }),
     records,
     purges,
+    proxy: createProxyService({
+      catalog,
+      tokens,
+      integrations: integrations.lookup,
+      egress: createEgressStream({ policy: egressPolicy, idleTimeoutMs: config.proxy.timeoutMs, lookup: config.egress.lookup }),
+      allowProviderUrlOverrides: config.allowProviderUrlOverrides,
+      maxRetryDelayMs: config.proxy.timeoutMs,
+      bodyLimitBytes: config.proxy.bodyLimitBytes,
+      log: logger,
+    }),
     webhooks: createWebhookService({
       db,
       vault,

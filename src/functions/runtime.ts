@@ -4,7 +4,7 @@ import type { ConnectionWithIntegration } from '../connections/repository.js';
 import type { ConnectionLookup } from '../connections/service.js';
 import type { IntegrationLookup } from '../integrations/service.js';
 import type { Logger } from '../lib/logger.js';
-import { fillTemplate } from '../providers/template.js';
+import { apiBaseUrl } from '../providers/template.js';
 import type { Catalog } from '../providers/catalog.js';
 import { credentialHeaders } from '../providers/placement.js';
 import { insertRunLogs, type LogLine } from '../runs/repository.js';
@@ -77,9 +77,8 @@ export function createFunctionRuntime(deps: {
   async function baseUrlOf(conn: ConnectionWithIntegration): Promise<string> {
     const provider = catalog.get(conn.provider);
     const integration = await deps.integrations.findById(conn.environmentId, conn.integrationId);
-    const template = integration?.urlOverrides.api_base_url ?? provider?.api_base_url;
-    if (!template) throw new Error(`integration "${conn.providerConfigKey}" has no API base URL: set api_base_url on the integration`);
-    return fillTemplate(template, conn.connectionConfig);
+    if (!provider) throw new Error(`provider ${conn.provider} is not in the catalog`);
+    return apiBaseUrl(provider, integration?.urlOverrides ?? {}, conn.connectionConfig);
   }
 
   return {

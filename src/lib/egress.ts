@@ -53,7 +53,8 @@ export interface EgressOptions {
   lookup?: HostLookup;
 }
 
-function denialReason(policy: EgressPolicy, host: string, address: string): string | null {
+/** Why the policy refuses `address` (reached as `host`), or null when it may be reached. */
+export function denialReason(policy: EgressPolicy, host: string, address: string): string | null {
   if (policy.allowPrivateNetworks) return null;
   const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
   if (policy.allowedHosts?.some((h) => h === bare || h === `[${bare}]`)) return null;

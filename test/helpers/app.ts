@@ -76,6 +76,7 @@ export const defaultTestConfig: AppConfig = {
   // Fake providers and the OAuth server fixture listen on loopback.
   egress: { allowPrivateNetworks: true, allowedHosts: [], timeoutMs: 10_000 },
   refreshMarginSeconds: 900,
+  proxy: { timeoutMs: 10_000, bodyLimitBytes: 64 * 1024 * 1024 },
   connectSessionTtlSeconds: 1800,
   serverUrl: 'http://127.0.0.1:3003',
   // Each test file has its own queue namespace, so files sharing one Redis (CI) never see each other's jobs.

@@ -786,7 +786,8 @@ describe('secrets never leave through responses, logs or the database', () => {
     }>();
     const problems: string[] = [];
     const succeeded = new Set<string>();
-    const gets = Object.entries(doc.paths).filter(([, ops]) => ops.get);
+    // The proxy returns whatever the provider answers (test/proxy/ checks what it sends and returns).
+    const gets = Object.entries(doc.paths).filter(([path, ops]) => ops.get && !/^(\/v1)?\/proxy\//.test(path));
     expect(gets.length).toBeGreaterThanOrEqual(20);
     let calls = 0;
     let handoutChecks = 0;
