@@ -694,6 +694,11 @@ const OTHER_TABLES: Record<string, (a: TestEnvironment) => SQL> = {
   records: (a) => sql`x.connection_pk IN (SELECT id FROM connections WHERE environment_id = ${a.id})`,
   record_counts: (a) => sql`x.connection_pk IN (SELECT id FROM connections WHERE environment_id = ${a.id})`,
   run_logs: (a) => sql`x.run_id IN (SELECT id FROM runs WHERE environment_id = ${a.id})`,
+  sync_seen_ids: (a) => sql`x.run_id IN (SELECT id FROM runs WHERE environment_id = ${a.id})`,
+  // Pending purges: of a disabled sync's models (by integration) or of deleted connections' records.
+  purges: (a) =>
+    sql`(x.integration_id IN (SELECT id FROM integrations WHERE environment_id = ${a.id})
+         OR x.connection_pks && ARRAY(SELECT id FROM connections WHERE environment_id = ${a.id}))`,
 };
 
 /** Every row of an environment, byte for byte (as JSON text), in one query. */
