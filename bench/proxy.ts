@@ -66,7 +66,8 @@ async function startTerapi(providerUrl: string) {
     egress: { ...base.egress, allowPrivateNetworks: true },
     queues: { ...base.queues, prefix: `terapi-bench-proxy-${randomBytes(3).toString('hex')}` },
   };
-  const database = await openDatabase({});
+  // BENCH_DATABASE_URL: measure on PostgreSQL (a fresh, empty database) instead of in-memory PGlite.
+  const database = await openDatabase({ databaseUrl: process.env.BENCH_DATABASE_URL });
   await database.migrate();
   const vault = createVault([{ id: 'bench', key: randomBytes(32) }]);
   const logger = createLogger({ level: 'warn' });
