@@ -197,6 +197,32 @@ function toResponse(incoming: Incoming, req: Outgoing, redirected: boolean): Res
   return response;
 }
 
+/**
+ * Sends HTTP(S) client requests through connection pools of their own (no global state), resolving
+ * hosts with a pinned lookup: a pooled socket was connected to a checked address, so reuse is safe.
+ * Idle sockets are unref'd by the agent and time out like Node's global agent.
+ */
+export function createPinnedRequester(lookup: LookupFunction) {
+  const agentOptions = { keepAlive: true, scheduling: 'lifo' as const, timeout: 5_000 };
+  const httpAgent = new http.Agent(agentOptions);
+  const httpsAgent = new https.Agent(agentOptions);
+  return (url: URL, method: string, headers: http.OutgoingHttpHeaders): http.ClientRequest => {
+    const isHttps = url.protocol === 'https:';
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    return (isHttps ? https : http).request({
+      protocol: url.protocol,
+      hostname: host,
+      port: url.port || (isHttps ? 443 : 80),
+      path: `${url.pathname}${url.search}`,
+      method,
+      headers,
+      agent: isHttps ? httpsAgent : httpAgent,
+      lookup,
+      ...(isHttps ? { rejectUnauthorized: true, ...(isIP(host) ? {} : { servername: host }) } : {}),
+    });
+  };
+}
+
 /** A fetch-compatible function bound to one egress policy; returns the global Response class. */
 export function createEgressFetch(opts: EgressOptions): typeof fetch {
   const { policy, userAgent } = opts;
@@ -204,11 +230,7 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
   const maxRedirects = opts.maxRedirects ?? 0;
   const maxBytes = opts.maxResponseBytes ?? 10 * 1024 * 1024;
   const lookup = pinnedLookup(policy, opts.lookup ?? systemLookup);
-  // Per-client pools (no global state); idle sockets are unref'd by the agent and time out like
-  // Node's global agent. A pooled socket was connected to a checked address, so reuse is safe.
-  const agentOptions = { keepAlive: true, scheduling: 'lifo' as const, timeout: 5_000 };
-  const httpAgent = new http.Agent(agentOptions);
-  const httpsAgent = new https.Agent(agentOptions);
+  const request = createPinnedRequester(lookup);
 
   function send(req: Outgoing, signal: AbortSignal): Promise<Incoming> {
     const { url } = req;
@@ -259,17 +281,7 @@ export function createEgressFetch(opts: EgressOptions): typeof fetch {
       signal.addEventListener('abort', onAbort, { once: true });
 
       try {
-        clientRequest = (isHttps ? https : http).request({
-          protocol: url.protocol,
-          hostname: host,
-          port: url.port || (isHttps ? 443 : 80),
-          path: `${url.pathname}${url.search}`,
-          method: req.method,
-          headers,
-          agent: isHttps ? httpsAgent : httpAgent,
-          lookup,
-          ...(isHttps ? { rejectUnauthorized: true, ...(isIP(host) ? {} : { servername: host }) } : {}),
-        });
+        clientRequest = request(url, req.method, headers);
       } catch (err) {
         return finish(networkError(err));
       }

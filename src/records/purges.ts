@@ -1,7 +1,7 @@
 import type { Db, DbOrTx } from '../db/client.js';
 import type { Logger } from '../lib/logger.js';
 import type { Queues } from '../queue/queues.js';
-import * as repo from './repository.js';
+import * as repo from './purge-repository.js';
 
 export type RecordPurger = ReturnType<typeof createRecordPurger>;
 

@@ -1,8 +1,7 @@
 import http from 'node:http';
-import https from 'node:https';
 import { isIP } from 'node:net';
 import { type Readable, pipeline } from 'node:stream';
-import { denialReason, type EgressPolicy, type HostLookup, pinnedLookup } from '../egress.js';
+import { createPinnedRequester, denialReason, type EgressPolicy, type HostLookup, pinnedLookup } from '../egress.js';
 import { EgressDeniedError, EgressError, EgressNetworkError, EgressTimeoutError, INVALID_HEADER_CODES } from './errors.js';
 
 /**
@@ -46,10 +45,7 @@ export type EgressStream = (req: StreamedRequest) => Promise<StreamedResponse>;
 export function createEgressStream(opts: EgressStreamOptions): EgressStream {
   const { policy, idleTimeoutMs } = opts;
   const lookup = opts.lookup ? pinnedLookup(policy, opts.lookup) : pinnedLookup(policy);
-  // Own pools, as createEgressFetch has: a pooled socket was connected to a checked address.
-  const agentOptions = { keepAlive: true, scheduling: 'lifo' as const, timeout: 5_000 };
-  const httpAgent = new http.Agent(agentOptions);
-  const httpsAgent = new https.Agent(agentOptions);
+  const request = createPinnedRequester(lookup);
 
   return (req) => {
     const { url } = req;
@@ -89,17 +85,7 @@ export function createEgressStream(opts: EgressStreamOptions): EgressStream {
       req.signal?.addEventListener('abort', onAbort, { once: true });
 
       try {
-        clientRequest = (isHttps ? https : http).request({
-          protocol: url.protocol,
-          hostname: host,
-          port: url.port || (isHttps ? 443 : 80),
-          path: `${url.pathname}${url.search}`,
-          method: req.method,
-          headers,
-          agent: isHttps ? httpsAgent : httpAgent,
-          lookup,
-          ...(isHttps ? { rejectUnauthorized: true, ...(isIP(host) ? {} : { servername: host }) } : {}),
-        });
+        clientRequest = request(url, req.method, headers);
       } catch (err) {
         return fail(err);
       }
