@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { verifyCredentials } from '../providers/verify.js';
 import type { Db, DbOrTx } from '../db/client.js';
-import { type NotificationHub, notifyChange, notifyChanges } from '../db/notifications.js';
+import { type NotificationHub, notifyChange } from '../db/notifications.js';
 import type { EndUser } from '../db/schema/index.js';
 import type { FunctionSchedules } from '../functions/service.js';
 import type { IntegrationLookup } from '../integrations/service.js';
@@ -14,10 +14,10 @@ import type { Catalog } from '../providers/catalog.js';
 import type { Provider } from '../providers/schema.js';
 import type { RecordPurges } from '../records/purges.js';
 import { credentialsContext, normalizeCredentials, type StoredCredentials, validateConnectionConfig } from './credentials.js';
-import { type NewEvent, recordEvents } from '../events/repository.js';
 import type { ConnectionReader } from './reader.js';
 import * as repo from './repository.js';
 import { createFetchStamps } from './fetch-stamps.js';
+import { createConnectionStore, type StoreItem } from './store.js';
 import { createRevoker, revocationEndpoint } from './revocation.js';
 
 export interface ConnectionInput {
@@ -62,11 +62,6 @@ interface Target {
   integration: IntegrationRow;
   provider: Provider;
 }
-/** A connection write and, for new credentials, the integration facts of its `auth` event. */
-interface StoreItem {
-  values: repo.ConnectionWrite;
-  auth?: { providerConfigKey: string; provider: string };
-}
 
 const CONFIG_LIMIT = 16 * 1024;
 /** How long `last_fetched_at` stamps wait to be written together. */
@@ -94,53 +89,7 @@ export function createConnectionService(deps: {
   const fetchStamps = createFetchStamps({ db, log: deps.log, delayMs: FETCH_STAMP_DELAY_MS });
   const revoker = createRevoker({ fetch: deps.fetch, vault, log: deps.log });
 
-  /**
-   * The one write of connection rows, in one transaction of a few set-based statements however many
-   * rows: new connections get their integration's syncs; new credentials (`auth`) are an `auth`
-   * webhook (creation or override) unless `events` is off, as when the end user authorizes through
-   * Connect; every process's caches drop the updated rows once it commits. A new row needs no
-   * notification: no cache holds a connection that did not exist. The (integration, connection id)
-   * pairs must be distinct. Returns the stored rows in the order of `items`.
-   */
-  async function storeMany(items: readonly StoreItem[], opts: { events: boolean }) {
-    const rows = await db.transaction(async (tx) => {
-      const stored = await repo.upsertConnections(
-        tx,
-        items.map((i) => i.values),
-      );
-      const byKey = new Map(stored.map((r) => [`${r.integrationId}\u0000${r.connectionId}`, r]));
-      const ordered = items.map((i) => byKey.get(`${i.values.integrationId}\u0000${i.values.connectionId}`)!);
-      await deps.schedules.createForConnections(
-        tx,
-        ordered.filter((r) => r.inserted).map((r) => r.id),
-      );
-      if (opts.events) {
-        const events: NewEvent[] = [];
-        items.forEach(({ auth }, i) => {
-          const row = ordered[i]!;
-          if (!auth) return;
-          events.push({
-            environmentId: row.environmentId,
-            type: 'auth',
-            operation: row.inserted ? 'creation' : 'override',
-            success: true,
-            providerConfigKey: auth.providerConfigKey,
-            connectionId: row.connectionId,
-            payload: { provider: auth.provider, authMode: row.credentialsType, endUser: row.endUser ?? null, tags: row.tags },
-          });
-        });
-        await recordEvents(tx, events);
-      }
-      await notifyChanges(
-        tx,
-        'conn',
-        ordered.filter((r) => !r.inserted).map((r) => r.id),
-      );
-      return ordered;
-    });
-    for (const r of rows) if (!r.inserted) deps.hub.emitLocal('conn', r.id);
-    return rows;
-  }
+  const storeMany = createConnectionStore({ db, hub: deps.hub, schedules: deps.schedules });
 
   /** The stored row as readers see it (the integration facts are the caller's). */
   const view = (row: repo.ConnectionRow & { inserted: boolean }, target: Target): ConnectionView => {
